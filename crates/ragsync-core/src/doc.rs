@@ -1,0 +1,246 @@
+//! Versions and the document state, a multi-value register.
+//!
+//! A [`Version`] is one write of a document (or a delete: a tombstone). Its `stamp` names it and
+//! its `clock` says which writes it has seen; a version always includes its own stamp.
+//! A [`DocState`] is the set of known versions that no other known version has seen: usually
+//! one, several after concurrent writes. The version with the greatest stamp is the *winner*;
+//! the others are *conflicts*, shown on reads and resolved by a write that has seen them.
+//!
+//! # Merge laws
+//!
+//! For any states `a`, `b`, `c` reachable by writes and merges (versions causally consistent:
+//! when a version's clock includes a stamp, it was written after that version was seen):
+//!
+//! 1. commutative: `merge(a, b) == merge(b, a)`;
+//! 2. associative: `merge(merge(a, b), c) == merge(a, merge(b, c))`;
+//! 3. idempotent: `merge(a, a) == a`;
+//! 4. dominance: if every version of `a` is seen by some version of `b`, `merge(a, b) == b`;
+//! 5. no loss: a version leaves the merged state only when a version that has seen it is in
+//!    the merged state.
+//!
+//! These are checked by property tests in `tests/merge_laws.rs` on histories of random writes,
+//! deletes and merges across several nodes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{ContentId, Stamp, VersionVector};
+
+/// Where a version's content is: its id, length and media type. The bytes live in the store,
+/// once per id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRef {
+    pub cid: ContentId,
+    pub len: u64,
+    /// Media type; `text/plain; charset=utf-8` for text written as text.
+    #[serde(rename = "type")]
+    pub content_type: String,
+}
+
+/// One write of a document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub stamp: Stamp,
+    /// Every write this version has seen, its own stamp included.
+    pub clock: VersionVector,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentRef>,
+}
+
+/// What a local write puts into a document.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Body {
+    pub title: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub content: Option<ContentRef>,
+}
+
+impl Version {
+    /// True when this version has seen `other` (and is not `other` itself).
+    pub fn has_seen(&self, other: &Version) -> bool {
+        self.stamp != other.stamp && self.clock.contains(&other.stamp)
+    }
+
+    /// A hash of the whole version, used only to break the tie between two different versions
+    /// that claim the same stamp (a broken or hostile peer), so that every node keeps the same one.
+    fn tie_break_hash(&self) -> blake3::Hash {
+        blake3::hash(&serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn has_body(&self, body: &Body) -> bool {
+        !self.deleted
+            && self.title == body.title
+            && self.metadata == body.metadata
+            && self.content == body.content
+    }
+}
+
+/// The set of versions of one document that no other known version has seen, sorted by stamp,
+/// greatest (the winner) first. Never empty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DocState {
+    versions: Vec<Version>,
+}
+
+/// What [`DocState::write`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteEffect {
+    /// A new version was added.
+    Written,
+    /// The document already held exactly this body as its only version: nothing changed.
+    Unchanged,
+}
+
+impl DocState {
+    /// The state of a document whose first known version is `v`.
+    pub fn new(v: Version) -> Self {
+        Self { versions: vec![v] }
+    }
+
+    /// Builds a state from versions in any order, dropping duplicates and seen versions.
+    /// `None` when `versions` is empty.
+    pub fn from_versions(versions: Vec<Version>) -> Option<Self> {
+        let mut it = versions.into_iter();
+        let mut state = Self::new(it.next()?);
+        for v in it {
+            state.insert(v);
+        }
+        Some(state)
+    }
+
+    /// The version reads and search show.
+    pub fn winner(&self) -> &Version {
+        &self.versions[0]
+    }
+
+    /// Concurrent versions that lost to the winner.
+    pub fn conflicts(&self) -> &[Version] {
+        &self.versions[1..]
+    }
+
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// True when the winner is a tombstone and nothing concurrent is alive.
+    pub fn is_deleted(&self) -> bool {
+        self.versions.iter().all(|v| v.deleted)
+    }
+
+    /// The union of all versions' clocks: what a write that resolves every conflict has seen.
+    pub fn clock(&self) -> VersionVector {
+        let mut c = VersionVector::new();
+        for v in &self.versions {
+            c.merge(&v.clock);
+        }
+        c
+    }
+
+    /// Merges `other` into `self`; see the merge laws in the module docs. Returns true when
+    /// `self` changed.
+    pub fn merge(&mut self, other: &DocState) -> bool {
+        let before = self.versions.clone();
+        for v in &other.versions {
+            self.insert(v.clone());
+        }
+        self.versions != before
+    }
+
+    /// Adds one version, keeping only versions that no other has seen.
+    fn insert(&mut self, v: Version) {
+        if let Some(same) = self.versions.iter_mut().find(|x| x.stamp == v.stamp) {
+            if *same != v && v.tie_break_hash().as_bytes() > same.tie_break_hash().as_bytes() {
+                *same = v;
+            }
+            return;
+        }
+        if self.versions.iter().any(|x| x.has_seen(&v)) {
+            return;
+        }
+        self.versions.retain(|x| !v.has_seen(x));
+        let at = self.versions.partition_point(|x| x.stamp > v.stamp);
+        self.versions.insert(at, v);
+        self.debug_check_invariants();
+    }
+
+    /// A local write with a fresh `stamp` (greater than every stamp this node knows): the new
+    /// version has seen every version of the state, so it resolves all conflicts. Writing the
+    /// body the document already holds, with no conflicts, changes nothing.
+    pub fn write(&mut self, stamp: Stamp, body: Body) -> WriteEffect {
+        if self.versions.len() == 1 && self.versions[0].has_body(&body) {
+            return WriteEffect::Unchanged;
+        }
+        let v = Self::local_version(Some(self), stamp, false, body);
+        self.versions = vec![v];
+        WriteEffect::Written
+    }
+
+    /// A local delete: a tombstone that has seen every version. Deleting a document that is
+    /// already deleted changes nothing.
+    pub fn delete(&mut self, stamp: Stamp) -> WriteEffect {
+        if self.versions.len() == 1 && self.versions[0].deleted {
+            return WriteEffect::Unchanged;
+        }
+        self.versions = vec![Self::local_version(
+            Some(self),
+            stamp,
+            true,
+            Body::default(),
+        )];
+        WriteEffect::Written
+    }
+
+    /// The first version of a new document.
+    pub fn create(stamp: Stamp, body: Body) -> Self {
+        Self::new(Self::local_version(None, stamp, false, body))
+    }
+
+    fn local_version(prev: Option<&DocState>, stamp: Stamp, deleted: bool, body: Body) -> Version {
+        let mut clock = prev.map(DocState::clock).unwrap_or_default();
+        debug_assert!(!clock.contains(&stamp), "a local stamp must be fresh");
+        clock.add(stamp);
+        Version {
+            stamp,
+            clock,
+            deleted,
+            title: body.title,
+            metadata: body.metadata,
+            content: body.content,
+        }
+    }
+
+    /// Checks the state's invariants: non-empty, sorted by stamp descending with no duplicate,
+    /// every version includes its own stamp, and no version has seen another.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.versions.is_empty() {
+            return Err("empty state".into());
+        }
+        for w in self.versions.windows(2) {
+            if w[0].stamp <= w[1].stamp {
+                return Err(format!(
+                    "not sorted: {:?} before {:?}",
+                    w[0].stamp, w[1].stamp
+                ));
+            }
+        }
+        for v in &self.versions {
+            if !v.clock.contains(&v.stamp) {
+                return Err(format!("{:?} does not include its own stamp", v.stamp));
+            }
+            if let Some(x) = self.versions.iter().find(|x| x.has_seen(v)) {
+                return Err(format!("{:?} was seen by {:?}", v.stamp, x.stamp));
+            }
+        }
+        Ok(())
+    }
+
+    fn debug_check_invariants(&self) {
+        debug_assert_eq!(self.check_invariants(), Ok(()));
+    }
+}

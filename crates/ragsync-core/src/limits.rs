@@ -1,0 +1,40 @@
+//! Every limit of a node, named with its unit, with its default. The `Config` tree of the
+//! binary embeds [`Limits`] as its `[limits]` table.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, checked before the body is read.
+    pub max_body_bytes: usize,
+    /// Most documents in one batch write.
+    pub max_batch_docs: usize,
+    /// Largest content of one document.
+    pub max_content_bytes: usize,
+    /// Largest metadata object of one document, as compact JSON.
+    pub max_metadata_bytes: usize,
+    /// Largest title of one document.
+    pub max_title_bytes: usize,
+    /// Contents up to this size travel inside feed pages and document reads.
+    pub max_inline_bytes: usize,
+    /// Most rows in one page of the change feed or of a document list.
+    pub max_page_rows: usize,
+    /// How far ahead of local time a remote clock value may be.
+    pub hlc_max_drift_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 << 20,
+            max_batch_docs: 10_000,
+            max_content_bytes: 32 << 20,
+            max_metadata_bytes: 16 << 10,
+            max_title_bytes: 1024,
+            max_inline_bytes: 64 << 10,
+            max_page_rows: 10_000,
+            hlc_max_drift_ms: 60_000,
+        }
+    }
+}

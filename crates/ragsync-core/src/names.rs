@@ -1,0 +1,176 @@
+//! Validated names. A [`CollectionName`] is `[a-z0-9][a-z0-9_-]{0,63}`. A [`DocId`] is any
+//! non-empty UTF-8 string up to [`MAX_DOC_ID_BYTES`] bytes with no control characters, no
+//! backslash, no leading `/` and no empty, `.` or `..` segment between slashes: ids may look
+//! like relative paths (`guides/intro.md`), but none can ever name a place outside where it is
+//! put, so no layer has to trust the others to keep ids away from the file system.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+
+/// Longest collection name, in bytes.
+pub const MAX_COLLECTION_NAME_BYTES: usize = 64;
+/// Longest document id, in bytes.
+pub const MAX_DOC_ID_BYTES: usize = 512;
+
+fn invalid(what: &'static str, reason: impl Into<String>) -> CoreError {
+    CoreError::InvalidName {
+        what,
+        reason: reason.into(),
+    }
+}
+
+/// A validated collection name.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CollectionName(String);
+
+impl CollectionName {
+    pub fn new(name: impl Into<String>) -> Result<Self, CoreError> {
+        let name = name.into();
+        const WHAT: &str = "collection name";
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() > MAX_COLLECTION_NAME_BYTES {
+            return Err(invalid(WHAT, "must be 1 to 64 characters"));
+        }
+        if !(bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit()) {
+            return Err(invalid(WHAT, "must start with a-z or 0-9"));
+        }
+        if !bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+        {
+            return Err(invalid(WHAT, "only a-z, 0-9, '_' and '-' are allowed"));
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated document id.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DocId(String);
+
+impl DocId {
+    pub fn new(id: impl Into<String>) -> Result<Self, CoreError> {
+        let id = id.into();
+        const WHAT: &str = "document id";
+        if id.is_empty() || id.len() > MAX_DOC_ID_BYTES {
+            return Err(invalid(WHAT, "must be 1 to 512 bytes"));
+        }
+        if let Some(c) = id.chars().find(|c| c.is_control()) {
+            return Err(invalid(
+                WHAT,
+                format!("control character U+{:04X} is not allowed", c as u32),
+            ));
+        }
+        if id.contains('\\') {
+            return Err(invalid(WHAT, "'\\' is not allowed"));
+        }
+        if id.starts_with('/') {
+            return Err(invalid(WHAT, "must not start with '/'"));
+        }
+        if id
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(invalid(
+                WHAT,
+                "segments between '/' must not be empty, '.' or '..'",
+            ));
+        }
+        Ok(Self(id))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! string_newtype_impls {
+    ($name:ident) => {
+        impl TryFrom<String> for $name {
+            type Error = CoreError;
+            fn try_from(s: String) -> Result<Self, CoreError> {
+                Self::new(s)
+            }
+        }
+        impl From<$name> for String {
+            fn from(n: $name) -> String {
+                n.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+string_newtype_impls!(CollectionName);
+string_newtype_impls!(DocId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names() {
+        for ok in ["a", "0", "docs", "my_docs-2", &"a".repeat(64)] {
+            assert!(CollectionName::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "_a",
+            "-a",
+            "A",
+            "a b",
+            "a/b",
+            "..",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(CollectionName::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn doc_ids() {
+        for ok in ["a", "guides/intro.md", "x..y", ".hidden", "日本語", "a b"] {
+            assert!(DocId::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "/abs",
+            "a/",
+            "..",
+            ".",
+            "nul\0byte",
+            "tab\there",
+            "back\\slash",
+            &"a".repeat(513),
+        ] {
+            assert!(DocId::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Collections: one last-writer-wins record each (by stamp), live or deleted.
+
+use ragsync_core::{CollectionName, CollectionSettings, Stamp};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::docs::{self, WriteTx};
+use crate::{Store, StoreError};
+
+/// A collection record as stored and as it travels in the feed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Collection {
+    pub name: CollectionName,
+    pub settings: CollectionSettings,
+    pub stamp: Stamp,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+const COLUMNS: &str = "name, settings, stamp, deleted";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<Collection, StoreError>> {
+    let name: String = r.get(0)?;
+    let settings: String = r.get(1)?;
+    let stamp: String = r.get(2)?;
+    let deleted: bool = r.get(3)?;
+    Ok((|| {
+        Ok(Collection {
+            name: CollectionName::new(name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            settings: serde_json::from_str(&settings)
+                .map_err(|e| StoreError::Corrupt(format!("collection settings: {e}")))?,
+            stamp: stamp
+                .parse()
+                .map_err(|e: ragsync_core::CoreError| StoreError::Corrupt(e.to_string()))?,
+            deleted,
+        })
+    })())
+}
+
+pub(crate) fn get(
+    tx: &Transaction<'_>,
+    name: &CollectionName,
+) -> Result<Option<Collection>, StoreError> {
+    tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM collections WHERE name = ?1"
+    ))?
+    .query_row([name.as_str()], from_row)
+    .optional()?
+    .transpose()
+}
+
+/// The live collection `name`, or `CollectionNotFound`.
+pub(crate) fn require_live(
+    tx: &Transaction<'_>,
+    name: &CollectionName,
+) -> Result<Collection, StoreError> {
+    get(tx, name)?
+        .filter(|c| !c.deleted)
+        .ok_or_else(|| StoreError::CollectionNotFound(name.clone()))
+}
+
+fn put(tx: &mut WriteTx<'_>, c: &Collection) -> Result<(), StoreError> {
+    let seq = tx.next_seq();
+    let settings =
+        serde_json::to_string(&c.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO collections (name, settings, stamp, deleted, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            c.name.as_str(),
+            settings,
+            c.stamp.to_string(),
+            c.deleted,
+            seq as i64
+        ])?;
+    Ok(())
+}
+
+pub(crate) fn select_feed(
+    tx: &Transaction<'_>,
+    since: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Collection)>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS}, seq FROM collections WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![since as i64, limit as i64], |r| {
+        Ok((r.get::<_, i64>(4)? as u64, from_row(r)?))
+    })?;
+    rows.map(|r| {
+        let (seq, c) = r?;
+        Ok((seq, c?))
+    })
+    .collect()
+}
+
+impl Store {
+    /// Creates collection `name` or changes its settings. Returns the record and whether it was
+    /// created (it did not exist or had been deleted). Writing the same settings changes nothing.
+    pub fn put_collection(
+        &self,
+        name: &CollectionName,
+        settings: CollectionSettings,
+    ) -> Result<(Collection, bool), StoreError> {
+        self.write_tx(|tx| {
+            let existing = get(&tx.tx, name)?;
+            let created = existing.as_ref().is_none_or(|c| c.deleted);
+            if let Some(c) = existing.filter(|c| !c.deleted && c.settings == settings) {
+                return Ok((c, false));
+            }
+            let c = Collection {
+                name: name.clone(),
+                settings,
+                stamp: tx.stamp(),
+                deleted: false,
+            };
+            put(tx, &c)?;
+            Ok((c, created))
+        })
+    }
+
+    /// The live collection `name`.
+    pub fn collection(&self, name: &CollectionName) -> Result<Option<Collection>, StoreError> {
+        self.read(|tx| Ok(get(tx, name)?.filter(|c| !c.deleted)))
+    }
+
+    /// Every live collection, by name.
+    pub fn collections(&self) -> Result<Vec<Collection>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM collections WHERE deleted = 0 ORDER BY name"
+            ))?;
+            let rows = stmt.query_map([], from_row)?;
+            rows.map(|r| r?).collect()
+        })
+    }
+
+    /// Deletes collection `name`: every live document in it gets a tombstone and the collection
+    /// record is marked deleted, in one transaction. Returns how many documents were deleted.
+    pub fn delete_collection(&self, name: &CollectionName) -> Result<u64, StoreError> {
+        self.write_tx(|tx| {
+            let mut c = require_live(&tx.tx, name)?;
+            let deleted = docs::tombstone_all(tx, name)?;
+            c.deleted = true;
+            c.stamp = tx.stamp();
+            put(tx, &c)?;
+            Ok(deleted)
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! Store errors, sorted by what the caller should do: refuse the request (not found,
+//! mismatch), or report an internal failure (the database or the disk).
+
+use ragsync_core::{CollectionName, DocId, Stamp};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("collection {0} does not exist")]
+    CollectionNotFound(CollectionName),
+    #[error("document {0} does not exist")]
+    DocumentNotFound(DocId),
+    /// A conditional write whose expected version is not the current winner.
+    #[error("document {id} is at version {actual}, not {expected}")]
+    VersionMismatch {
+        id: DocId,
+        expected: Stamp,
+        actual: String,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {0} is in use by another process")]
+    Locked(String),
+    /// The database holds something this build cannot read.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// The stable machine-readable code of this error, as the HTTP API returns it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::CollectionNotFound(_) => "collection_not_found",
+            StoreError::DocumentNotFound(_) => "document_not_found",
+            StoreError::VersionMismatch { .. } => "version_conflict",
+            StoreError::Locked(_) => "data_dir_locked",
+            StoreError::Corrupt(_) => "store_corrupt",
+            StoreError::Sqlite(_) | StoreError::Io(_) => "store_error",
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The durable store of a node, on SQLite in WAL mode.
+//!
+//! Invariants at this boundary:
+//! - every mutation is one SQLite transaction: a document's state, its content bytes, its feed
+//!   `seq` and the clock's high-water mark commit together or not at all;
+//! - a transaction that returned `Ok` is on disk to the degree [`Durability`] promises (the
+//!   default fsyncs the WAL before returning);
+//! - `seq` values are unique and only grow; each document or collection row holds the `seq` of
+//!   its latest change, so the change feed is compacted by construction;
+//! - the clock never issues a stamp at or below one issued before, across restarts.
+//!
+//! One writer connection (behind a mutex) serialises mutations; reads use a small pool of
+//! read connections and see a consistent snapshot each.
+
+mod collections;
+mod contents;
+mod docs;
+mod error;
+mod feed;
+mod schema;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ragsync_core::{Epoch, Hlc, HlcClock, NodeId, PhysicalClock};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+pub use collections::Collection;
+pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
+pub use error::StoreError;
+pub use feed::{ChangesPage, FeedEntry, FeedItem};
+pub use schema::SCHEMA_VERSION;
+
+/// How hard a commit waits for the disk before it is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// SQLite `synchronous=NORMAL`: a commit survives a crash of the process (`kill -9`), but
+    /// the last commits before a power loss or kernel crash may be lost.
+    Relaxed,
+    /// SQLite `synchronous=FULL` (the default): the WAL is fsynced before every commit is
+    /// acknowledged, so an acknowledged write survives power loss too.
+    #[default]
+    Full,
+    /// SQLite `synchronous=EXTRA`: as `full`, and directory entries are synced too when SQLite
+    /// creates or removes its journal files. The strictest setting SQLite has.
+    Extra,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Relaxed => "NORMAL",
+            Durability::Full => "FULL",
+            Durability::Extra => "EXTRA",
+        }
+    }
+}
+
+/// Physical time from the operating system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl PhysicalClock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// Options of [`Store::open`].
+#[derive(Clone)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    pub hlc_max_drift_ms: u64,
+    pub clock: Arc<dyn PhysicalClock>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::default(),
+            hlc_max_drift_ms: ragsync_core::Limits::default().hlc_max_drift_ms,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The single writer: its connection, the node's clock and the next feed `seq`.
+struct Writer {
+    conn: Connection,
+    clock: HlcClock,
+    next_seq: u64,
+}
+
+/// Most idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+const DB_FILE: &str = "ragsync.db";
+const LOCK_FILE: &str = "LOCK";
+
+pub struct Store {
+    path: PathBuf,
+    node_id: NodeId,
+    epoch: Epoch,
+    durability: Durability,
+    physical: Arc<dyn PhysicalClock>,
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+    /// Held for the life of the store: one process per data directory.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, applying schema migrations.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let lock = File::create(dir.join(LOCK_FILE))?;
+        lock.try_lock()
+            .map_err(|_| StoreError::Locked(dir.display().to_string()))?;
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", opts.durability.pragma())?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        schema::migrate(&mut conn)?;
+
+        let (node_id, epoch, hlc) = Self::load_identity(&mut conn)?;
+        let mut clock = HlcClock::new(opts.hlc_max_drift_ms);
+        clock.restore(hlc);
+        let next_seq = feed::head_seq(&conn)? + 1;
+        tracing::info!(%node_id, %epoch, path = %path.display(), durability = ?opts.durability, "store open");
+        Ok(Self {
+            path,
+            node_id,
+            epoch,
+            durability: opts.durability,
+            physical: opts.clock,
+            writer: Mutex::new(Writer {
+                conn,
+                clock,
+                next_seq,
+            }),
+            readers: Mutex::new(Vec::new()),
+            _lock: lock,
+        })
+    }
+
+    fn load_identity(conn: &mut Connection) -> Result<(NodeId, Epoch, Hlc), StoreError> {
+        let tx = conn.transaction()?;
+        let node_id = match meta_get(&tx, "node_id")? {
+            Some(v) => parse_meta(&v, "node_id")?,
+            None => {
+                let id = NodeId::random();
+                let epoch = Epoch::random();
+                meta_set(&tx, "node_id", id.to_string().as_bytes())?;
+                meta_set(&tx, "epoch", epoch.to_string().as_bytes())?;
+                meta_set(&tx, "hlc", b"0")?;
+                id
+            }
+        };
+        let epoch: Epoch = parse_meta(&meta_get(&tx, "epoch")?.unwrap_or_default(), "epoch")?;
+        let hlc: u64 = parse_meta(&meta_get(&tx, "hlc")?.unwrap_or_default(), "hlc")?;
+        tx.commit()?;
+        Ok((node_id, epoch, Hlc(hlc)))
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.physical.now_ms()
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic while holding the writer leaves no half-done transaction behind (SQLite
+        // rolled it back when the Transaction was dropped), so the guard is safe to reuse.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a read connection from the pool, inside one read transaction.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c
+            }
+        };
+        let out = {
+            let tx = conn.transaction()?;
+            let out = f(&tx);
+            tx.finish()?;
+            out
+        };
+        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Reads a node-level setting kept in the store (for example the admin token's hash).
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| meta_get(tx, key))
+    }
+
+    /// Writes a node-level setting, durably.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut w = self.writer();
+        let tx = w.conn.transaction()?;
+        meta_set(&tx, key, value)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn meta_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+fn meta_set(conn: &Connection, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+fn parse_meta<T: std::str::FromStr>(v: &[u8], key: &str) -> Result<T, StoreError> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("meta {key} is not readable")))
+}
