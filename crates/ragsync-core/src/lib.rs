@@ -24,5 +24,5 @@ pub use hlc::{Hlc, HlcClock, PhysicalClock, Stamp};
 pub use ids::{ContentId, Epoch, NodeId};
 pub use limits::Limits;
 pub use names::{CollectionName, DocId};
-pub use settings::CollectionSettings;
+pub use settings::{Collection, CollectionSettings};
 pub use vv::VersionVector;

@@ -4,7 +4,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::CoreError;
+use crate::{CollectionName, CoreError, Stamp};
+
+/// A collection record: its settings, the stamp of the write that set them, and whether it was
+/// deleted. Replicas keep the record with the greatest stamp.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Collection {
+    pub name: CollectionName,
+    pub settings: CollectionSettings,
+    pub stamp: Stamp,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -1,1 +1,119 @@
+//! The HTTP API v1 of a ragsync node (axum). Handlers translate between JSON and store calls;
+//! they hold no business logic.
+//!
+//! Invariants at this boundary:
+//! - every route but `GET /v1/health` needs a bearer token ([`auth`]);
+//! - a request body larger than `max_body_bytes` is refused with 413 before it is read;
+//! - every refusal is `{"error": {"code", "message"}}` with a stable code ([`error`]);
+//! - input is validated completely before the store is called, and the store applies a
+//!   request in one transaction, so a refused request changes nothing.
 
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use ragsync_core::Limits;
+use ragsync_store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Auth, Role, TokenSpec};
+pub use error::ApiError;
+
+/// What every handler can reach.
+pub struct Node {
+    pub store: Arc<Store>,
+    pub auth: Auth,
+    pub limits: Limits,
+    pub started: Instant,
+}
+
+pub type AppState = Arc<Node>;
+
+impl Node {
+    pub fn new(store: Arc<Store>, auth: Auth, limits: Limits) -> AppState {
+        Arc::new(Self {
+            store,
+            auth,
+            limits,
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs a blocking store call off the async workers.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+}
+
+/// The router of API v1.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.limits.max_body_bytes;
+    let authed = routes::authed()
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .merge(routes::public())
+        .merge(authed)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Refuses a request whose declared length is over `max_body_bytes` before reading any of it.
+/// Bodies without a length are cut at the same limit while they are read (`DefaultBodyLimit`).
+async fn refuse_large_bodies(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.limits.max_body_bytes as u64) {
+        return Err(ApiError::too_large(
+            "body_too_large",
+            format!(
+                "request body of {} bytes exceeds max_body_bytes ({})",
+                declared.unwrap_or_default(),
+                state.limits.max_body_bytes
+            ),
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,21 +1,11 @@
 //! Collections: one last-writer-wins record each (by stamp), live or deleted.
 
-use ragsync_core::{CollectionName, CollectionSettings, Stamp};
+pub use ragsync_core::Collection;
+use ragsync_core::{CollectionName, CollectionSettings};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
-use serde::{Deserialize, Serialize};
 
 use crate::docs::{self, WriteTx};
 use crate::{Store, StoreError};
-
-/// A collection record as stored and as it travels in the feed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Collection {
-    pub name: CollectionName,
-    pub settings: CollectionSettings,
-    pub stamp: Stamp,
-    #[serde(default)]
-    pub deleted: bool,
-}
 
 const COLUMNS: &str = "name, settings, stamp, deleted";
 

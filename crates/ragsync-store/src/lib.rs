@@ -18,6 +18,7 @@ mod docs;
 mod error;
 mod feed;
 mod schema;
+mod stats;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
 pub use error::StoreError;
 pub use feed::{ChangesPage, FeedEntry, FeedItem};
 pub use schema::SCHEMA_VERSION;
+pub use stats::Stats;
 
 /// How hard a commit waits for the disk before it is acknowledged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,189 @@
+//! Bearer-token authentication and role checks.
+//!
+//! Tokens are kept only as BLAKE3 hashes; a presented token is hashed and compared with every
+//! known hash in constant time (`blake3::Hash` equality), so neither the comparison nor the
+//! position of a match leaks through timing. Tokens are never logged.
+//!
+//! A [`Principal`] carries a [`Scope`]; today every token has [`Scope::All`], and per-collection
+//! scopes plug in at [`Principal::require`] without changing callers.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use ragsync_core::CollectionName;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including collections, peers and node settings.
+    Admin,
+    /// Read and write documents.
+    Write,
+    /// Read documents and status.
+    Read,
+    /// Another node: the replication endpoints and blobs.
+    Peer,
+}
+
+/// What a request needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    Status,
+    ReadDocs,
+    WriteDocs,
+    ManageCollections,
+    ReadBlobs,
+    Sync,
+}
+
+impl Role {
+    pub fn allows(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Write => matches!(p, Status | ReadDocs | WriteDocs | ReadBlobs),
+            Role::Read => matches!(p, Status | ReadDocs | ReadBlobs),
+            Role::Peer => matches!(p, Status | Sync | ReadBlobs),
+        }
+    }
+}
+
+/// Which collections a token reaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Collections(BTreeSet<CollectionName>),
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The token's name, for logs and the audit trail (never the secret).
+    pub name: String,
+    pub role: Role,
+    pub scope: Scope,
+}
+
+impl Principal {
+    /// Refuses with 403 unless the role allows `p` (on `collection`, when given).
+    pub fn require(
+        &self,
+        p: Permission,
+        collection: Option<&CollectionName>,
+    ) -> Result<(), ApiError> {
+        let in_scope = match (&self.scope, collection) {
+            (Scope::All, _) | (_, None) => true,
+            (Scope::Collections(set), Some(c)) => set.contains(c),
+        };
+        if self.role.allows(p) && in_scope {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("token {:?} with role {:?} may not do this", self.name, self.role),
+            ))
+        }
+    }
+}
+
+/// A token as configured: a name, a role and the secret.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct TokenSpec {
+    pub name: String,
+    pub role: Role,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for TokenSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSpec")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The known tokens, by hash.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    entries: Vec<([u8; 32], Principal)>,
+}
+
+/// The hash under which a token secret is kept.
+pub fn token_hash(secret: &str) -> [u8; 32] {
+    *blake3::hash(secret.as_bytes()).as_bytes()
+}
+
+impl Auth {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, spec: &TokenSpec) {
+        self.add_hashed(token_hash(&spec.secret), spec.name.clone(), spec.role);
+    }
+
+    pub fn add_hashed(&mut self, hash: [u8; 32], name: String, role: Role) {
+        self.entries.push((
+            hash,
+            Principal {
+                name,
+                role,
+                scope: Scope::All,
+            },
+        ));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The principal of a presented secret. Every entry is compared, in constant time.
+    pub fn authenticate(&self, secret: &str) -> Option<&Principal> {
+        let presented = blake3::Hash::from_bytes(token_hash(secret));
+        let mut found = None;
+        for (hash, principal) in &self.entries {
+            if presented == blake3::Hash::from_bytes(*hash) && found.is_none() {
+                found = Some(principal);
+            }
+        }
+        found
+    }
+}
+
+/// Middleware: every request must carry `Authorization: Bearer <token>` of a known token.
+/// The caller's [`Principal`] goes into the request's extensions.
+pub async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let unauthorized = |code, msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, msg);
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing_token", "Authorization: Bearer <token> is required"))?;
+    let secret = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| unauthorized("invalid_token", "expected Authorization: Bearer <token>"))?;
+    let principal = state
+        .auth
+        .authenticate(secret)
+        .ok_or_else(|| unauthorized("invalid_token", "unknown token"))?
+        .clone();
+    req.extensions_mut().insert(principal);
+    Ok(next.run(req).await)
+}

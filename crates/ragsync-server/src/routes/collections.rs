@@ -1,0 +1,77 @@
+//! `GET|PUT|DELETE /v1/collections/{c}` and `GET /v1/collections`.
+
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::Json;
+use ragsync_core::{Collection, CollectionName, CollectionSettings};
+use serde_json::{Value, json};
+
+use crate::auth::{Permission, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath, parse_json};
+use crate::AppState;
+
+fn view(c: &Collection) -> Value {
+    json!({"name": c.name, "settings": c.settings, "version": c.stamp})
+}
+
+pub(crate) async fn list(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    who.require(Permission::ReadDocs, None)?;
+    let all = node.blocking(|s| s.collections()).await?;
+    Ok(Json(json!({"collections": all.iter().map(view).collect::<Vec<_>>()})))
+}
+
+pub(crate) async fn get(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let name = CollectionName::new(name)?;
+    who.require(Permission::ReadDocs, Some(&name))?;
+    let n = name.clone();
+    match node.blocking(move |s| s.collection(&n)).await? {
+        Some(c) => Ok(Json(view(&c))),
+        None => Err(ApiError::not_found(
+            "collection_not_found",
+            format!("collection {name} does not exist"),
+        )),
+    }
+}
+
+/// Creates a collection or changes its settings. The body is the settings object (missing
+/// fields take their defaults); an empty body means all defaults.
+pub(crate) async fn put(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let name = CollectionName::new(name)?;
+    who.require(Permission::ManageCollections, Some(&name))?;
+    let settings: CollectionSettings = if body.iter().all(u8::is_ascii_whitespace) {
+        CollectionSettings::default()
+    } else {
+        parse_json(&body)?
+    };
+    settings.validate()?;
+    let (c, created) = node.blocking(move |s| s.put_collection(&name, settings)).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(view(&c))))
+}
+
+/// Deletes a collection: every document in it gets a tombstone.
+pub(crate) async fn delete(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let name = CollectionName::new(name)?;
+    who.require(Permission::ManageCollections, Some(&name))?;
+    let n = name.clone();
+    let deleted = node.blocking(move |s| s.delete_collection(&n)).await?;
+    Ok(Json(json!({"name": name, "deleted": true, "documents_deleted": deleted})))
+}

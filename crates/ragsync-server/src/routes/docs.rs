@@ -1,0 +1,173 @@
+//! Documents: put one, batch write, get, list, delete.
+
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ragsync_core::{CollectionName, DocId, Stamp};
+use ragsync_store::{DocOp, OpKind, WriteEffect, WriteResult};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::docs_wire::{BatchBody, DocBody, doc_view, if_match, version_view};
+use crate::auth::{Permission, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::AppState;
+
+/// Default page size of `GET /v1/collections/{c}/docs`.
+const DEFAULT_LIST_LIMIT: usize = 100;
+
+fn etag(version: Stamp) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("a stamp is ASCII")
+}
+
+fn result_view(r: &WriteResult) -> Value {
+    json!({"id": r.id, "status": r.effect, "version": r.version})
+}
+
+fn single_write_response(r: WriteResult) -> Response {
+    let status = if r.effect == WriteEffect::Created { StatusCode::CREATED } else { StatusCode::OK };
+    (status, [(header::ETAG, etag(r.version))], Json(result_view(&r))).into_response()
+}
+
+fn names(c: String, id: String) -> Result<(CollectionName, DocId), ApiError> {
+    Ok((CollectionName::new(c)?, DocId::new(id)?))
+}
+
+async fn write_one(node: &AppState, c: CollectionName, op: DocOp) -> ApiResult<WriteResult> {
+    let mut results = node.blocking(move |s| s.write(&c, vec![op])).await?;
+    results.pop().ok_or_else(|| ApiError::internal("write returned no result"))
+}
+
+pub(crate) async fn put(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath((c, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<DocBody>,
+) -> ApiResult<Response> {
+    let (c, id) = names(c, id)?;
+    who.require(Permission::WriteDocs, Some(&c))?;
+    let op = DocOp { id, if_match: if_match(&headers)?, kind: body.into_op(&node.limits)? };
+    Ok(single_write_response(write_one(&node, c, op).await?))
+}
+
+pub(crate) async fn delete(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath((c, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (c, id) = names(c, id)?;
+    who.require(Permission::WriteDocs, Some(&c))?;
+    let op = DocOp { id, if_match: if_match(&headers)?, kind: OpKind::Delete };
+    Ok(single_write_response(write_one(&node, c, op).await?))
+}
+
+/// Writes every document of the batch in one transaction, or none of them.
+pub(crate) async fn batch(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(c): ApiPath<String>,
+    ApiJson(body): ApiJson<BatchBody>,
+) -> ApiResult<Json<Value>> {
+    let c = CollectionName::new(c)?;
+    who.require(Permission::WriteDocs, Some(&c))?;
+    if body.docs.len() > node.limits.max_batch_docs {
+        return Err(ApiError::too_large(
+            "batch_too_large",
+            format!("{} documents exceed max_batch_docs ({})", body.docs.len(), node.limits.max_batch_docs),
+        ));
+    }
+    let ops = body
+        .docs
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.into_op(&node.limits).map_err(|mut e| {
+                e.message = format!("docs[{i}]: {}", e.message);
+                e
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = node.blocking(move |s| s.write(&c, ops)).await?;
+    let count = |e: WriteEffect| results.iter().filter(|r| r.effect == e).count();
+    Ok(Json(json!({
+        "created": count(WriteEffect::Created),
+        "updated": count(WriteEffect::Updated),
+        "unchanged": count(WriteEffect::Unchanged),
+        "deleted": count(WriteEffect::Deleted),
+        "results": results.iter().map(result_view).collect::<Vec<_>>(),
+    })))
+}
+
+pub(crate) async fn get(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath((c, id)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    let (c, id) = names(c, id)?;
+    who.require(Permission::ReadDocs, Some(&c))?;
+    let max_content = node.limits.max_content_bytes as u64;
+    let (doc_id, coll) = (id.clone(), c.clone());
+    let found = node
+        .blocking(move |s| {
+            let Some(doc) = s.get(&coll, &doc_id)? else { return Ok(None) };
+            let content = match &doc.state.winner().content {
+                Some(r) if !doc.state.winner().deleted && r.len <= max_content => s.content(&r.cid)?,
+                _ => None,
+            };
+            Ok(Some((doc, content)))
+        })
+        .await?;
+    let Some((doc, content)) = found else {
+        return Err(ApiError::not_found("document_not_found", format!("document {id} does not exist in {c}")));
+    };
+    if doc.state.is_deleted() {
+        return Err(ApiError::not_found("document_deleted", format!("document {id} was deleted")));
+    }
+    let version = doc.state.winner().stamp;
+    Ok(([(header::ETAG, etag(version))], Json(doc_view(&doc, content))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Live documents by id, a page at a time: pass the last id seen as `after`.
+pub(crate) async fn list(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(c): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let c = CollectionName::new(c)?;
+    who.require(Permission::ReadDocs, Some(&c))?;
+    let after = q.after.map(DocId::new).transpose()?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > node.limits.max_page_rows {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {}", node.limits.max_page_rows),
+        ));
+    }
+    let mut docs = node.blocking(move |s| s.list(&c, after.as_ref(), limit + 1)).await?;
+    let has_more = docs.len() > limit;
+    docs.truncate(limit);
+    let next_after = docs.last().filter(|_| has_more).map(|d| d.id.clone());
+    let views: Vec<Value> = docs
+        .iter()
+        .map(|d| {
+            let mut v = version_view(d.state.winner());
+            v["id"] = json!(d.id);
+            v["seq"] = json!(d.seq);
+            v["conflicts"] = json!(d.state.conflicts().len());
+            v
+        })
+        .collect();
+    Ok(Json(json!({"docs": views, "has_more": has_more, "next_after": next_after})))
+}

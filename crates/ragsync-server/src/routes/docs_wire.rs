@@ -1,0 +1,231 @@
+//! JSON shapes of document writes and reads, and their validation.
+//!
+//! A write is `{"text": "...", "title"?, "metadata"?: {...}}` or
+//! `{"content_base64": "...", "content_type"?, "title"?, "metadata"?}`; a batch item adds
+//! `"id"`, and `"if_match"` or `"delete": true` as needed.
+
+use axum::http::HeaderMap;
+use axum::http::header::IF_MATCH;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ragsync_core::{DocId, Limits, Stamp, Version};
+use ragsync_store::{DocOp, OpKind, StoredDoc};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+
+const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+const BYTES_TYPE: &str = "application/octet-stream";
+const MAX_CONTENT_TYPE_BYTES: usize = 255;
+
+/// The body of `PUT /v1/collections/{c}/docs/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DocBody {
+    text: Option<String>,
+    content_base64: Option<String>,
+    content_type: Option<String>,
+    title: Option<String>,
+    metadata: Option<Value>,
+}
+
+/// One item of `POST /v1/collections/{c}/docs:batch`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchItem {
+    id: String,
+    if_match: Option<String>,
+    #[serde(default)]
+    delete: bool,
+    text: Option<String>,
+    content_base64: Option<String>,
+    content_type: Option<String>,
+    title: Option<String>,
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchBody {
+    pub(crate) docs: Vec<BatchItem>,
+}
+
+impl DocBody {
+    pub(crate) fn into_op(self, limits: &Limits) -> Result<OpKind, ApiError> {
+        put_op(
+            self.text,
+            self.content_base64,
+            self.content_type,
+            self.title,
+            self.metadata,
+            limits,
+        )
+    }
+}
+
+impl BatchItem {
+    pub(crate) fn into_op(self, limits: &Limits) -> Result<DocOp, ApiError> {
+        let id = DocId::new(self.id)?;
+        let if_match = self.if_match.as_deref().map(parse_version_tag).transpose()?;
+        let kind = if self.delete {
+            let has_body = self.text.is_some()
+                || self.content_base64.is_some()
+                || self.content_type.is_some()
+                || self.title.is_some()
+                || self.metadata.is_some();
+            if has_body {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "a delete carries no text, content, title or metadata",
+                ));
+            }
+            OpKind::Delete
+        } else {
+            put_op(
+                self.text,
+                self.content_base64,
+                self.content_type,
+                self.title,
+                self.metadata,
+                limits,
+            )?
+        };
+        Ok(DocOp { id, if_match, kind })
+    }
+}
+
+fn put_op(
+    text: Option<String>,
+    content_base64: Option<String>,
+    content_type: Option<String>,
+    title: Option<String>,
+    metadata: Option<Value>,
+    limits: &Limits,
+) -> Result<OpKind, ApiError> {
+    let (content, default_type) = match (text, content_base64) {
+        (Some(t), None) => (t.into_bytes(), TEXT_TYPE),
+        (None, Some(b)) => {
+            let bytes = BASE64.decode(b.as_bytes()).map_err(|e| {
+                ApiError::bad_request("invalid_base64", format!("content_base64: {e}"))
+            })?;
+            (bytes, BYTES_TYPE)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give either text or content_base64, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "missing_content",
+                "a document needs text or content_base64",
+            ));
+        }
+    };
+    if content.len() > limits.max_content_bytes {
+        return Err(ApiError::too_large(
+            "content_too_large",
+            format!("content of {} bytes exceeds max_content_bytes ({})", content.len(), limits.max_content_bytes),
+        ));
+    }
+    let content_type = content_type.unwrap_or_else(|| default_type.to_string());
+    if content_type.is_empty()
+        || content_type.len() > MAX_CONTENT_TYPE_BYTES
+        || !content_type.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_content_type",
+            "content_type must be 1 to 255 printable ASCII characters",
+        ));
+    }
+    if let Some(t) = &title
+        && t.len() > limits.max_title_bytes
+    {
+        return Err(ApiError::too_large(
+            "title_too_large",
+            format!("title of {} bytes exceeds max_title_bytes ({})", t.len(), limits.max_title_bytes),
+        ));
+    }
+    let metadata = match metadata {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_metadata",
+                "metadata must be a JSON object",
+            ));
+        }
+    };
+    let metadata_len = serde_json::to_vec(&metadata).map_or(usize::MAX, |v| v.len());
+    if metadata_len > limits.max_metadata_bytes {
+        return Err(ApiError::too_large(
+            "metadata_too_large",
+            format!("metadata of {metadata_len} bytes exceeds max_metadata_bytes ({})", limits.max_metadata_bytes),
+        ));
+    }
+    Ok(OpKind::Put { title, metadata, content, content_type })
+}
+
+/// Parses a version as given in `If-Match` or `if_match`: the stamp, quoted or not.
+pub(crate) fn parse_version_tag(s: &str) -> Result<Stamp, ApiError> {
+    let s = s.trim();
+    let s = s.strip_prefix("W/").unwrap_or(s);
+    let s = s.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(s);
+    s.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_if_match",
+            "If-Match must be a document version as reads return it",
+        )
+    })
+}
+
+/// The `If-Match` header of a request, when present.
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<Stamp>, ApiError> {
+    headers
+        .get(IF_MATCH)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("invalid_if_match", "If-Match is not ASCII"))
+                .and_then(parse_version_tag)
+        })
+        .transpose()
+}
+
+/// A version without its content: what conflicts and lists show.
+pub(crate) fn version_view(v: &Version) -> Value {
+    let mut out = json!({"version": v.stamp, "deleted": v.deleted});
+    let o = out.as_object_mut().expect("object");
+    if let Some(t) = &v.title {
+        o.insert("title".into(), json!(t));
+    }
+    o.insert("metadata".into(), Value::Object(v.metadata.clone()));
+    if let Some(c) = &v.content {
+        o.insert("content_cid".into(), json!(c.cid));
+        o.insert("content_len".into(), json!(c.len));
+        o.insert("content_type".into(), json!(c.content_type));
+    }
+    out
+}
+
+/// A document read: the winner (with its content when given), the conflicts and the seq.
+pub(crate) fn doc_view(doc: &StoredDoc, content: Option<Vec<u8>>) -> Value {
+    let winner = doc.state.winner();
+    let mut out = version_view(winner);
+    let o = out.as_object_mut().expect("object");
+    o.insert("collection".into(), json!(doc.collection));
+    o.insert("id".into(), json!(doc.id));
+    o.insert("seq".into(), json!(doc.seq));
+    if let (Some(bytes), Some(c)) = (content, &winner.content) {
+        let textual = c.content_type.starts_with("text/");
+        match String::from_utf8(bytes) {
+            Ok(text) if textual => o.insert("text".into(), json!(text)),
+            Ok(text) => o.insert("content_base64".into(), json!(BASE64.encode(text))),
+            Err(e) => o.insert("content_base64".into(), json!(BASE64.encode(e.as_bytes()))),
+        };
+    }
+    let conflicts: Vec<Value> = doc.state.conflicts().iter().map(version_view).collect();
+    o.insert("conflicts".into(), Value::Array(conflicts));
+    out
+}

@@ -1,0 +1,54 @@
+//! Routes of API v1, one module per resource.
+
+mod blobs;
+mod collections;
+mod docs;
+mod docs_wire;
+mod status;
+mod sync;
+
+use axum::Router;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Routes that need no token.
+pub(crate) fn public() -> Router<AppState> {
+    Router::new().route("/v1/health", get(status::health))
+}
+
+/// Routes behind the token check.
+pub(crate) fn authed() -> Router<AppState> {
+    Router::new()
+        .route("/v1/status", get(status::status))
+        .route("/v1/collections", get(collections::list))
+        .route(
+            "/v1/collections/{c}",
+            get(collections::get)
+                .put(collections::put)
+                .delete(collections::delete),
+        )
+        .route("/v1/collections/{c}/docs", get(docs::list))
+        .route("/v1/collections/{c}/docs:batch", post(docs::batch))
+        .route(
+            "/v1/collections/{c}/docs/{id}",
+            get(docs::get).put(docs::put).delete(docs::delete),
+        )
+        .route("/v1/blobs/{cid}", get(blobs::get))
+        .route("/v1/sync/info", get(sync::info))
+        .route("/v1/sync/changes", get(sync::changes))
+}
+
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found("route_not_found", format!("no route for {}", uri.path()))
+}
+
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,30 @@
+//! Liveness and node status.
+
+use axum::extract::{Extension, State};
+use axum::Json;
+use serde_json::{Value, json};
+
+use crate::auth::{Permission, Principal};
+use crate::error::ApiResult;
+use crate::AppState;
+
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(crate) async fn status(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    who.require(Permission::Status, None)?;
+    let stats = node.blocking(|s| s.stats()).await?;
+    Ok(Json(json!({
+        "node_id": node.store.node_id(),
+        "epoch": node.store.epoch(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "durability": node.store.durability(),
+        "uptime_s": node.started.elapsed().as_secs(),
+        "counts": stats,
+        "peers": [],
+    })))
+}

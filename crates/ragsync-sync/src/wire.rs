@@ -1,0 +1,76 @@
+//! Wire messages of the replication protocol, version [`PROTOCOL_VERSION`].
+//!
+//! `GET /v1/sync/info` answers [`SyncInfo`]. `GET /v1/sync/changes?since=S&limit=L` answers
+//! [`ChangesResponse`]: the rows of the serving node's feed with `seq > S`, in `seq` order, at
+//! most `L`. Rules a puller relies on:
+//!
+//! - `next_since` is the `seq` of the last row the server examined for this page (`S` when
+//!   none), never the head of the feed: resuming from it never skips a row;
+//! - `has_more` is true when rows past `next_since` existed when the page was read;
+//! - every row is a whole document state (all its concurrent versions), so applying a row is a
+//!   merge, and applying it twice changes nothing;
+//! - `epoch` names the serving database's incarnation: a puller whose stored epoch differs must
+//!   drop its cursor for that peer;
+//! - contents of at most `max_inline_bytes` travel in `contents` (base64, by content id); larger
+//!   ones are fetched from `GET /v1/blobs/{cid}`.
+//!
+//! New fields get `#[serde(default)]` so older peers' messages still parse.
+
+use std::collections::BTreeMap;
+
+use ragsync_core::{Collection, CollectionName, ContentId, DocId, Epoch, NodeId, Version};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncInfo {
+    pub node_id: NodeId,
+    pub epoch: Epoch,
+    /// The greatest `seq` of the node's feed.
+    pub head: u64,
+    pub protocol: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangesResponse {
+    pub node_id: NodeId,
+    pub epoch: Epoch,
+    pub since: u64,
+    pub next_since: u64,
+    pub has_more: bool,
+    /// The feed's head when the page was read (for lag; never a cursor).
+    pub head: u64,
+    pub changes: Vec<Change>,
+    /// Small contents referenced by `changes`, base64 (standard alphabet), by content id.
+    #[serde(default)]
+    pub contents: BTreeMap<ContentId, String>,
+}
+
+/// One row of the feed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A document's whole state: the versions no other known version has seen.
+    Doc {
+        seq: u64,
+        collection: CollectionName,
+        id: DocId,
+        versions: Vec<Version>,
+    },
+    /// A collection record (last writer wins by stamp).
+    Collection {
+        seq: u64,
+        #[serde(flatten)]
+        collection: Collection,
+    },
+}
+
+impl Change {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Change::Doc { seq, .. } | Change::Collection { seq, .. } => *seq,
+        }
+    }
+}
