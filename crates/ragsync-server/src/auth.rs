@@ -88,7 +88,10 @@ impl Principal {
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("token {:?} with role {:?} may not do this", self.name, self.role),
+                format!(
+                    "token {:?} with role {:?} may not do this",
+                    self.name, self.role
+                ),
             ))
         }
     }
@@ -168,10 +171,9 @@ pub async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let unauthorized = |code, msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, msg);
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing_token", "Authorization: Bearer <token> is required"))?;
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        unauthorized("missing_token", "Authorization: Bearer <token> is required")
+    })?;
     let secret = value
         .to_str()
         .ok()

@@ -66,18 +66,20 @@ impl Node {
 /// The router of API v1.
 pub fn router(state: AppState) -> Router {
     let max_body = state.limits.max_body_bytes;
-    let authed = routes::authed()
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+    let authed = routes::authed().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     Router::new()
         .merge(routes::public())
         .merge(authed)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_large_bodies,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -5,10 +5,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ragsync_core::ContentId;
 
+use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
-use crate::AppState;
 
 pub(crate) async fn get(
     State(node): State<AppState>,
@@ -19,7 +19,10 @@ pub(crate) async fn get(
     who.require(Permission::ReadBlobs, None)?;
     let cid: ContentId = cid.parse()?;
     let not_found = || ApiError::not_found("blob_not_found", format!("no content {cid} here"));
-    let len = node.blocking(move |s| s.content_len(&cid)).await?.ok_or_else(not_found)?;
+    let len = node
+        .blocking(move |s| s.content_len(&cid))
+        .await?
+        .ok_or_else(not_found)?;
 
     // A Range header that does not parse is ignored, as RFC 9110 asks; several ranges are
     // answered with the whole content, which the RFC also allows.
@@ -36,12 +39,17 @@ pub(crate) async fn get(
                 format!("the content is {len} bytes long"),
             )
             .into_response();
-            resp.headers_mut().insert(header::CONTENT_RANGE, header_value(format!("bytes */{len}")));
+            resp.headers_mut().insert(
+                header::CONTENT_RANGE,
+                header_value(format!("bytes */{len}")),
+            );
             return Ok(resp);
         }
-        Some(Ok(ranges)) if ranges.len() == 1 => {
-            (StatusCode::PARTIAL_CONTENT, *ranges[0].start(), *ranges[0].end() + 1)
-        }
+        Some(Ok(ranges)) if ranges.len() == 1 => (
+            StatusCode::PARTIAL_CONTENT,
+            *ranges[0].start(),
+            *ranges[0].end() + 1,
+        ),
         Some(Ok(_)) => (StatusCode::OK, 0, len),
     };
     let bytes = node
@@ -50,11 +58,17 @@ pub(crate) async fn get(
         .ok_or_else(not_found)?;
     let mut resp = (status, bytes).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::ETAG, header_value(format!("\"{cid}\"")));
     if status == StatusCode::PARTIAL_CONTENT {
-        h.insert(header::CONTENT_RANGE, header_value(format!("bytes {start}-{}/{len}", end - 1)));
+        h.insert(
+            header::CONTENT_RANGE,
+            header_value(format!("bytes {start}-{}/{len}", end - 1)),
+        );
     }
     Ok(resp)
 }

@@ -1,16 +1,16 @@
 //! `GET|PUT|DELETE /v1/collections/{c}` and `GET /v1/collections`.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
-use axum::Json;
 use ragsync_core::{Collection, CollectionName, CollectionSettings};
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, parse_json};
-use crate::AppState;
 
 fn view(c: &Collection) -> Value {
     json!({"name": c.name, "settings": c.settings, "version": c.stamp})
@@ -22,7 +22,9 @@ pub(crate) async fn list(
 ) -> ApiResult<Json<Value>> {
     who.require(Permission::ReadDocs, None)?;
     let all = node.blocking(|s| s.collections()).await?;
-    Ok(Json(json!({"collections": all.iter().map(view).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"collections": all.iter().map(view).collect::<Vec<_>>()}),
+    ))
 }
 
 pub(crate) async fn get(
@@ -58,8 +60,14 @@ pub(crate) async fn put(
         parse_json(&body)?
     };
     settings.validate()?;
-    let (c, created) = node.blocking(move |s| s.put_collection(&name, settings)).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let (c, created) = node
+        .blocking(move |s| s.put_collection(&name, settings))
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(view(&c))))
 }
 
@@ -73,5 +81,7 @@ pub(crate) async fn delete(
     who.require(Permission::ManageCollections, Some(&name))?;
     let n = name.clone();
     let deleted = node.blocking(move |s| s.delete_collection(&n)).await?;
-    Ok(Json(json!({"name": name, "deleted": true, "documents_deleted": deleted})))
+    Ok(Json(
+        json!({"name": name, "deleted": true, "documents_deleted": deleted}),
+    ))
 }

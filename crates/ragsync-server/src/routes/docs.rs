@@ -1,19 +1,19 @@
 //! Documents: put one, batch write, get, list, delete.
 
+use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use ragsync_core::{CollectionName, DocId, Stamp};
 use ragsync_store::{DocOp, OpKind, WriteEffect, WriteResult};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::docs_wire::{BatchBody, DocBody, doc_view, if_match, version_view};
+use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::AppState;
 
 /// Default page size of `GET /v1/collections/{c}/docs`.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -27,8 +27,17 @@ fn result_view(r: &WriteResult) -> Value {
 }
 
 fn single_write_response(r: WriteResult) -> Response {
-    let status = if r.effect == WriteEffect::Created { StatusCode::CREATED } else { StatusCode::OK };
-    (status, [(header::ETAG, etag(r.version))], Json(result_view(&r))).into_response()
+    let status = if r.effect == WriteEffect::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        [(header::ETAG, etag(r.version))],
+        Json(result_view(&r)),
+    )
+        .into_response()
 }
 
 fn names(c: String, id: String) -> Result<(CollectionName, DocId), ApiError> {
@@ -37,7 +46,9 @@ fn names(c: String, id: String) -> Result<(CollectionName, DocId), ApiError> {
 
 async fn write_one(node: &AppState, c: CollectionName, op: DocOp) -> ApiResult<WriteResult> {
     let mut results = node.blocking(move |s| s.write(&c, vec![op])).await?;
-    results.pop().ok_or_else(|| ApiError::internal("write returned no result"))
+    results
+        .pop()
+        .ok_or_else(|| ApiError::internal("write returned no result"))
 }
 
 pub(crate) async fn put(
@@ -49,7 +60,11 @@ pub(crate) async fn put(
 ) -> ApiResult<Response> {
     let (c, id) = names(c, id)?;
     who.require(Permission::WriteDocs, Some(&c))?;
-    let op = DocOp { id, if_match: if_match(&headers)?, kind: body.into_op(&node.limits)? };
+    let op = DocOp {
+        id,
+        if_match: if_match(&headers)?,
+        kind: body.into_op(&node.limits)?,
+    };
     Ok(single_write_response(write_one(&node, c, op).await?))
 }
 
@@ -61,7 +76,11 @@ pub(crate) async fn delete(
 ) -> ApiResult<Response> {
     let (c, id) = names(c, id)?;
     who.require(Permission::WriteDocs, Some(&c))?;
-    let op = DocOp { id, if_match: if_match(&headers)?, kind: OpKind::Delete };
+    let op = DocOp {
+        id,
+        if_match: if_match(&headers)?,
+        kind: OpKind::Delete,
+    };
     Ok(single_write_response(write_one(&node, c, op).await?))
 }
 
@@ -77,7 +96,11 @@ pub(crate) async fn batch(
     if body.docs.len() > node.limits.max_batch_docs {
         return Err(ApiError::too_large(
             "batch_too_large",
-            format!("{} documents exceed max_batch_docs ({})", body.docs.len(), node.limits.max_batch_docs),
+            format!(
+                "{} documents exceed max_batch_docs ({})",
+                body.docs.len(),
+                node.limits.max_batch_docs
+            ),
         ));
     }
     let ops = body
@@ -113,22 +136,36 @@ pub(crate) async fn get(
     let (doc_id, coll) = (id.clone(), c.clone());
     let found = node
         .blocking(move |s| {
-            let Some(doc) = s.get(&coll, &doc_id)? else { return Ok(None) };
+            let Some(doc) = s.get(&coll, &doc_id)? else {
+                return Ok(None);
+            };
             let content = match &doc.state.winner().content {
-                Some(r) if !doc.state.winner().deleted && r.len <= max_content => s.content(&r.cid)?,
+                Some(r) if !doc.state.winner().deleted && r.len <= max_content => {
+                    s.content(&r.cid)?
+                }
                 _ => None,
             };
             Ok(Some((doc, content)))
         })
         .await?;
     let Some((doc, content)) = found else {
-        return Err(ApiError::not_found("document_not_found", format!("document {id} does not exist in {c}")));
+        return Err(ApiError::not_found(
+            "document_not_found",
+            format!("document {id} does not exist in {c}"),
+        ));
     };
     if doc.state.is_deleted() {
-        return Err(ApiError::not_found("document_deleted", format!("document {id} was deleted")));
+        return Err(ApiError::not_found(
+            "document_deleted",
+            format!("document {id} was deleted"),
+        ));
     }
     let version = doc.state.winner().stamp;
-    Ok(([(header::ETAG, etag(version))], Json(doc_view(&doc, content))).into_response())
+    Ok((
+        [(header::ETAG, etag(version))],
+        Json(doc_view(&doc, content)),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -155,7 +192,9 @@ pub(crate) async fn list(
             format!("limit must be 1 to {}", node.limits.max_page_rows),
         ));
     }
-    let mut docs = node.blocking(move |s| s.list(&c, after.as_ref(), limit + 1)).await?;
+    let mut docs = node
+        .blocking(move |s| s.list(&c, after.as_ref(), limit + 1))
+        .await?;
     let has_more = docs.len() > limit;
     docs.truncate(limit);
     let next_after = docs.last().filter(|_| has_more).map(|d| d.id.clone());
@@ -169,5 +208,7 @@ pub(crate) async fn list(
             v
         })
         .collect();
-    Ok(Json(json!({"docs": views, "has_more": has_more, "next_after": next_after})))
+    Ok(Json(
+        json!({"docs": views, "has_more": has_more, "next_after": next_after}),
+    ))
 }

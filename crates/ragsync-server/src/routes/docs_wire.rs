@@ -67,7 +67,11 @@ impl DocBody {
 impl BatchItem {
     pub(crate) fn into_op(self, limits: &Limits) -> Result<DocOp, ApiError> {
         let id = DocId::new(self.id)?;
-        let if_match = self.if_match.as_deref().map(parse_version_tag).transpose()?;
+        let if_match = self
+            .if_match
+            .as_deref()
+            .map(parse_version_tag)
+            .transpose()?;
         let kind = if self.delete {
             let has_body = self.text.is_some()
                 || self.content_base64.is_some()
@@ -127,7 +131,11 @@ fn put_op(
     if content.len() > limits.max_content_bytes {
         return Err(ApiError::too_large(
             "content_too_large",
-            format!("content of {} bytes exceeds max_content_bytes ({})", content.len(), limits.max_content_bytes),
+            format!(
+                "content of {} bytes exceeds max_content_bytes ({})",
+                content.len(),
+                limits.max_content_bytes
+            ),
         ));
     }
     let content_type = content_type.unwrap_or_else(|| default_type.to_string());
@@ -145,7 +153,11 @@ fn put_op(
     {
         return Err(ApiError::too_large(
             "title_too_large",
-            format!("title of {} bytes exceeds max_title_bytes ({})", t.len(), limits.max_title_bytes),
+            format!(
+                "title of {} bytes exceeds max_title_bytes ({})",
+                t.len(),
+                limits.max_title_bytes
+            ),
         ));
     }
     let metadata = match metadata {
@@ -162,17 +174,28 @@ fn put_op(
     if metadata_len > limits.max_metadata_bytes {
         return Err(ApiError::too_large(
             "metadata_too_large",
-            format!("metadata of {metadata_len} bytes exceeds max_metadata_bytes ({})", limits.max_metadata_bytes),
+            format!(
+                "metadata of {metadata_len} bytes exceeds max_metadata_bytes ({})",
+                limits.max_metadata_bytes
+            ),
         ));
     }
-    Ok(OpKind::Put { title, metadata, content, content_type })
+    Ok(OpKind::Put {
+        title,
+        metadata,
+        content,
+        content_type,
+    })
 }
 
 /// Parses a version as given in `If-Match` or `if_match`: the stamp, quoted or not.
 pub(crate) fn parse_version_tag(s: &str) -> Result<Stamp, ApiError> {
     let s = s.trim();
     let s = s.strip_prefix("W/").unwrap_or(s);
-    let s = s.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(s);
+    let s = s
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(s);
     s.parse().map_err(|_| {
         ApiError::bad_request(
             "invalid_if_match",

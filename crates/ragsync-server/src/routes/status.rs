@@ -1,12 +1,12 @@
 //! Liveness and node status.
 
-use axum::extract::{Extension, State};
 use axum::Json;
+use axum::extract::{Extension, State};
 use serde_json::{Value, json};
 
+use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::ApiResult;
-use crate::AppState;
 
 pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))

@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Extension, State};
 use axum::Json;
+use axum::extract::{Extension, State};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ragsync_store::FeedItem;
 use ragsync_sync::wire::{Change, ChangesResponse, PROTOCOL_VERSION, SyncInfo};
 use serde::Deserialize;
 
+use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiQuery;
-use crate::AppState;
 
 /// Page size when the request gives none.
 const DEFAULT_PAGE_ROWS: usize = 1000;
@@ -67,7 +67,12 @@ pub(crate) async fn changes(
                     FeedItem::Collection(_) => None,
                 })
                 .flatten()
-                .filter_map(|v| v.content.as_ref().filter(|c| c.len <= max_inline).map(|c| c.cid))
+                .filter_map(|v| {
+                    v.content
+                        .as_ref()
+                        .filter(|c| c.len <= max_inline)
+                        .map(|c| c.cid)
+                })
                 .collect();
             let inline = s.small_contents(&cids, max_inline)?;
             Ok((page, inline))
@@ -77,16 +82,26 @@ pub(crate) async fn changes(
         .entries
         .into_iter()
         .map(|e| match e.item {
-            FeedItem::Doc { collection, id, state } => Change::Doc {
+            FeedItem::Doc {
+                collection,
+                id,
+                state,
+            } => Change::Doc {
                 seq: e.seq,
                 collection,
                 id,
                 versions: state.versions().to_vec(),
             },
-            FeedItem::Collection(collection) => Change::Collection { seq: e.seq, collection },
+            FeedItem::Collection(collection) => Change::Collection {
+                seq: e.seq,
+                collection,
+            },
         })
         .collect();
-    let contents: BTreeMap<_, _> = inline.into_iter().map(|(cid, b)| (cid, BASE64.encode(b))).collect();
+    let contents: BTreeMap<_, _> = inline
+        .into_iter()
+        .map(|(cid, b)| (cid, BASE64.encode(b)))
+        .collect();
     Ok(Json(ChangesResponse {
         node_id: node.store.node_id(),
         epoch: node.store.epoch(),

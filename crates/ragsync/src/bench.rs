@@ -1,0 +1,132 @@
+//! `ragsync bench ingest`: a node in its own process on a temporary directory, written to
+//! through the batch endpoint over real HTTP, one request at a time, with every request body
+//! built before the clock starts. Prints figures as `ragsync <name>: <value> <unit>`, the same
+//! shape as the peer benchmarks in `../shared/peers`.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::node_proc::NodeProcess;
+use crate::textgen::{Mulberry32, text};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Batch-write throughput of one node over HTTP.
+    Ingest(IngestBench),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestBench {
+    /// Documents to write.
+    #[arg(long, default_value_t = 100_000)]
+    pub docs: usize,
+    /// Bytes of text per document.
+    #[arg(long, default_value_t = 1024)]
+    pub doc_bytes: usize,
+    /// Documents per batch request.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Durability of the node under test: relaxed, full (default) or extra.
+    #[arg(long, default_value = "full")]
+    pub durability: String,
+    /// Seed of the text generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u32,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchWhat::Ingest(a) => ingest(a).await,
+    }
+}
+
+fn figure(name: &str, value: f64, unit: &str) {
+    println!("ragsync {name}: {value:.2} {unit}");
+}
+
+async fn ingest(a: IngestBench) -> anyhow::Result<()> {
+    ensure!(
+        a.docs > 0 && a.batch > 0,
+        "--docs and --batch must be positive"
+    );
+    let dir = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let token = format!("bench-{:032x}", rand::random::<u128>());
+    let mut node = NodeProcess::spawn(
+        &exe,
+        &dir.path().join("node"),
+        &token,
+        &["--durability", &a.durability],
+    )?;
+    let client = node.client();
+    client.put(&["collections", "bench"], &json!({})).await?;
+
+    let mut rng = Mulberry32::new(a.seed);
+    let mut bodies = Vec::with_capacity(a.docs.div_ceil(a.batch));
+    let mut payload_bytes = 0usize;
+    for start in (0..a.docs).step_by(a.batch) {
+        let docs: Vec<_> = (start..(start + a.batch).min(a.docs))
+            .map(|n| json!({"id": format!("doc-{n:09}"), "text": text(&mut rng, a.doc_bytes), "metadata": {"n": n}}))
+            .collect();
+        let body = serde_json::to_vec(&json!({ "docs": docs }))?;
+        payload_bytes += body.len();
+        bodies.push((docs.len(), body));
+    }
+    eprintln!(
+        "ragsync bench ingest: {} docs of {} bytes in {} batches ({:.1} MB of JSON), durability {}, node pid {}",
+        a.docs,
+        a.doc_bytes,
+        bodies.len(),
+        payload_bytes as f64 / 1e6,
+        a.durability,
+        node.pid()
+    );
+
+    let bar = ProgressBar::new(a.docs as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} docs {per_sec}")
+            .expect("valid template"),
+    );
+    let cpu0 = node.cpu_seconds().unwrap_or(0.0);
+    let t0 = Instant::now();
+    for (i, (n, body)) in bodies.into_iter().enumerate() {
+        let resp = client
+            .post_raw(&["collections", "bench", "docs:batch"], body)
+            .await
+            .with_context(|| format!("batch {i}"))?;
+        if resp["created"].as_u64() != Some(n as u64) {
+            bail!("batch {i}: expected {n} created, got {}", resp["created"]);
+        }
+        bar.inc(n as u64);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = node.cpu_seconds().unwrap_or(0.0) - cpu0;
+    bar.finish_and_clear();
+
+    let status = client.get(&["status"], &[]).await?;
+    let stored = status["counts"]["documents"].as_u64().unwrap_or(0);
+    ensure!(
+        stored == a.docs as u64,
+        "node holds {stored} documents, expected {}",
+        a.docs
+    );
+    let rss_mib = node.peak_rss_kib().map_or(f64::NAN, |k| k as f64 / 1024.0);
+    node.stop()?;
+
+    figure("ingest_docs_per_s", a.docs as f64 / secs, "docs/s");
+    figure("ingest_mb_per_s", payload_bytes as f64 / 1e6 / secs, "MB/s");
+    figure("ingest_seconds", secs, "s");
+    figure("ingest_server_cpu", cpu, "cpu-s");
+    figure("ingest_server_peak_rss", rss_mib, "MiB");
+    Ok(())
+}

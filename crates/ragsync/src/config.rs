@@ -1,0 +1,214 @@
+//! Node configuration: a TOML file, overridden by `RAGSYNC_*` environment variables, overridden
+//! by flags. Defaults live in the types ([`Limits`], [`Durability`]) and here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use ragsync_core::Limits;
+use ragsync_server::{Role, TokenSpec};
+use ragsync_store::Durability;
+use serde::Deserialize;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "ragsync-data";
+/// Shortest token secret accepted: shorter ones are guessable.
+pub const MIN_TOKEN_SECRET_BYTES: usize = 16;
+
+/// The config file, `ragsync serve --config FILE`. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub durability: Option<Durability>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub tokens: Vec<TokenSpec>,
+}
+
+/// `ragsync serve` flags; each also reads a `RAGSYNC_*` variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (created if missing).
+    #[arg(long, env = "RAGSYNC_DATA")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "RAGSYNC_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// TOML config file.
+    #[arg(long, env = "RAGSYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// relaxed | full | extra: how hard a commit waits for the disk (default full).
+    #[arg(long, env = "RAGSYNC_DURABILITY", value_parser = parse_durability)]
+    pub durability: Option<Durability>,
+    /// An admin token secret.
+    #[arg(long, env = "RAGSYNC_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// More tokens, comma-separated, each `name:role:secret` (role: admin, write, read, peer).
+    #[arg(
+        long,
+        env = "RAGSYNC_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub tokens: Vec<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Overrides of [`Limits`].
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    #[arg(long, env = "RAGSYNC_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    #[arg(long, env = "RAGSYNC_MAX_BATCH_DOCS")]
+    pub max_batch_docs: Option<usize>,
+    #[arg(long, env = "RAGSYNC_MAX_CONTENT_BYTES")]
+    pub max_content_bytes: Option<usize>,
+    #[arg(long, env = "RAGSYNC_MAX_METADATA_BYTES")]
+    pub max_metadata_bytes: Option<usize>,
+    #[arg(long, env = "RAGSYNC_MAX_TITLE_BYTES")]
+    pub max_title_bytes: Option<usize>,
+    #[arg(long, env = "RAGSYNC_MAX_INLINE_BYTES")]
+    pub max_inline_bytes: Option<usize>,
+    #[arg(long, env = "RAGSYNC_MAX_PAGE_ROWS")]
+    pub max_page_rows: Option<usize>,
+    #[arg(long, env = "RAGSYNC_HLC_MAX_DRIFT_MS")]
+    pub hlc_max_drift_ms: Option<u64>,
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "relaxed" => Ok(Durability::Relaxed),
+        "full" => Ok(Durability::Full),
+        "extra" => Ok(Durability::Extra),
+        _ => Err("expected relaxed, full or extra".into()),
+    }
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub durability: Durability,
+    pub limits: Limits,
+    pub tokens: Vec<TokenSpec>,
+}
+
+impl ServeConfig {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(p) => load_file(p)?,
+            None => FileConfig::default(),
+        };
+        let mut limits = file.limits;
+        let l = args.limits;
+        macro_rules! override_limits {
+            ($($f:ident),*) => { $( if let Some(v) = l.$f { limits.$f = v; } )* };
+        }
+        override_limits!(
+            max_body_bytes,
+            max_batch_docs,
+            max_content_bytes,
+            max_metadata_bytes,
+            max_title_bytes,
+            max_inline_bytes,
+            max_page_rows,
+            hlc_max_drift_ms
+        );
+        let mut tokens = file.tokens;
+        if let Some(secret) = args.admin_token {
+            tokens.push(TokenSpec {
+                name: "admin".into(),
+                role: Role::Admin,
+                secret,
+            });
+        }
+        for spec in &args.tokens {
+            tokens.push(parse_token_spec(spec)?);
+        }
+        for t in &tokens {
+            if t.secret.len() < MIN_TOKEN_SECRET_BYTES {
+                bail!(
+                    "token {:?}: secret must be at least {MIN_TOKEN_SECRET_BYTES} characters",
+                    t.name
+                );
+            }
+        }
+        Ok(Self {
+            listen: args.listen.or(file.listen).unwrap_or_else(|| {
+                DEFAULT_LISTEN
+                    .parse()
+                    .expect("valid default listen address")
+            }),
+            data: args
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            durability: args.durability.or(file.durability).unwrap_or_default(),
+            limits,
+            tokens,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn parse_token_spec(spec: &str) -> anyhow::Result<TokenSpec> {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(name), Some(role), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("a token is name:role:secret");
+    };
+    let role = match role {
+        "admin" => Role::Admin,
+        "write" => Role::Write,
+        "read" => Role::Read,
+        "peer" => Role::Peer,
+        other => bail!("token {name:?}: unknown role {other:?} (admin, write, read, peer)"),
+    };
+    Ok(TokenSpec {
+        name: name.into(),
+        role,
+        secret: secret.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_specs_parse_and_short_secrets_are_refused() {
+        let t = parse_token_spec("ci:write:0123456789abcdef:x").unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.role, t.secret.as_str()),
+            ("ci", Role::Write, "0123456789abcdef:x")
+        );
+        assert!(parse_token_spec("ci:root:0123456789abcdef").is_err());
+        assert!(parse_token_spec("ci").is_err());
+    }
+
+    #[test]
+    fn file_config_parses_with_defaults() {
+        let f: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\ndurability = \"extra\"\n[limits]\nmax_batch_docs = 5\n\
+             [[tokens]]\nname = \"a\"\nrole = \"read\"\nsecret = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.durability, Some(Durability::Extra));
+        assert_eq!(f.limits.max_batch_docs, 5);
+        assert_eq!(f.limits.max_body_bytes, Limits::default().max_body_bytes);
+        assert_eq!(f.tokens.len(), 1);
+        assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! The `ragsync` binary's library: configuration, the node runner, the HTTP client the CLI
+//! commands use, and the commands themselves. `main.rs` only parses arguments.
+
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod node_proc;
+pub mod serve;
+pub mod textgen;

@@ -1,0 +1,91 @@
+//! `ragsync serve`: open the store, build the token table, listen, and stop cleanly on
+//! SIGINT or SIGTERM (in-flight requests finish; their transactions commit or roll back).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ragsync_server::auth::token_hash;
+use ragsync_server::{Auth, Node, Role};
+use ragsync_store::{Store, StoreOptions};
+use tokio::net::TcpListener;
+
+use crate::config::ServeConfig;
+
+/// Store meta key of the hash of the admin token generated on first start.
+const GENERATED_ADMIN_KEY: &str = "generated_admin_token_hash";
+/// The line printed once the node listens; tools that start nodes wait for it.
+pub const LISTENING_PREFIX: &str = "ragsync listening on ";
+
+pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let opts = StoreOptions {
+        durability: cfg.durability,
+        hlc_max_drift_ms: cfg.limits.hlc_max_drift_ms,
+        ..StoreOptions::default()
+    };
+    let data = cfg.data.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&data, opts))
+        .await?
+        .with_context(|| format!("opening the store in {}", cfg.data.display()))?;
+    let store = Arc::new(store);
+    let auth = build_auth(&cfg, &store)?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, node_id = %store.node_id(), "serving API v1");
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{LISTENING_PREFIX}http://{addr}")?;
+        out.flush()?;
+    }
+    let node = Node::new(store, auth, cfg.limits);
+    ragsync_server::serve(listener, node, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Configured tokens; with none, the admin token generated on first start (its secret is
+/// printed once and only its hash is kept).
+fn build_auth(cfg: &ServeConfig, store: &Store) -> anyhow::Result<Auth> {
+    let mut auth = Auth::new();
+    for t in &cfg.tokens {
+        auth.add(t);
+    }
+    if !auth.is_empty() {
+        return Ok(auth);
+    }
+    let hash = match store.meta(GENERATED_ADMIN_KEY)? {
+        Some(h) => h
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("stored admin token hash is not 32 bytes"))?,
+        None => {
+            let secret = format!("rs_{:032x}", rand::random::<u128>());
+            let hash = token_hash(&secret);
+            store.set_meta(GENERATED_ADMIN_KEY, &hash)?;
+            println!(
+                "No token configured: generated an admin token. It is shown only now; \
+                 keep it (only its hash is stored):\n  RAGSYNC_TOKEN={secret}"
+            );
+            hash
+        }
+    };
+    auth.add_hashed(hash, "generated-admin".into(), Role::Admin);
+    Ok(auth)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
