@@ -69,6 +69,7 @@ impl From<StoreError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             StoreError::VersionMismatch { .. } => StatusCode::CONFLICT,
+            StoreError::InvalidState(_) | StoreError::Core(_) => StatusCode::BAD_REQUEST,
             StoreError::Locked(_)
             | StoreError::Corrupt(_)
             | StoreError::Sqlite(_)

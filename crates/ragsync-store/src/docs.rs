@@ -121,6 +121,42 @@ impl Store {
         })
     }
 
+    /// Merges a document state received from another node into the stored one, in one
+    /// transaction: the replication apply path, the same store function local writes use, so
+    /// the feed (and later search) sees both. Refuses the whole state, moving nothing, when a
+    /// version's clock is more than `hlc_max_drift_ms` ahead of local time. Returns true when
+    /// the stored state changed (it then gets a new `seq`); merging a known state changes nothing.
+    pub fn merge_remote(
+        &self,
+        collection: &CollectionName,
+        id: &DocId,
+        incoming: &DocState,
+    ) -> Result<bool, StoreError> {
+        incoming
+            .check_invariants()
+            .map_err(StoreError::InvalidState)?;
+        self.write_tx(|tx| {
+            collections::require_live(&tx.tx, collection)?;
+            for v in incoming.versions() {
+                tx.clock.check_drift(v.stamp.hlc, tx.now_ms)?;
+            }
+            for v in incoming.versions() {
+                tx.clock.observe(v.stamp.hlc, tx.now_ms)?;
+            }
+            let merged = match load(&tx.tx, collection, id)? {
+                Some((_, mut state)) => state.merge(incoming).then_some(state),
+                None => Some(incoming.clone()),
+            };
+            match merged {
+                Some(state) => {
+                    store_state(tx, collection, id, &state)?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+    }
+
     /// The stored state of one document (deleted ones included).
     pub fn get(
         &self,

@@ -17,6 +17,12 @@ pub enum StoreError {
         expected: Stamp,
         actual: String,
     },
+    /// A document state from elsewhere that breaks the state invariants.
+    #[error("invalid document state: {0}")]
+    InvalidState(String),
+    /// A refusal of the core layer (for example a clock too far ahead).
+    #[error(transparent)]
+    Core(#[from] ragsync_core::CoreError),
     /// Another process holds the data directory.
     #[error("data directory {0} is in use by another process")]
     Locked(String),
@@ -36,6 +42,8 @@ impl StoreError {
             StoreError::CollectionNotFound(_) => "collection_not_found",
             StoreError::DocumentNotFound(_) => "document_not_found",
             StoreError::VersionMismatch { .. } => "version_conflict",
+            StoreError::InvalidState(_) => "invalid_state",
+            StoreError::Core(e) => e.code(),
             StoreError::Locked(_) => "data_dir_locked",
             StoreError::Corrupt(_) => "store_corrupt",
             StoreError::Sqlite(_) | StoreError::Io(_) => "store_error",

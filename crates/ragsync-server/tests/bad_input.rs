@@ -1,0 +1,501 @@
+//! Bad input of every kind gets a JSON error with a stable code and the right status, and
+//! changes nothing that is stored.
+
+mod common;
+
+use bytes::Bytes;
+use common::{TestNode, expect_error};
+use ragsync_core::Limits;
+use reqwest::{Body, Method};
+use serde_json::json;
+
+fn small_limits() -> Limits {
+    Limits {
+        max_body_bytes: 64 << 10,
+        max_batch_docs: 5,
+        max_content_bytes: 4 << 10,
+        max_metadata_bytes: 256,
+        max_title_bytes: 32,
+        ..Limits::default()
+    }
+}
+
+/// A node with one stored document, and a check that it is still exactly as stored.
+async fn node_with_a_document() -> TestNode {
+    let n = TestNode::with_limits(small_limits()).await;
+    n.create_collection("c").await;
+    let r = n
+        .req(Method::PUT, "/v1/collections/c/docs/keep")
+        .json(&json!({"text": "kept", "metadata": {"k": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    n
+}
+
+async fn assert_untouched(n: &TestNode, head: u64) {
+    assert_eq!(
+        n.store.head_seq().unwrap(),
+        head,
+        "a refused request changed the feed"
+    );
+    let stats = n.store.stats().unwrap();
+    assert_eq!(
+        (
+            stats.collections,
+            stats.documents,
+            stats.tombstones,
+            stats.contents
+        ),
+        (1, 1, 0, 1)
+    );
+    let (s, d) = common::json(
+        n.req(Method::GET, "/v1/collections/c/docs/keep")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, &d["text"], &d["metadata"]),
+        (200, &json!("kept"), &json!({"k": 1}))
+    );
+}
+
+const DOC: &str = "/v1/collections/c/docs/x";
+const BATCH: &str = "/v1/collections/c/docs:batch";
+
+#[tokio::test]
+async fn malformed_json_wrong_types_and_wrong_shapes() {
+    let n = node_with_a_document().await;
+    let head = n.store.head_seq().unwrap();
+    let raw = |path: &str, body: &'static str| {
+        n.req(Method::PUT, path)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    expect_error(
+        raw(DOC, "{\"text\": ").send().await.unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    expect_error(
+        raw(DOC, "not json").send().await.unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    expect_error(raw(DOC, "").send().await.unwrap(), 400, "invalid_json").await;
+    expect_error(
+        raw(DOC, "{\"text\": 5}").send().await.unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        raw(DOC, "[1, 2]").send().await.unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        raw(DOC, "{\"text\": \"a\", \"colour\": 1}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        raw(DOC, "{\"title\": \"no content\"}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "missing_content",
+    )
+    .await;
+    expect_error(
+        raw(DOC, "{\"text\": \"a\", \"content_base64\": \"YQ==\"}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        raw(DOC, "{\"content_base64\": \"***\"}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_base64",
+    )
+    .await;
+    expect_error(
+        raw(DOC, "{\"text\": \"a\", \"metadata\": [1]}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_metadata",
+    )
+    .await;
+    expect_error(
+        raw(DOC, "{\"text\": \"a\", \"content_type\": \"bad\\ntype\"}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_content_type",
+    )
+    .await;
+    let batch = |body: &'static str| {
+        n.req(Method::POST, BATCH)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    expect_error(
+        batch("{\"docs\": {}}").send().await.unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        batch("{\"docs\": [{\"text\": \"no id\"}]}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    let msg = expect_error(batch("{\"docs\": [{\"id\": \"ok\", \"text\": \"a\"}, {\"id\": \"d\", \"delete\": true, \"text\": \"a\"}]}").send().await.unwrap(), 400, "invalid_body").await;
+    assert!(msg.starts_with("docs[1]"), "{msg}");
+    expect_error(
+        n.req(Method::PUT, "/v1/collections/c")
+            .body("{\"chunking\": 3}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        n.req(Method::GET, "/v1/collections/c/docs?limit=abc")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_query",
+    )
+    .await;
+    expect_error(
+        n.req(Method::GET, "/v1/collections/c/docs?bogus=1")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_query",
+    )
+    .await;
+    expect_error(
+        n.req(Method::GET, "/v1/sync/changes?since=-1")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_untouched(&n, head).await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_contents_metadata_titles_and_batches() {
+    let n = node_with_a_document().await;
+    let head = n.store.head_seq().unwrap();
+    let big = "a".repeat(100 << 10);
+    expect_error(
+        n.req(Method::PUT, DOC)
+            .json(&json!({"text": big}))
+            .send()
+            .await
+            .unwrap(),
+        413,
+        "body_too_large",
+    )
+    .await;
+    // Without a Content-Length the body is cut while it is read.
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..100)
+        .map(|_| Ok(Bytes::from(vec![b' '; 1024])))
+        .collect();
+    let streamed = n
+        .req(Method::PUT, DOC)
+        .header("content-type", "application/json")
+        .body(Body::wrap_stream(futures_stream(chunks)));
+    expect_error(streamed.send().await.unwrap(), 413, "body_too_large").await;
+    let content = "a".repeat(5 << 10);
+    expect_error(
+        n.req(Method::PUT, DOC)
+            .json(&json!({"text": content}))
+            .send()
+            .await
+            .unwrap(),
+        413,
+        "content_too_large",
+    )
+    .await;
+    let meta = json!({"text": "a", "metadata": {"blob": "m".repeat(300)}});
+    expect_error(
+        n.req(Method::PUT, DOC).json(&meta).send().await.unwrap(),
+        413,
+        "metadata_too_large",
+    )
+    .await;
+    let title = json!({"text": "a", "title": "t".repeat(33)});
+    expect_error(
+        n.req(Method::PUT, DOC).json(&title).send().await.unwrap(),
+        413,
+        "title_too_large",
+    )
+    .await;
+    let docs: Vec<_> = (0..6)
+        .map(|i| json!({"id": format!("b{i}"), "text": "x"}))
+        .collect();
+    expect_error(
+        n.req(Method::POST, BATCH)
+            .json(&json!({"docs": docs}))
+            .send()
+            .await
+            .unwrap(),
+        413,
+        "batch_too_large",
+    )
+    .await;
+    assert_untouched(&n, head).await;
+}
+
+fn futures_stream(
+    chunks: Vec<Result<Bytes, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    tokio_stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn invalid_collection_names_and_document_ids() {
+    let n = node_with_a_document().await;
+    let head = n.store.head_seq().unwrap();
+    for name in ["Bad", "_x", "-x", "a%20b", "a.b", "%C3%A9", &"a".repeat(65)] {
+        expect_error(
+            n.req(Method::PUT, &format!("/v1/collections/{name}"))
+                .send()
+                .await
+                .unwrap(),
+            400,
+            "invalid_collection_name",
+        )
+        .await;
+        expect_error(
+            n.req(Method::GET, &format!("/v1/collections/{name}/docs/x"))
+                .send()
+                .await
+                .unwrap(),
+            400,
+            "invalid_collection_name",
+        )
+        .await;
+    }
+    for id in [
+        "..%2Fetc%2Fpasswd",
+        "a%2F..%2F..%2Fb",
+        "%2Fabs",
+        "a%00b",
+        "%00",
+        "tab%09",
+        "back%5Cslash",
+        "a%2F%2Fb",
+        "a%2F",
+    ] {
+        let url = format!("/v1/collections/c/docs/{id}");
+        expect_error(
+            n.req(Method::PUT, &url)
+                .json(&json!({"text": "x"}))
+                .send()
+                .await
+                .unwrap(),
+            400,
+            "invalid_document_id",
+        )
+        .await;
+        expect_error(
+            n.req(Method::GET, &url).send().await.unwrap(),
+            400,
+            "invalid_document_id",
+        )
+        .await;
+        expect_error(
+            n.req(Method::DELETE, &url).send().await.unwrap(),
+            400,
+            "invalid_document_id",
+        )
+        .await;
+    }
+    // HTTP clients normalise `..` segments away, so these go over a raw socket.
+    for path in [
+        "/v1/collections/c/docs/..",
+        "/v1/collections/c/docs/%2e%2e",
+        "/v1/collections/c/docs/.",
+    ] {
+        let (status, body) = raw_get(&n, path).await;
+        assert!(
+            status == 400 && body.contains("invalid_document_id"),
+            "{path}: {status} {body}"
+        );
+    }
+    let long = "a".repeat(513);
+    expect_error(
+        n.req(Method::PUT, &format!("/v1/collections/c/docs/{long}"))
+            .json(&json!({"text": "x"}))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_document_id",
+    )
+    .await;
+    for id in ["../x", "a\u{0}b", "/etc/passwd", "a/../../b"] {
+        let body = json!({"docs": [{"id": "fine", "text": "x"}, {"id": id, "text": "x"}]});
+        let msg = expect_error(
+            n.req(Method::POST, BATCH).json(&body).send().await.unwrap(),
+            400,
+            "invalid_document_id",
+        )
+        .await;
+        assert!(msg.starts_with("docs[1]"), "{msg}");
+    }
+    expect_error(
+        n.req(Method::GET, "/v1/collections/c/docs?after=..")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_document_id",
+    )
+    .await;
+    expect_error(
+        n.req(Method::GET, "/v1/collections/c/docs/%FF")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_path",
+    )
+    .await;
+    assert_untouched(&n, head).await;
+}
+
+/// A GET written by hand on a TCP socket, so the path reaches the server exactly as given.
+async fn raw_get(n: &TestNode, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = n.base.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        common::ADMIN
+    );
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    sock.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+#[tokio::test]
+async fn text_must_be_utf8() {
+    let n = node_with_a_document().await;
+    let head = n.store.head_seq().unwrap();
+    let invalid: &[u8] = b"{\"text\": \"caf\xe9\"}";
+    let r = n
+        .req(Method::PUT, DOC)
+        .header("content-type", "application/json")
+        .body(invalid.to_vec())
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 400, "invalid_utf8").await;
+    let lone_surrogate = "{\"text\": \"\\ud800\"}";
+    let r = n
+        .req(Method::PUT, DOC)
+        .header("content-type", "application/json")
+        .body(lone_surrogate)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 400, "invalid_json").await;
+    let batch: &[u8] = b"{\"docs\": [{\"id\": \"a\", \"text\": \"\xff\xfe\"}]}";
+    let r = n
+        .req(Method::POST, BATCH)
+        .header("content-type", "application/json")
+        .body(batch.to_vec())
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 400, "invalid_utf8").await;
+    assert_untouched(&n, head).await;
+}
+
+#[tokio::test]
+async fn missing_and_wrong_tokens() {
+    let n = node_with_a_document().await;
+    let head = n.store.head_seq().unwrap();
+    for (method, path) in [
+        (Method::GET, "/v1/status"),
+        (Method::GET, "/v1/collections"),
+        (Method::PUT, DOC),
+        (Method::DELETE, "/v1/collections/c/docs/keep"),
+        (Method::POST, BATCH),
+        (Method::GET, "/v1/sync/changes"),
+        (Method::GET, "/v1/sync/info"),
+        (Method::DELETE, "/v1/collections/c"),
+    ] {
+        let url = format!("{}{path}", n.base);
+        let r = n.http.request(method.clone(), &url).send().await.unwrap();
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        expect_error(r, 401, "missing_token").await;
+        let r = n
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth("wrong-token-0123456789")
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 401, "invalid_token").await;
+        let r = n
+            .http
+            .request(method.clone(), &url)
+            .header("authorization", "Basic YWRtaW46YWRtaW4=")
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 401, "invalid_token").await;
+        let r = n
+            .http
+            .request(method, &url)
+            .header("authorization", "Bearer ")
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 401, "invalid_token").await;
+    }
+    assert_untouched(&n, head).await;
+}

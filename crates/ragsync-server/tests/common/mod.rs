@@ -1,0 +1,115 @@
+//! A real node for API tests: a store in a temporary directory and the router served on
+//! `127.0.0.1:0` in this process; requests go over real HTTP with reqwest.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use ragsync_core::Limits;
+use ragsync_server::{Auth, Node, Role, TokenSpec};
+use ragsync_store::{Store, StoreOptions};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const ADMIN: &str = "admin-secret-0123456789";
+pub const WRITER: &str = "writer-secret-0123456789";
+pub const READER: &str = "reader-secret-0123456789";
+pub const PEER: &str = "peer-secret-0123456789";
+
+pub struct TestNode {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Arc<Store>,
+    _dir: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+impl TestNode {
+    pub async fn start() -> Self {
+        Self::with_limits(Limits::default()).await
+    }
+
+    pub async fn with_limits(limits: Limits) -> Self {
+        Self::with_options(limits, StoreOptions::default()).await
+    }
+
+    pub async fn with_options(limits: Limits, opts: StoreOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), opts).unwrap());
+        let mut auth = Auth::new();
+        for (name, role, secret) in [
+            ("admin", Role::Admin, ADMIN),
+            ("writer", Role::Write, WRITER),
+            ("reader", Role::Read, READER),
+            ("peer", Role::Peer, PEER),
+        ] {
+            auth.add(&TokenSpec {
+                name: name.into(),
+                role,
+                secret: secret.into(),
+            });
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let node = Node::new(store.clone(), auth, limits);
+        tokio::spawn(ragsync_server::serve(listener, node, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            store,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    /// A request with the admin token.
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.as_token(ADMIN, method, path)
+    }
+
+    pub fn as_token(&self, token: &str, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    pub async fn create_collection(&self, name: &str) {
+        let r = self
+            .req(Method::PUT, &format!("/v1/collections/{name}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "create collection: {}", r.status());
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn json(resp: Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "response {status} is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, v)
+}
+
+/// Asserts a JSON error with this status and code; returns the message.
+pub async fn expect_error(resp: Response, status: u16, code: &str) -> String {
+    let (s, v) = json(resp).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (status, Some(code)),
+        "body: {v}"
+    );
+    v["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_string()
+}
