@@ -1,0 +1,238 @@
+//! The CLI as a user runs it: `serve` with a generated token or a config file, and `ingest`,
+//! `get`, `delete`, `status` against it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use ragsync::node_proc::NodeProcess;
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_ragsync");
+const TOKEN: &str = "cli-test-token-0123456789abcdef";
+
+fn ragsync(args: &[&str], url: &str) -> (bool, String, String) {
+    let out = Command::new(EXE)
+        .args(args)
+        .env("RAGSYNC_URL", url)
+        .env("RAGSYNC_TOKEN", TOKEN)
+        .env("RAGSYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn ingest_is_resumable_and_get_delete_status_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    write(&docs.join("a.md"), "# A\nalpha");
+    write(&docs.join("sub/b.txt"), "beta");
+    write(&docs.join(".hidden/secret"), "never ingested");
+    std::fs::write(docs.join("bin.dat"), [0u8, 255, 1, 254]).unwrap();
+    let corpus = dir.path().join("corpus.jsonl");
+    write(
+        &corpus,
+        "{\"_id\": \"q1\", \"title\": \"One\", \"text\": \"first passage\", \"metadata\": {\"src\": \"x\"}}\n\n{\"_id\": \"q2\", \"title\": \"\", \"text\": \"second\"}\n",
+    );
+    let node = NodeProcess::spawn(Path::new(EXE), &dir.path().join("node"), TOKEN, &[]).unwrap();
+    let (docs_s, corpus_s) = (docs.to_str().unwrap(), corpus.to_str().unwrap());
+
+    let (ok, out, err) = ragsync(
+        &[
+            "ingest",
+            docs_s,
+            corpus_s,
+            "--collection",
+            "kb",
+            "--quiet",
+            "--batch-docs",
+            "2",
+        ],
+        &node.url,
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("sent 5 documents (5 created, 0 updated); 0 already stored"),
+        "{out}"
+    );
+
+    write(&docs.join("a.md"), "# A\nalpha, edited");
+    let (ok, out, _) = ragsync(
+        &["ingest", docs_s, corpus_s, "--collection", "kb", "--quiet"],
+        &node.url,
+    );
+    assert!(ok);
+    assert!(
+        out.contains("sent 1 documents (0 created, 1 updated); 4 already stored"),
+        "{out}"
+    );
+
+    let (ok, out, _) = ragsync(&["get", "--collection", "kb", "sub/b.txt"], &node.url);
+    assert!(ok);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["text"], "beta");
+    let (_, out, _) = ragsync(&["get", "-c", "kb", "q1"], &node.url);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&doc["title"], &doc["metadata"]["src"]),
+        (&Value::from("One"), &Value::from("x"))
+    );
+    let (_, out, _) = ragsync(&["get", "-c", "kb", "bin.dat"], &node.url);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["content_base64"], "AP8B/g==");
+
+    let (ok, _, _) = ragsync(&["delete", "-c", "kb", "q2"], &node.url);
+    assert!(ok);
+    let (ok, _, err) = ragsync(&["get", "-c", "kb", "q2"], &node.url);
+    assert!(!ok && err.contains("document_deleted"), "{err}");
+    let (ok, out, _) = ragsync(&["status"], &node.url);
+    assert!(ok);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            &status["counts"]["documents"],
+            &status["counts"]["tombstones"]
+        ),
+        (&Value::from(4), &Value::from(1))
+    );
+
+    let (ok, _, err) = ragsync(&["ingest", docs_s, "--collection", "Bad Name"], &node.url);
+    assert!(!ok && err.contains("invalid collection name"), "{err}");
+}
+
+/// Starts `serve` with no token configured and returns the printed token and URL.
+fn serve_without_tokens(data: &Path) -> (std::process::Child, Option<String>, String) {
+    let mut child = Command::new(EXE)
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("RAGSYNC_ADMIN_TOKEN")
+        .env_remove("RAGSYNC_TOKENS")
+        .env("RAGSYNC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut token = None;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(t) = line.trim().strip_prefix("RAGSYNC_TOKEN=") {
+            token = Some(t.to_string());
+        }
+        if let Some(url) = line.strip_prefix("ragsync listening on ") {
+            return (child, token, url.to_string());
+        }
+    }
+    panic!("serve exited before listening");
+}
+
+#[test]
+fn first_start_generates_an_admin_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, token, url) = serve_without_tokens(dir.path());
+    let token = token.expect("a generated token is printed on first start");
+    let status = |url: &str, token: &str| {
+        Command::new(EXE)
+            .args(["status", "--url", url, "--token", token])
+            .env("RAGSYNC_LOG", "warn")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(status(&url, &token));
+    assert!(!status(&url, "some-other-token-0123456789"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (mut second, again, url) = serve_without_tokens(dir.path());
+    assert_eq!(again, None, "the token is printed only on first start");
+    assert!(
+        status(&url, &token),
+        "the generated token still works after a restart"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+#[test]
+fn config_file_sets_tokens_and_limits_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ragsync.toml");
+    write(
+        &config,
+        &format!(
+            "durability = \"extra\"\n[limits]\nmax_batch_docs = 2\n\n[[tokens]]\nname = \"reader\"\nrole = \"read\"\nsecret = \"reader-secret-0123456789\"\n\n[[tokens]]\nname = \"ops\"\nrole = \"admin\"\nsecret = \"{TOKEN}\"\n"
+        ),
+    );
+    let node = NodeProcess::spawn(
+        Path::new(EXE),
+        &dir.path().join("node"),
+        "flag-admin-token-0123456789",
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--max-title-bytes",
+            "4",
+        ],
+    )
+    .unwrap();
+    let (ok, out, _) = ragsync(&["status"], &node.url);
+    assert!(ok);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["durability"], "extra");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = node.client();
+        c.put(&["collections", "c"], &serde_json::json!({})).await.unwrap();
+        let three = serde_json::json!({"docs": [{"id": "a", "text": "x"}, {"id": "b", "text": "x"}, {"id": "c", "text": "x"}]});
+        let err = c.post(&["collections", "c", "docs:batch"], &three).await.unwrap_err();
+        assert_eq!(err.code(), Some("batch_too_large"));
+        let long_title = serde_json::json!({"text": "x", "title": "longer"});
+        let err = c.put(&["collections", "c", "docs", "a"], &long_title).await.unwrap_err();
+        assert_eq!(err.code(), Some("title_too_large"));
+    });
+    let reader = Command::new(EXE)
+        .args([
+            "status",
+            "--url",
+            &node.url,
+            "--token",
+            "reader-secret-0123456789",
+        ])
+        .output()
+        .unwrap();
+    assert!(reader.status.success());
+
+    let bad = dir.path().join("bad.toml");
+    write(
+        &bad,
+        "[[tokens]]\nname = \"x\"\nrole = \"admin\"\nsecret = \"short\"\n",
+    );
+    let out = Command::new(EXE)
+        .args([
+            "serve",
+            "--config",
+            bad.to_str().unwrap(),
+            "--data",
+            dir.path().join("n2").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"));
+}
