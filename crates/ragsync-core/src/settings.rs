@@ -17,7 +17,7 @@ pub struct Collection {
     pub deleted: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectionSettings {
     pub chunking: Chunking,
@@ -58,16 +58,6 @@ pub struct Embedding {
     /// Model id; `none` means BM25 only.
     pub model: String,
     pub dimension: u32,
-}
-
-impl Default for CollectionSettings {
-    fn default() -> Self {
-        Self {
-            chunking: Chunking::default(),
-            search: Search::default(),
-            embedding: Embedding::default(),
-        }
-    }
 }
 
 impl Default for Chunking {

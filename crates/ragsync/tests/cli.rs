@@ -110,8 +110,18 @@ fn ingest_is_resumable_and_get_delete_status_work() {
     assert!(!ok && err.contains("invalid collection name"), "{err}");
 }
 
+/// A child process killed when dropped, so a failed assertion leaves no process behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `serve` with no token configured and returns the printed token and URL.
-fn serve_without_tokens(data: &Path) -> (std::process::Child, Option<String>, String) {
+fn serve_without_tokens(data: &Path) -> (KillOnDrop, Option<String>, String) {
     let mut child = Command::new(EXE)
         .args([
             "serve",
@@ -127,8 +137,10 @@ fn serve_without_tokens(data: &Path) -> (std::process::Child, Option<String>, St
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
     let mut token = None;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(stdout).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(t) = line.trim().strip_prefix("RAGSYNC_TOKEN=") {
@@ -144,7 +156,7 @@ fn serve_without_tokens(data: &Path) -> (std::process::Child, Option<String>, St
 #[test]
 fn first_start_generates_an_admin_token_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut first, token, url) = serve_without_tokens(dir.path());
+    let (first, token, url) = serve_without_tokens(dir.path());
     let token = token.expect("a generated token is printed on first start");
     let status = |url: &str, token: &str| {
         Command::new(EXE)
@@ -157,16 +169,13 @@ fn first_start_generates_an_admin_token_once() {
     };
     assert!(status(&url, &token));
     assert!(!status(&url, "some-other-token-0123456789"));
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let (mut second, again, url) = serve_without_tokens(dir.path());
+    drop(first);
+    let (_second, again, url) = serve_without_tokens(dir.path());
     assert_eq!(again, None, "the token is printed only on first start");
     assert!(
         status(&url, &token),
         "the generated token still works after a restart"
     );
-    second.kill().unwrap();
-    second.wait().unwrap();
 }
 
 #[test]

@@ -130,10 +130,10 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let node = NodeProcess::spawn(exe, &data, TOKEN, &[]).unwrap();
     let now = stored(&node.client()).await;
-    if let Some(flight) = in_flight {
-        if flight.iter().all(|(id, cid)| now.get(id) == Some(cid)) {
-            acked.extend(flight);
-        }
+    if let Some(flight) = in_flight
+        && flight.iter().all(|(id, cid)| now.get(id) == Some(cid))
+    {
+        acked.extend(flight);
     }
     assert_eq!(now, acked);
     // Byte-exact: one document's text, read back whole.
