@@ -9,6 +9,26 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// A raw body, read up to `max_body_bytes` (`DefaultBodyLimit`).
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large("body_too_large", "request body exceeds max_body_bytes")
+                } else {
+                    ApiError::bad_request("invalid_body", e.body_text())
+                }
+            })
+    }
+}
+
 /// A JSON body. The body must be UTF-8 (RFC 8259), parse, and match `T`.
 pub struct ApiJson<T>(pub T);
 
@@ -16,13 +36,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large("body_too_large", "request body exceeds max_body_bytes")
-            } else {
-                ApiError::bad_request("invalid_body", e.body_text())
-            }
-        })?;
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }

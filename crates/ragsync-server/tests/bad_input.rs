@@ -240,6 +240,13 @@ async fn oversized_bodies_contents_metadata_titles_and_batches() {
         .header("content-type", "application/json")
         .body(Body::wrap_stream(futures_stream(chunks)));
     expect_error(streamed.send().await.unwrap(), 413, "body_too_large").await;
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..100)
+        .map(|_| Ok(Bytes::from(vec![b' '; 1024])))
+        .collect();
+    let streamed = n
+        .req(Method::PUT, "/v1/collections/c")
+        .body(Body::wrap_stream(futures_stream(chunks)));
+    expect_error(streamed.send().await.unwrap(), 413, "body_too_large").await;
     let content = "a".repeat(5 << 10);
     expect_error(
         n.req(Method::PUT, DOC)

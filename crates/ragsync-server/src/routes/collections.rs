@@ -1,7 +1,6 @@
 //! `GET|PUT|DELETE /v1/collections/{c}` and `GET /v1/collections`.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use ragsync_core::{Collection, CollectionName, CollectionSettings};
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiPath, parse_json};
+use crate::extract::{ApiBytes, ApiPath, parse_json};
 
 fn view(c: &Collection) -> Value {
     json!({"name": c.name, "settings": c.settings, "version": c.stamp})
@@ -50,7 +49,7 @@ pub(crate) async fn put(
     State(node): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(name): ApiPath<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = CollectionName::new(name)?;
     who.require(Permission::ManageCollections, Some(&name))?;
