@@ -12,8 +12,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
+use crate::ids::serde_as_text;
 use crate::{CoreError, NodeId};
 
 /// Source of physical time in milliseconds since the Unix epoch. Injected so that tests can
@@ -163,18 +164,7 @@ impl FromStr for Stamp {
     }
 }
 
-impl Serialize for Stamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Stamp {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(Stamp);
 
 #[cfg(test)]
 mod tests {

@@ -43,6 +43,9 @@ impl ClientError {
     }
 }
 
+/// Page size of [`Client::list_docs`].
+const LIST_PAGE_ROWS: usize = 10_000;
+
 #[derive(Clone)]
 pub struct Client {
     base: Url,
@@ -101,6 +104,27 @@ impl Client {
 
     pub async fn delete(&self, segments: &[&str]) -> Result<Value, ClientError> {
         self.send(Method::DELETE, segments, &[], None::<&()>).await
+    }
+
+    /// Every live document of `collection` as the list endpoint shows it (no content), read a
+    /// page at a time.
+    pub async fn list_docs(&self, collection: &str) -> Result<Vec<Value>, ClientError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut q = vec![("limit", LIST_PAGE_ROWS.to_string())];
+            if let Some(a) = after.take() {
+                q.push(("after", a));
+            }
+            let page = self.get(&["collections", collection, "docs"], &q).await?;
+            if let Some(docs) = page["docs"].as_array() {
+                out.extend(docs.iter().cloned());
+            }
+            match page["next_after"].as_str() {
+                Some(a) if page["has_more"] == Value::Bool(true) => after = Some(a.to_string()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Posts a body that is already JSON bytes (the benchmark builds them before timing).

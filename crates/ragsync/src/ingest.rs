@@ -187,35 +187,23 @@ async fn ensure_collection(client: &Client, c: &CollectionName) -> anyhow::Resul
     }
 }
 
-/// Pages through the collection's documents.
+/// What the collection holds, by id.
 async fn list_stored(
     client: &Client,
     c: &CollectionName,
 ) -> anyhow::Result<HashMap<String, Stored>> {
-    let mut out = HashMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut q = vec![("limit", "10000".to_string())];
-        if let Some(a) = &after {
-            q.push(("after", a.clone()));
-        }
-        let page = client.get(&["collections", c.as_str(), "docs"], &q).await?;
-        for d in page["docs"].as_array().into_iter().flatten() {
-            let id = d["id"].as_str().unwrap_or_default().to_string();
-            out.insert(
-                id,
-                Stored {
-                    cid: d["content_cid"].as_str().unwrap_or_default().to_string(),
-                    title: d["title"].as_str().map(str::to_string),
-                    metadata: d["metadata"].as_object().cloned().unwrap_or_default(),
-                },
-            );
-        }
-        match page["next_after"].as_str() {
-            Some(a) if page["has_more"] == json!(true) => after = Some(a.to_string()),
-            _ => return Ok(out),
-        }
-    }
+    let docs = client.list_docs(c.as_str()).await?;
+    Ok(docs
+        .into_iter()
+        .map(|d| {
+            let stored = Stored {
+                cid: d["content_cid"].as_str().unwrap_or_default().to_string(),
+                title: d["title"].as_str().map(str::to_string),
+                metadata: d["metadata"].as_object().cloned().unwrap_or_default(),
+            };
+            (d["id"].as_str().unwrap_or_default().to_string(), stored)
+        })
+        .collect())
 }
 
 /// Collects items into batch requests and sends them, one at a time.

@@ -18,28 +18,15 @@ const TOKEN: &str = "durability-test-token-0123456789";
 type Expected = BTreeMap<String, String>;
 
 async fn stored(client: &Client) -> Expected {
-    let mut out = Expected::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut q = vec![("limit", "10000".to_string())];
-        if let Some(a) = &after {
-            q.push(("after", a.clone()));
-        }
-        let page = client
-            .get(&["collections", "c", "docs"], &q)
-            .await
-            .expect("list");
-        for d in page["docs"].as_array().unwrap() {
-            out.insert(
-                d["id"].as_str().unwrap().into(),
-                d["content_cid"].as_str().unwrap().into(),
-            );
-        }
-        if page["has_more"] != json!(true) {
-            return out;
-        }
-        after = Some(page["next_after"].as_str().unwrap().to_string());
-    }
+    let docs = client.list_docs("c").await.expect("list");
+    docs.iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_string(),
+                d["content_cid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 fn batch(cycle: usize, b: usize, n: usize, expected: &mut Expected) -> Value {

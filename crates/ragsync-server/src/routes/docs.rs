@@ -185,13 +185,7 @@ pub(crate) async fn list(
     let c = CollectionName::new(c)?;
     who.require(Permission::ReadDocs, Some(&c))?;
     let after = q.after.map(DocId::new).transpose()?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-    if limit == 0 || limit > node.limits.max_page_rows {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1 to {}", node.limits.max_page_rows),
-        ));
-    }
+    let limit = super::page_limit(q.limit, DEFAULT_LIST_LIMIT, node.limits.max_page_rows)?;
     let mut docs = node
         .blocking(move |s| s.list(&c, after.as_ref(), limit + 1))
         .await?;

@@ -41,6 +41,21 @@ pub(crate) fn authed() -> Router<AppState> {
         .route("/v1/sync/changes", get(sync::changes))
 }
 
+/// The page size a request asked for (or `default`), refused unless it is 1 to `max`.
+pub(crate) fn page_limit(
+    asked: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match asked.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {max}"),
+        )),
+    }
+}
+
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found("route_not_found", format!("no route for {}", uri.path()))
 }

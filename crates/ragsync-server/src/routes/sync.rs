@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{Permission, Principal};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::ApiQuery;
 
 /// Page size when the request gives none.
@@ -47,13 +47,7 @@ pub(crate) async fn changes(
     ApiQuery(q): ApiQuery<ChangesQuery>,
 ) -> ApiResult<Json<ChangesResponse>> {
     who.require(Permission::Sync, None)?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE_ROWS);
-    if limit == 0 || limit > node.limits.max_page_rows {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be 1 to {}", node.limits.max_page_rows),
-        ));
-    }
+    let limit = super::page_limit(q.limit, DEFAULT_PAGE_ROWS, node.limits.max_page_rows)?;
     let since = q.since;
     let max_inline = node.limits.max_inline_bytes as u64;
     let (page, inline) = node
