@@ -9,7 +9,8 @@
 //! # Merge laws
 //!
 //! For any states `a`, `b`, `c` reachable by writes and merges (versions causally consistent:
-//! when a version's clock includes a stamp, it was written after that version was seen):
+//! when a version's clock includes a stamp, it was written after that version was seen; and a
+//! stamp names one version only):
 //!
 //! 1. commutative: `merge(a, b) == merge(b, a)`;
 //! 2. associative: `merge(merge(a, b), c) == merge(a, merge(b, c))`;
@@ -19,7 +20,9 @@
 //!    the merged state.
 //!
 //! These are checked by property tests in `tests/merge_laws.rs` on histories of random writes,
-//! deletes and merges across several nodes.
+//! deletes and merges across several nodes. States from elsewhere must pass
+//! [`DocState::check_invariants`] and must not reuse a known stamp for different content (the
+//! store refuses both, see `Store::merge_remote`): a forged state could otherwise break the laws.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -128,6 +131,33 @@ impl DocState {
         &self.versions
     }
 
+    /// A tag of the whole state, for conditional writes: the winner's stamp when the state holds
+    /// one version, else the winner's stamp and a hash of the other stamps. It changes whenever
+    /// the set of versions changes, so a write conditioned on it cannot supersede a concurrent
+    /// version its writer never read.
+    pub fn tag(&self) -> String {
+        let winner = self.winner().stamp;
+        if self.versions.len() == 1 {
+            return winner.to_string();
+        }
+        let mut h = blake3::Hasher::new();
+        for v in self.conflicts() {
+            h.update(v.stamp.to_string().as_bytes());
+        }
+        format!("{winner}+{}", &h.finalize().to_hex()[..16])
+    }
+
+    /// True when `s` has the shape [`DocState::tag`] gives: a stamp, optionally followed by `+`
+    /// and 16 hex digits.
+    pub fn is_tag(s: &str) -> bool {
+        let (stamp, rest) = match s.split_once('+') {
+            Some((stamp, hash)) => (stamp, Some(hash)),
+            None => (s, None),
+        };
+        stamp.parse::<Stamp>().is_ok()
+            && rest.is_none_or(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
     /// True when the winner is a tombstone and nothing concurrent is alive.
     pub fn is_deleted(&self) -> bool {
         self.versions.iter().all(|v| v.deleted)
@@ -216,7 +246,9 @@ impl DocState {
     }
 
     /// Checks the state's invariants: non-empty, sorted by stamp descending with no duplicate,
-    /// every version includes its own stamp, and no version has seen another.
+    /// every version's clock includes its own stamp and nothing later (a writer has seen only
+    /// writes older than its own, so a clock entry ahead of the stamp is forged and would hide
+    /// that node's future writes), and no version has seen another.
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.versions.is_empty() {
             return Err("empty state".into());
@@ -232,6 +264,12 @@ impl DocState {
         for v in &self.versions {
             if !v.clock.contains(&v.stamp) {
                 return Err(format!("{:?} does not include its own stamp", v.stamp));
+            }
+            if v.clock.max_hlc() > v.stamp.hlc {
+                return Err(format!(
+                    "{:?} has a clock entry ahead of its stamp",
+                    v.stamp
+                ));
             }
             if let Some(x) = self.versions.iter().find(|x| x.has_seen(v)) {
                 return Err(format!("{:?} was seen by {:?}", v.stamp, x.stamp));

@@ -20,6 +20,8 @@ pub struct Limits {
     pub max_inline_bytes: usize,
     /// Most rows in one page of the change feed or of a document list.
     pub max_page_rows: usize,
+    /// Most bytes of contents inlined in one page of the change feed.
+    pub max_page_inline_bytes: usize,
     /// How far ahead of local time a remote clock value may be.
     pub hlc_max_drift_ms: u64,
 }
@@ -34,6 +36,7 @@ impl Default for Limits {
             max_title_bytes: 1024,
             max_inline_bytes: 64 << 10,
             max_page_rows: 10_000,
+            max_page_inline_bytes: 16 << 20,
             hlc_max_drift_ms: 60_000,
         }
     }

@@ -78,9 +78,13 @@ impl Principal {
         p: Permission,
         collection: Option<&CollectionName>,
     ) -> Result<(), ApiError> {
+        // A scoped token reaches only its collections: a request that names none (the whole
+        // feed, a blob by content id, the list of collections) is refused unless it only
+        // reads the node's status.
         let in_scope = match (&self.scope, collection) {
-            (Scope::All, _) | (_, None) => true,
+            (Scope::All, _) => true,
             (Scope::Collections(set), Some(c)) => set.contains(c),
+            (Scope::Collections(_), None) => p == Permission::Status,
         };
         if self.role.allows(p) && in_scope {
             Ok(())
@@ -98,7 +102,7 @@ impl Principal {
 }
 
 /// A token as configured: a name, a role and the secret.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize)]
 pub struct TokenSpec {
     pub name: String,
     pub role: Role,
@@ -174,11 +178,13 @@ pub async fn require_token(
     let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
         unauthorized("missing_token", "Authorization: Bearer <token> is required")
     })?;
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
     let secret = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, secret)| secret.trim())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| unauthorized("invalid_token", "expected Authorization: Bearer <token>"))?;
     let principal = state

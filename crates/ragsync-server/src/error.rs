@@ -43,10 +43,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // Internal failures are logged whole; the caller gets the code and no internals
+        // (paths, SQL).
+        let message = if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
-        }
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+            "internal error; the node's log has the details".to_string()
+        } else {
+            self.message
+        };
+        let body = json!({"error": {"code": self.code, "message": message}});
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

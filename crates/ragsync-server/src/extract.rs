@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 
 use crate::error::ApiError;
 
@@ -44,21 +44,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Parses a JSON request body into `T`, telling invalid UTF-8, malformed JSON and a JSON of
 /// the wrong shape apart.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json_seed(bytes, std::marker::PhantomData::<T>)
+}
+
+/// [`parse_json`] driven by a seed, for bodies whose parsing needs limits of the node.
+pub fn parse_json_seed<'de, D: DeserializeSeed<'de>>(
+    bytes: &'de [u8],
+    seed: D,
+) -> Result<D::Value, ApiError> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(ApiError::bad_request(
             "invalid_utf8",
             format!("request body is not UTF-8: {e}"),
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::bad_request("invalid_body", e.to_string()),
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request("invalid_json", e.to_string())
-            }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = seed.deserialize(&mut de).map_err(json_error)?;
+    de.end().map_err(json_error)?;
+    Ok(value)
+}
+
+fn json_error(e: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => ApiError::bad_request("invalid_body", e.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request("invalid_json", e.to_string())
         }
-    })
+    }
 }
 
 /// Path parameters.

@@ -60,27 +60,22 @@ impl Store {
     }
 }
 
-impl Store {
-    /// The stored contents among `cids` that are at most `max_len` bytes long, read in one
-    /// snapshot. Missing or larger contents are left out.
-    pub fn small_contents(
-        &self,
-        cids: &[ContentId],
-        max_len: u64,
-    ) -> Result<Vec<(ContentId, Vec<u8>)>, StoreError> {
-        self.read(|tx| {
-            let mut stmt =
-                tx.prepare_cached("SELECT data FROM contents WHERE cid = ?1 AND len <= ?2")?;
-            let mut out = Vec::new();
-            for cid in cids {
-                if let Some(data) = stmt
-                    .query_row(params![&cid.as_bytes()[..], max_len as i64], |r| r.get(0))
-                    .optional()?
-                {
-                    out.push((*cid, data));
-                }
-            }
-            Ok(out)
-        })
+/// The stored contents among `cids` that are at most `max_len` bytes long. Missing or
+/// larger contents are left out.
+pub(crate) fn read_small(
+    tx: &Transaction<'_>,
+    cids: &[ContentId],
+    max_len: u64,
+) -> Result<Vec<(ContentId, Vec<u8>)>, StoreError> {
+    let mut stmt = tx.prepare_cached("SELECT data FROM contents WHERE cid = ?1 AND len <= ?2")?;
+    let mut out = Vec::new();
+    for cid in cids {
+        let data: Option<Vec<u8>> = stmt
+            .query_row(params![&cid.as_bytes()[..], max_len as i64], |r| r.get(0))
+            .optional()?;
+        if let Some(data) = data {
+            out.push((*cid, data));
+        }
     }
+    Ok(out)
 }

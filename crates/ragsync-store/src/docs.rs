@@ -13,8 +13,9 @@ use crate::{Store, StoreError, collections, contents, meta_set};
 #[derive(Clone, Debug)]
 pub struct DocOp {
     pub id: DocId,
-    /// When set, the write applies only if this is the document's current winner (If-Match).
-    pub if_match: Option<Stamp>,
+    /// When set, the write applies only if this is the document's current state tag
+    /// ([`DocState::tag`], what reads return as `etag`): the If-Match of HTTP.
+    pub if_match: Option<String>,
     pub kind: OpKind,
 }
 
@@ -46,6 +47,8 @@ pub struct WriteResult {
     pub effect: WriteEffect,
     /// The document's winner after the write.
     pub version: Stamp,
+    /// The document's state tag after the write (`If-Match` takes it).
+    pub tag: String,
 }
 
 /// A document's state as stored, with the `seq` of its latest change.
@@ -101,6 +104,11 @@ impl Store {
         let hlc = tx.clock.last();
         meta_set(&tx.tx, "hlc", hlc.0.to_string().as_bytes())?;
         let next_seq = tx.next_seq;
+        if next_seq != w.next_seq {
+            // Kept apart from the tables so that a seq is never given out twice, even after
+            // the rows holding the highest ones are purged.
+            meta_set(&tx.tx, "seq", (next_seq - 1).to_string().as_bytes())?;
+        }
         tx.tx.commit()?;
         w.next_seq = next_seq;
         Ok(out)
@@ -137,23 +145,28 @@ impl Store {
             .map_err(StoreError::InvalidState)?;
         self.write_tx(|tx| {
             collections::require_live(&tx.tx, collection)?;
+            // A version's clock entries are at most its stamp (checked above), so bounding
+            // the stamps bounds everything the state claims to have seen.
             for v in incoming.versions() {
                 tx.clock.check_drift(v.stamp.hlc, tx.now_ms)?;
+            }
+            let existing = load(&tx.tx, collection, id)?.map(|(_, s)| s);
+            if let Some(state) = &existing {
+                refuse_reused_stamps(state, incoming)?;
             }
             for v in incoming.versions() {
                 tx.clock.observe(v.stamp.hlc, tx.now_ms)?;
             }
-            let merged = match load(&tx.tx, collection, id)? {
-                Some((_, mut state)) => state.merge(incoming).then_some(state),
+            let merged = match existing {
+                Some(mut state) => state.merge(incoming).then_some(state),
                 None => Some(incoming.clone()),
             };
-            match merged {
-                Some(state) => {
-                    store_state(tx, collection, id, &state)?;
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
+            let Some(state) = merged else {
+                return Ok(false);
+            };
+            state.check_invariants().map_err(StoreError::InvalidState)?;
+            store_state(tx, collection, id, &state)?;
+            Ok(true)
         })
     }
 
@@ -215,6 +228,22 @@ impl Store {
     }
 }
 
+/// Refuses an incoming version that carries the stamp of a stored version but differs from
+/// it: a stamp names one write, so this is a broken or hostile peer.
+fn refuse_reused_stamps(stored: &DocState, incoming: &DocState) -> Result<(), StoreError> {
+    for v in incoming.versions() {
+        if let Some(mine) = stored.versions().iter().find(|m| m.stamp == v.stamp)
+            && mine != v
+        {
+            return Err(StoreError::InvalidState(format!(
+                "version {} differs from the stored version with the same stamp",
+                v.stamp
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn apply(
     tx: &mut WriteTx<'_>,
     collection: &CollectionName,
@@ -222,12 +251,12 @@ fn apply(
 ) -> Result<WriteResult, StoreError> {
     let existing = load(&tx.tx, collection, &op.id)?.map(|(_, s)| s);
     if let Some(expected) = op.if_match {
-        let actual = existing.as_ref().map(|s| s.winner().stamp);
-        if actual != Some(expected) {
+        let actual = existing.as_ref().map(DocState::tag);
+        if actual.as_ref() != Some(&expected) {
             return Err(StoreError::VersionMismatch {
                 id: op.id,
                 expected,
-                actual: actual.map_or_else(|| "none".to_string(), |s| s.to_string()),
+                actual: actual.unwrap_or_else(|| "none".to_string()),
             });
         }
     }
@@ -275,6 +304,7 @@ fn apply(
         id: op.id,
         effect,
         version: state.winner().stamp,
+        tag: state.tag(),
     })
 }
 

@@ -1,7 +1,7 @@
 //! Store errors, sorted by what the caller should do: refuse the request (not found,
 //! mismatch), or report an internal failure (the database or the disk).
 
-use ragsync_core::{CollectionName, DocId, Stamp};
+use ragsync_core::{CollectionName, DocId};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -14,7 +14,7 @@ pub enum StoreError {
     #[error("document {id} is at version {actual}, not {expected}")]
     VersionMismatch {
         id: DocId,
-        expected: Stamp,
+        expected: String,
         actual: String,
     },
     /// A document state from elsewhere that breaks the state invariants.

@@ -1,16 +1,20 @@
 //! The change feed: every document and collection row by the `seq` of its latest change.
 //!
-//! A page holds the rows with `seq > since`, in `seq` order, at most `limit` of them, read in
-//! one snapshot. `next_since` is the `seq` of the last row in the page (the last row
+//! A page holds the rows with `seq > since`, in `seq` order, at most `limit` of them, and the
+//! small contents they reference, read in one snapshot. A page is also cut before the row that
+//! would take its inline contents past [`InlinePolicy::max_page_bytes`] (it always keeps its
+//! first row). `next_since` is the `seq` of the last row in the page (the last row
 //! *examined*), never the feed's head, so a cut page cannot skip the rows after it; when the
 //! page is empty it is `since` itself.
 
-use ragsync_core::{CollectionName, DocId, DocState};
+use std::collections::HashSet;
+
+use ragsync_core::{CollectionName, ContentId, DocId, DocState};
 use rusqlite::{Connection, params};
 
 use crate::collections::{self, Collection};
 use crate::docs::decode_state;
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, contents, meta_get, parse_meta};
 
 #[derive(Clone, Debug)]
 pub enum FeedItem {
@@ -28,24 +32,40 @@ pub struct FeedEntry {
     pub item: FeedItem,
 }
 
+/// Which contents travel inside a feed page.
+#[derive(Clone, Copy, Debug)]
+pub struct InlinePolicy {
+    /// Contents up to this size are inlined.
+    pub max_content_bytes: u64,
+    /// The inlined contents of one page add up to at most this (but for its first row).
+    pub max_page_bytes: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct ChangesPage {
     pub entries: Vec<FeedEntry>,
+    /// The inlined contents, by id, each once.
+    pub contents: Vec<(ContentId, Vec<u8>)>,
     pub next_since: u64,
     pub has_more: bool,
     /// The feed's head when the page was read.
     pub head: u64,
 }
 
-/// The greatest `seq` given out, 0 when none.
+/// The greatest `seq` given out, 0 when none: the durable high-water mark, or the rows' own
+/// (for a database written before the mark existed).
 pub(crate) fn head_seq(conn: &Connection) -> Result<u64, StoreError> {
-    let head: i64 = conn.query_row(
+    let rows: i64 = conn.query_row(
         "SELECT max(coalesce((SELECT max(seq) FROM docs), 0), \
                     coalesce((SELECT max(seq) FROM collections), 0))",
         [],
         |r| r.get(0),
     )?;
-    Ok(head as u64)
+    let mark: u64 = match meta_get(conn, "seq")? {
+        Some(v) => parse_meta(&v, "seq")?,
+        None => 0,
+    };
+    Ok((rows as u64).max(mark))
 }
 
 impl Store {
@@ -55,8 +75,14 @@ impl Store {
     }
 
     /// One page of the change feed; see the module docs.
-    pub fn changes(&self, since: u64, limit: usize) -> Result<ChangesPage, StoreError> {
+    pub fn changes(
+        &self,
+        since: u64,
+        limit: usize,
+        inline: InlinePolicy,
+    ) -> Result<ChangesPage, StoreError> {
         let limit = limit.max(1);
+        let since = since.min(i64::MAX as u64);
         self.read(|tx| {
             let mut entries: Vec<FeedEntry> = collections::select_feed(tx, since, limit + 1)?
                 .into_iter()
@@ -81,10 +107,48 @@ impl Store {
                 });
             }
             entries.sort_by_key(|e| e.seq);
-            let has_more = entries.len() > limit;
+            let mut has_more = entries.len() > limit;
             entries.truncate(limit);
+            let (kept, cids) = inline_cut(&entries, inline);
+            if kept < entries.len() {
+                entries.truncate(kept);
+                has_more = true;
+            }
+            let contents = contents::read_small(tx, &cids, inline.max_content_bytes)?;
             let next_since = entries.last().map_or(since, |e| e.seq);
-            Ok(ChangesPage { entries, next_since, has_more, head: head_seq(tx)? })
+            Ok(ChangesPage { entries, contents, next_since, has_more, head: head_seq(tx)? })
         })
     }
+}
+
+/// How many leading entries fit the page's inline budget, and the contents they inline.
+fn inline_cut(entries: &[FeedEntry], inline: InlinePolicy) -> (usize, Vec<ContentId>) {
+    let mut seen = HashSet::new();
+    let mut cids = Vec::new();
+    let mut bytes = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        let FeedItem::Doc { state, .. } = &e.item else {
+            continue;
+        };
+        let small = state
+            .versions()
+            .iter()
+            .filter_map(|v| v.content.as_ref())
+            .filter(|c| c.len <= inline.max_content_bytes && !seen.contains(&c.cid));
+        let mut row_cids: Vec<ContentId> = Vec::new();
+        let mut row_bytes = 0u64;
+        for c in small {
+            if !row_cids.contains(&c.cid) {
+                row_cids.push(c.cid);
+                row_bytes += c.len;
+            }
+        }
+        if i > 0 && bytes + row_bytes > inline.max_page_bytes {
+            return (i, cids);
+        }
+        bytes += row_bytes;
+        seen.extend(row_cids.iter().copied());
+        cids.extend(row_cids);
+    }
+    (entries.len(), cids)
 }

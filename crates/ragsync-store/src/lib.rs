@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use collections::Collection;
 pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
 pub use error::StoreError;
-pub use feed::{ChangesPage, FeedEntry, FeedItem};
+pub use feed::{ChangesPage, FeedEntry, FeedItem, InlinePolicy};
 pub use schema::SCHEMA_VERSION;
 pub use stats::Stats;
 

@@ -11,7 +11,14 @@ use ragsync_core::{
     CollectionName, CollectionSettings, ContentId, ContentRef, DocId, DocState, Hlc, NodeId,
     PhysicalClock, Stamp,
 };
-use ragsync_store::{DocOp, FeedItem, OpKind, Store, StoreError, StoreOptions, WriteEffect};
+use ragsync_store::{
+    DocOp, FeedItem, InlinePolicy, OpKind, Store, StoreError, StoreOptions, WriteEffect,
+};
+
+const INLINE: InlinePolicy = InlinePolicy {
+    max_content_bytes: 65_536,
+    max_page_bytes: 1 << 20,
+};
 
 /// A physical clock that stands still unless moved: every write shares one millisecond.
 struct ManualClock(AtomicU64);
@@ -108,7 +115,7 @@ fn a_batch_is_all_or_nothing() {
     let (_d, s) = setup();
     let head = s.head_seq().unwrap();
     let mut bad = put("b", "x");
-    bad.if_match = Some(Stamp::new(Hlc(1), NodeId(1)));
+    bad.if_match = Some(Stamp::new(Hlc(1), NodeId(1)).to_string());
     let err = s
         .write(&coll(), vec![put("a", "x"), bad, put("c", "y")])
         .unwrap_err();
@@ -212,6 +219,123 @@ fn a_far_future_remote_state_is_refused_without_moving_the_clock() {
 }
 
 #[test]
+fn forged_states_from_elsewhere_are_refused() {
+    let (_d, s) = setup();
+    let id = DocId::new("a").unwrap();
+    let head = s.head_seq().unwrap();
+    // A clock entry ahead of the version's own stamp would hide that node's later writes.
+    let mut ahead = remote_state(7, Hlc::new(NOW_MS, 1), "x");
+    let v = ahead.versions()[0].clone();
+    let mut forged = v.clone();
+    forged
+        .clock
+        .add(Stamp::new(Hlc::new(NOW_MS, 500), NodeId(1)));
+    ahead = DocState::new(forged);
+    assert_eq!(
+        s.merge_remote(&coll(), &id, &ahead).unwrap_err().code(),
+        "invalid_state"
+    );
+    // The same stamp for different content: stamp reuse.
+    assert!(
+        s.merge_remote(&coll(), &id, &DocState::new(v.clone()))
+            .unwrap()
+    );
+    let reused = remote_state(7, Hlc::new(NOW_MS, 1), "different");
+    assert_eq!(
+        s.merge_remote(&coll(), &id, &reused).unwrap_err().code(),
+        "invalid_state"
+    );
+    let state = s.get(&coll(), &id).unwrap().unwrap().state;
+    assert_eq!(state.versions(), std::slice::from_ref(&v));
+    assert_eq!(s.head_seq().unwrap(), head + 1);
+}
+
+#[test]
+fn feed_pages_are_cut_at_the_inline_byte_budget() {
+    let (_d, s) = setup();
+    let big = "y".repeat(3000);
+    let ops = (0..10)
+        .map(|i| put(&format!("d{i}"), &format!("{i}{big}")))
+        .collect();
+    s.write(&coll(), ops).unwrap();
+    let small = InlinePolicy {
+        max_content_bytes: 65_536,
+        max_page_bytes: 10_000,
+    };
+    let mut cursor = 0;
+    let mut seen = 0;
+    loop {
+        let page = s.changes(cursor, 100, small).unwrap();
+        let inline: usize = page.contents.iter().map(|(_, b)| b.len()).sum();
+        assert!(inline <= 10_000, "{inline} bytes inline");
+        seen += page.entries.len();
+        cursor = page.next_since;
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(
+        seen, 11,
+        "the collection row and every document, none skipped"
+    );
+    // Contents above the inline size stay out of pages; a row whose contents alone exceed the
+    // budget still travels, alone.
+    let none = InlinePolicy {
+        max_content_bytes: 100,
+        max_page_bytes: 10,
+    };
+    let page = s.changes(0, 100, none).unwrap();
+    assert!(page.contents.is_empty());
+    assert_eq!(page.entries.len(), 11);
+}
+
+#[test]
+fn paging_while_writing_misses_nothing() {
+    let (_d, s) = setup();
+    s.write(
+        &coll(),
+        (0..50).map(|i| put(&format!("d{i}"), "v0")).collect(),
+    )
+    .unwrap();
+    let mut latest: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cursor = 0;
+    let mut round = 0;
+    loop {
+        let page = s.changes(cursor, 7, INLINE).unwrap();
+        for e in &page.entries {
+            if let FeedItem::Doc { id, .. } = &e.item {
+                latest.insert(id.to_string(), e.seq);
+            }
+        }
+        cursor = page.next_since;
+        round += 1;
+        if round < 6 {
+            // Between pages: update documents already read and ones not read yet, add new ones.
+            let ops = vec![
+                put("d1", &format!("r{round}")),
+                put("d40", &format!("r{round}")),
+                put(&format!("n{round}"), "new"),
+            ];
+            s.write(&coll(), ops).unwrap();
+        }
+        if !page.has_more {
+            break;
+        }
+    }
+    // Every document was read at its final state.
+    let truth = s.changes(0, 1_000_000, INLINE).unwrap();
+    for e in truth.entries {
+        if let FeedItem::Doc { id, .. } = &e.item {
+            assert_eq!(
+                latest.get(id.as_str()),
+                Some(&e.seq),
+                "{id} not read at its latest seq"
+            );
+        }
+    }
+}
+
+#[test]
 fn deleting_a_collection_tombstones_its_documents() {
     let (_d, s) = setup();
     s.write(&coll(), vec![put("a", "x"), put("b", "y")])
@@ -263,7 +387,7 @@ proptest! {
             }
         }
         // The truth: every row's current seq, read through the feed in one big page.
-        let all = s.changes(0, 1_000_000).unwrap();
+        let all = s.changes(0, 1_000_000, INLINE).unwrap();
         prop_assert!(!all.has_more);
         let truth: BTreeMap<u64, String> = all.entries.iter().map(|e| (e.seq, match &e.item {
             FeedItem::Doc { id, .. } => id.to_string(),
@@ -278,7 +402,7 @@ proptest! {
         let mut got = Vec::new();
         let mut cursor = since;
         loop {
-            let page = s.changes(cursor, limit).unwrap();
+            let page = s.changes(cursor, limit, INLINE).unwrap();
             prop_assert!(page.entries.len() <= limit);
             for e in &page.entries {
                 prop_assert!(e.seq > cursor);

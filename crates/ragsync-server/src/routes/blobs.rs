@@ -24,10 +24,11 @@ pub(crate) async fn get(
         .await?
         .ok_or_else(not_found)?;
 
-    // A Range header that does not parse is ignored, as RFC 9110 asks; several ranges are
-    // answered with the whole content, which the RFC also allows.
+    // A Range header that does not parse is ignored, as RFC 9110 asks; several ranges, or any
+    // range of an empty content, are answered with the whole content, which it also allows.
     let range = headers
         .get(header::RANGE)
+        .filter(|_| len > 0)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| http_range_header::parse_range_header(v).ok());
     let (status, start, end) = match range.map(|r| r.validate(len)) {

@@ -1,7 +1,7 @@
 //! `GET|PUT|DELETE /v1/collections/{c}` and `GET /v1/collections`.
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::StatusCode;
 use ragsync_core::{Collection, CollectionName, CollectionSettings};
 use serde_json::{Value, json};
@@ -49,10 +49,11 @@ pub(crate) async fn put(
     State(node): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(name): ApiPath<String>,
-    ApiBytes(body): ApiBytes,
+    req: Request,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let name = CollectionName::new(name)?;
     who.require(Permission::ManageCollections, Some(&name))?;
+    let ApiBytes(body) = ApiBytes::from_request(req, &()).await?;
     let settings: CollectionSettings = if body.iter().all(u8::is_ascii_whitespace) {
         CollectionSettings::default()
     } else {

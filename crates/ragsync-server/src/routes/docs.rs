@@ -1,29 +1,29 @@
 //! Documents: put one, batch write, get, list, delete.
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ragsync_core::{CollectionName, DocId, Stamp};
+use ragsync_core::{CollectionName, DocId};
 use ragsync_store::{DocOp, OpKind, WriteEffect, WriteResult};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::docs_wire::{BatchBody, DocBody, doc_view, if_match, version_view};
+use super::docs_wire::{DocBody, doc_view, if_match, parse_batch, version_view};
 use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 
 /// Default page size of `GET /v1/collections/{c}/docs`.
 const DEFAULT_LIST_LIMIT: usize = 100;
 
-fn etag(version: Stamp) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).expect("a stamp is ASCII")
+fn etag(tag: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{tag}\"")).expect("a state tag is ASCII")
 }
 
 fn result_view(r: &WriteResult) -> Value {
-    json!({"id": r.id, "status": r.effect, "version": r.version})
+    json!({"id": r.id, "status": r.effect, "version": r.version, "etag": r.tag})
 }
 
 fn single_write_response(r: WriteResult) -> Response {
@@ -34,7 +34,7 @@ fn single_write_response(r: WriteResult) -> Response {
     };
     (
         status,
-        [(header::ETAG, etag(r.version))],
+        [(header::ETAG, etag(&r.tag))],
         Json(result_view(&r)),
     )
         .into_response()
@@ -56,10 +56,11 @@ pub(crate) async fn put(
     Extension(who): Extension<Principal>,
     ApiPath((c, id)): ApiPath<(String, String)>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<DocBody>,
+    req: Request,
 ) -> ApiResult<Response> {
     let (c, id) = names(c, id)?;
     who.require(Permission::WriteDocs, Some(&c))?;
+    let ApiJson(body) = ApiJson::<DocBody>::from_request(req, &()).await?;
     let op = DocOp {
         id,
         if_match: if_match(&headers)?,
@@ -89,22 +90,12 @@ pub(crate) async fn batch(
     State(node): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(c): ApiPath<String>,
-    ApiJson(body): ApiJson<BatchBody>,
+    req: Request,
 ) -> ApiResult<Json<Value>> {
     let c = CollectionName::new(c)?;
     who.require(Permission::WriteDocs, Some(&c))?;
-    if body.docs.len() > node.limits.max_batch_docs {
-        return Err(ApiError::too_large(
-            "batch_too_large",
-            format!(
-                "{} documents exceed max_batch_docs ({})",
-                body.docs.len(),
-                node.limits.max_batch_docs
-            ),
-        ));
-    }
-    let ops = body
-        .docs
+    let ApiBytes(body) = ApiBytes::from_request(req, &()).await?;
+    let ops = parse_batch(&body, node.limits.max_batch_docs)?
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
@@ -160,9 +151,8 @@ pub(crate) async fn get(
             format!("document {id} was deleted"),
         ));
     }
-    let version = doc.state.winner().stamp;
     Ok((
-        [(header::ETAG, etag(version))],
+        [(header::ETAG, etag(&doc.state.tag()))],
         Json(doc_view(&doc, content)),
     )
         .into_response())

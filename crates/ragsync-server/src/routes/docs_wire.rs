@@ -8,12 +8,16 @@ use axum::http::HeaderMap;
 use axum::http::header::IF_MATCH;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ragsync_core::{DocId, Limits, Stamp, Version};
+use ragsync_core::{DocId, DocState, Limits, Version};
 use ragsync_store::{DocOp, OpKind, StoredDoc};
+use std::cell::Cell;
+
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
+use crate::extract::parse_json_seed;
 
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
 const BYTES_TYPE: &str = "application/octet-stream";
@@ -45,10 +49,98 @@ pub(crate) struct BatchItem {
     metadata: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BatchBody {
-    pub(crate) docs: Vec<BatchItem>,
+/// Parses `{"docs": [...]}`, refusing the body as soon as it holds more than `max_docs`
+/// items, so that a body of many tiny items cannot make the node allocate for all of them.
+pub(crate) fn parse_batch(bytes: &[u8], max_docs: usize) -> Result<Vec<BatchItem>, ApiError> {
+    let too_many = Cell::new(false);
+    parse_json_seed(
+        bytes,
+        BatchSeed {
+            max_docs,
+            too_many: &too_many,
+        },
+    )
+    .map_err(|e| {
+        if too_many.get() {
+            ApiError::too_large(
+                "batch_too_large",
+                format!("more documents than max_batch_docs ({max_docs})"),
+            )
+        } else {
+            e
+        }
+    })
+}
+
+struct BatchSeed<'a> {
+    max_docs: usize,
+    too_many: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
+    type Value = Vec<BatchItem>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_> {
+    type Value = Vec<BatchItem>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(r#"an object {"docs": [...]}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut docs = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key != "docs" {
+                return Err(de::Error::unknown_field(&key, &["docs"]));
+            }
+            if docs.is_some() {
+                return Err(de::Error::duplicate_field("docs"));
+            }
+            docs = Some(map.next_value_seed(DocsSeed {
+                max_docs: self.max_docs,
+                too_many: self.too_many,
+            })?);
+        }
+        docs.ok_or_else(|| de::Error::missing_field("docs"))
+    }
+}
+
+struct DocsSeed<'a> {
+    max_docs: usize,
+    too_many: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for DocsSeed<'_> {
+    type Value = Vec<BatchItem>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocsSeed<'_> {
+    type Value = Vec<BatchItem>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of documents")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut docs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_docs));
+        while let Some(item) = seq.next_element::<BatchItem>()? {
+            if docs.len() == self.max_docs {
+                self.too_many.set(true);
+                return Err(de::Error::custom("too many documents"));
+            }
+            docs.push(item);
+        }
+        Ok(docs)
+    }
 }
 
 impl DocBody {
@@ -189,23 +281,25 @@ fn put_op(
 }
 
 /// Parses a version as given in `If-Match` or `if_match`: the stamp, quoted or not.
-pub(crate) fn parse_version_tag(s: &str) -> Result<Stamp, ApiError> {
+pub(crate) fn parse_version_tag(s: &str) -> Result<String, ApiError> {
     let s = s.trim();
     let s = s.strip_prefix("W/").unwrap_or(s);
     let s = s
         .strip_prefix('"')
         .and_then(|x| x.strip_suffix('"'))
         .unwrap_or(s);
-    s.parse().map_err(|_| {
-        ApiError::bad_request(
+    if DocState::is_tag(s) {
+        Ok(s.to_string())
+    } else {
+        Err(ApiError::bad_request(
             "invalid_if_match",
-            "If-Match must be a document version as reads return it",
-        )
-    })
+            "If-Match must be a document's etag as reads and writes return it",
+        ))
+    }
 }
 
 /// The `If-Match` header of a request, when present.
-pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<Stamp>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     headers
         .get(IF_MATCH)
         .map(|v| {
@@ -240,6 +334,7 @@ pub(crate) fn doc_view(doc: &StoredDoc, content: Option<Vec<u8>>) -> Value {
     o.insert("collection".into(), json!(doc.collection));
     o.insert("id".into(), json!(doc.id));
     o.insert("seq".into(), json!(doc.seq));
+    o.insert("etag".into(), json!(doc.state.tag()));
     if let (Some(bytes), Some(c)) = (content, &winner.content) {
         let textual = c.content_type.starts_with("text/");
         match String::from_utf8(bytes) {

@@ -7,13 +7,13 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ragsync_store::FeedItem;
+use ragsync_store::{FeedItem, InlinePolicy};
 use ragsync_sync::wire::{Change, ChangesResponse, PROTOCOL_VERSION, SyncInfo};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{Permission, Principal};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiQuery;
 
 /// Page size when the request gives none.
@@ -49,28 +49,18 @@ pub(crate) async fn changes(
     who.require(Permission::Sync, None)?;
     let limit = super::page_limit(q.limit, DEFAULT_PAGE_ROWS, node.limits.max_page_rows)?;
     let since = q.since;
-    let max_inline = node.limits.max_inline_bytes as u64;
-    let (page, inline) = node
-        .blocking(move |s| {
-            let page = s.changes(since, limit)?;
-            let cids: Vec<_> = page
-                .entries
-                .iter()
-                .filter_map(|e| match &e.item {
-                    FeedItem::Doc { state, .. } => Some(state.versions()),
-                    FeedItem::Collection(_) => None,
-                })
-                .flatten()
-                .filter_map(|v| {
-                    v.content
-                        .as_ref()
-                        .filter(|c| c.len <= max_inline)
-                        .map(|c| c.cid)
-                })
-                .collect();
-            let inline = s.small_contents(&cids, max_inline)?;
-            Ok((page, inline))
-        })
+    if since > i64::MAX as u64 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "since is beyond any seq",
+        ));
+    }
+    let inline = InlinePolicy {
+        max_content_bytes: node.limits.max_inline_bytes as u64,
+        max_page_bytes: node.limits.max_page_inline_bytes as u64,
+    };
+    let page = node
+        .blocking(move |s| s.changes(since, limit, inline))
         .await?;
     let changes = page
         .entries
@@ -92,7 +82,8 @@ pub(crate) async fn changes(
             },
         })
         .collect();
-    let contents: BTreeMap<_, _> = inline
+    let contents: BTreeMap<_, _> = page
+        .contents
         .into_iter()
         .map(|(cid, b)| (cid, BASE64.encode(b)))
         .collect();
