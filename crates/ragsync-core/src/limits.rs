@@ -26,6 +26,27 @@ pub struct Limits {
     pub hlc_max_drift_ms: u64,
 }
 
+impl Limits {
+    /// Refuses a limit of zero: it would refuse everything it bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        let all = [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_batch_docs", self.max_batch_docs as u64),
+            ("max_content_bytes", self.max_content_bytes as u64),
+            ("max_metadata_bytes", self.max_metadata_bytes as u64),
+            ("max_title_bytes", self.max_title_bytes as u64),
+            ("max_inline_bytes", self.max_inline_bytes as u64),
+            ("max_page_rows", self.max_page_rows as u64),
+            ("max_page_inline_bytes", self.max_page_inline_bytes as u64),
+            ("hlc_max_drift_ms", self.hlc_max_drift_ms),
+        ];
+        match all.iter().find(|(_, v)| *v == 0) {
+            Some((name, _)) => Err(format!("limits.{name} must be at least 1")),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

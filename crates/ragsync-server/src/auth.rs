@@ -195,3 +195,58 @@ pub async fn require_token(
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scoped(role: Role, names: &[&str]) -> Principal {
+        let set = names
+            .iter()
+            .map(|n| CollectionName::new(*n).unwrap())
+            .collect();
+        Principal {
+            name: "t".into(),
+            role,
+            scope: Scope::Collections(set),
+        }
+    }
+
+    #[test]
+    fn scoped_tokens_reach_only_their_collections() {
+        let p = scoped(Role::Peer, &["a"]);
+        let (a, b) = (
+            CollectionName::new("a").unwrap(),
+            CollectionName::new("b").unwrap(),
+        );
+        assert!(p.require(Permission::Sync, Some(&a)).is_ok());
+        assert!(p.require(Permission::Sync, Some(&b)).is_err());
+        // Requests that name no collection would reach all of them: refused, but for status.
+        assert!(p.require(Permission::Sync, None).is_err());
+        assert!(p.require(Permission::ReadBlobs, None).is_err());
+        assert!(p.require(Permission::Status, None).is_ok());
+        assert!(
+            scoped(Role::Read, &["a"])
+                .require(Permission::WriteDocs, Some(&a))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn secrets_are_found_by_hash_and_never_debug_printed() {
+        let mut auth = Auth::new();
+        let spec = TokenSpec {
+            name: "ci".into(),
+            role: Role::Write,
+            secret: "s3cret-0123456789".into(),
+        };
+        auth.add(&spec);
+        assert_eq!(
+            auth.authenticate("s3cret-0123456789").map(|p| p.role),
+            Some(Role::Write)
+        );
+        assert!(auth.authenticate("s3cret-012345678").is_none());
+        assert!(!format!("{spec:?}").contains("s3cret"));
+        assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+}

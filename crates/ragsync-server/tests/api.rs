@@ -712,3 +712,157 @@ async fn unknown_routes_and_methods_answer_json() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn if_match_takes_the_etag_of_the_whole_state() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let url = "/v1/collections/c/docs/a";
+    n.req(Method::PUT, url)
+        .json(&json!({"text": "local"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, before) = json(n.req(Method::GET, url).send().await.unwrap()).await;
+    assert_eq!(
+        before["etag"], before["version"],
+        "one version: the etag is its stamp"
+    );
+    // A concurrent version with a smaller stamp arrives: the winner stays, the state moved on.
+    let remote = DocState::create(
+        Stamp::new(Hlc::new(1, 0), NodeId(7)),
+        Body {
+            title: None,
+            metadata: Default::default(),
+            content: None,
+        },
+    );
+    let (c, id) = (CollectionName::new("c").unwrap(), DocId::new("a").unwrap());
+    n.store.merge_remote(&c, &id, &remote).unwrap();
+    let stale = before["etag"].as_str().unwrap();
+    let r = n
+        .req(Method::PUT, url)
+        .header(IF_MATCH, format!("\"{stale}\""))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 409, "version_conflict").await;
+    let r = n.req(Method::GET, url).send().await.unwrap();
+    let etag = r.headers()[ETAG].to_str().unwrap().to_string();
+    let (_, after) = json(r).await;
+    assert_eq!(after["version"], before["version"]);
+    assert_ne!(after["etag"], after["version"]);
+    assert_eq!(etag, format!("\"{}\"", after["etag"].as_str().unwrap()));
+    let r = n
+        .req(Method::PUT, url)
+        .header(IF_MATCH, etag)
+        .json(&json!({"text": "resolved"}))
+        .send()
+        .await
+        .unwrap();
+    let (s, w) = json(r).await;
+    assert_eq!((s, &w["etag"]), (200, &w["version"]));
+    let (_, d) = json(n.req(Method::GET, url).send().await.unwrap()).await;
+    assert_eq!(d["conflicts"], json!([]));
+}
+
+#[tokio::test]
+async fn page_sizes_are_cut_to_the_limit_and_cursors_checked() {
+    let n = TestNode::with_limits(ragsync_core::Limits {
+        max_page_rows: 3,
+        ..Default::default()
+    })
+    .await;
+    n.create_collection("c").await;
+    let docs: Vec<_> = (0..5)
+        .map(|i| json!({"id": format!("d{i}"), "text": "x"}))
+        .collect();
+    n.req(Method::POST, "/v1/collections/c/docs:batch")
+        .json(&json!({"docs": docs}))
+        .send()
+        .await
+        .unwrap();
+    let (s, list) = json(
+        n.req(Method::GET, "/v1/collections/c/docs")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, list["docs"].as_array().unwrap().len(), &list["has_more"]),
+        (200, 3, &json!(true))
+    );
+    let (s, page) = json(
+        n.as_token(PEER, Method::GET, "/v1/sync/changes?limit=100000")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            page["changes"].as_array().unwrap().len(),
+            &page["next_since"]
+        ),
+        (200, 3, &json!(3))
+    );
+    let past = format!("/v1/sync/changes?since={}", u64::MAX);
+    expect_error(
+        n.as_token(PEER, Method::GET, &past).send().await.unwrap(),
+        400,
+        "invalid_query",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_checked_before_the_body() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let r = n
+        .http
+        .get(format!("{}/v1/status", n.base))
+        .header("authorization", format!("bearer {ADMIN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A token that may not write is refused before its body is read or parsed.
+    let r = n
+        .as_token(READER, Method::PUT, "/v1/collections/c/docs/a")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "forbidden").await;
+    let r = n
+        .as_token(READER, Method::POST, "/v1/collections/c/docs:batch")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn an_empty_blob_is_served_whole_whatever_the_range() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    n.req(Method::PUT, "/v1/collections/c/docs/empty")
+        .json(&json!({"text": ""}))
+        .send()
+        .await
+        .unwrap();
+    let url = format!("/v1/blobs/{}", ContentId::of(b""));
+    let r = n
+        .req(Method::GET, &url)
+        .header(RANGE, "bytes=0-0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().is_empty());
+}

@@ -46,17 +46,18 @@ pub struct ServeArgs {
     /// relaxed | full | extra: how hard a commit waits for the disk (default full).
     #[arg(long, env = "RAGSYNC_DURABILITY", value_parser = parse_durability)]
     pub durability: Option<Durability>,
-    /// An admin token secret.
+    /// An admin token secret (prefer the environment variable: flags show in `ps`).
     #[arg(long, env = "RAGSYNC_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// More tokens, comma-separated, each `name:role:secret` (role: admin, write, read, peer).
+    pub admin_token: Option<Secret>,
+    /// More tokens, comma-separated, each `name:role:secret` (role: admin, write, read, peer;
+    /// a secret cannot hold a comma).
     #[arg(
         long,
         env = "RAGSYNC_TOKENS",
         hide_env_values = true,
         value_delimiter = ','
     )]
-    pub tokens: Vec<String>,
+    pub tokens: Vec<Secret>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -78,8 +79,27 @@ pub struct LimitArgs {
     pub max_inline_bytes: Option<usize>,
     #[arg(long, env = "RAGSYNC_MAX_PAGE_ROWS")]
     pub max_page_rows: Option<usize>,
+    #[arg(long, env = "RAGSYNC_MAX_PAGE_INLINE_BYTES")]
+    pub max_page_inline_bytes: Option<usize>,
     #[arg(long, env = "RAGSYNC_HLC_MAX_DRIFT_MS")]
     pub hlc_max_drift_ms: Option<u64>,
+}
+
+/// A string that is never shown by `Debug` (token secrets in parsed arguments).
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -120,10 +140,11 @@ impl ServeConfig {
             max_title_bytes,
             max_inline_bytes,
             max_page_rows,
+            max_page_inline_bytes,
             hlc_max_drift_ms
         );
         let mut tokens = file.tokens;
-        if let Some(secret) = args.admin_token {
+        if let Some(Secret(secret)) = args.admin_token {
             tokens.push(TokenSpec {
                 name: "admin".into(),
                 role: Role::Admin,
@@ -131,8 +152,9 @@ impl ServeConfig {
             });
         }
         for spec in &args.tokens {
-            tokens.push(parse_token_spec(spec)?);
+            tokens.push(parse_token_spec(&spec.0)?);
         }
+        limits.validate().map_err(anyhow::Error::msg)?;
         for t in &tokens {
             if t.secret.len() < MIN_TOKEN_SECRET_BYTES {
                 bail!(

@@ -56,6 +56,8 @@ pub struct IngestReport {
     pub skipped: u64,
     /// Files whose name cannot be a document id.
     pub invalid: u64,
+    /// Documents larger than the node's `max_content_bytes`, not sent.
+    pub too_large: u64,
     pub interrupted: bool,
 }
 
@@ -72,7 +74,19 @@ enum Content {
     Bytes(Vec<u8>),
 }
 
+/// A file whose path is not UTF-8, so it cannot name a document.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InvalidName(String);
+
 impl Item {
+    fn len(&self) -> usize {
+        match &self.content {
+            Content::Text(t) => t.len(),
+            Content::Bytes(b) => b.len(),
+        }
+    }
+
     fn cid(&self) -> ContentId {
         match &self.content {
             Content::Text(t) => ContentId::of(t.as_bytes()),
@@ -109,6 +123,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     let collection = CollectionName::new(args.collection.clone())?;
     ensure_collection(&client, &collection).await?;
     let stored = list_stored(&client, &collection).await?;
+    let status = client.get(&["status"], &[]).await?;
+    let max_content_bytes = status["limits"]["max_content_bytes"]
+        .as_u64()
+        .map_or(usize::MAX, |n| n as usize);
 
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();
@@ -125,10 +143,22 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     let mut report = IngestReport::default();
     'outer: for source in &sources {
         for item in source.items()? {
-            let item = item?;
+            let item = match item {
+                Err(e) if e.is::<InvalidName>() => {
+                    tracing::warn!(path = %e, "skipping: the file name is not UTF-8");
+                    report.invalid += 1;
+                    continue;
+                }
+                other => other?,
+            };
             if DocId::new(item.id.clone()).is_err() {
                 tracing::warn!(id = %item.id, "skipping: not a valid document id");
                 report.invalid += 1;
+                continue;
+            }
+            if item.len() > max_content_bytes {
+                tracing::warn!(id = %item.id, bytes = item.len(), max_content_bytes, "skipping: larger than the node accepts");
+                report.too_large += 1;
                 continue;
             }
             let same = stored.get(&item.id).is_some_and(|s| {
@@ -286,7 +316,10 @@ struct Source {
 }
 
 enum SourceKind {
-    File { id: String },
+    /// A file; `id` is `None` when its path is not UTF-8.
+    File {
+        id: Option<String>,
+    },
     Corpus,
 }
 
@@ -298,8 +331,8 @@ fn collect_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
         if meta.is_file() {
             let name = root
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+                .and_then(|n| n.to_str())
+                .map(str::to_string);
             out.push(source(root, name, meta.len()));
             continue;
         }
@@ -313,18 +346,19 @@ fn collect_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
                 continue;
             }
             let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+            // A name that is not UTF-8 has no id (a lossy one could collide with another's).
             let id = rel
                 .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
+                .map(|c| c.as_os_str().to_str())
+                .collect::<Option<Vec<_>>>()
+                .map(|parts| parts.join("/"));
             out.push(source(entry.path(), id, entry.metadata()?.len()));
         }
     }
     Ok(out)
 }
 
-fn source(path: &Path, id: String, bytes: u64) -> Source {
+fn source(path: &Path, id: Option<String>, bytes: u64) -> Source {
     let kind = if path.extension().is_some_and(|e| e == "jsonl") {
         SourceKind::Corpus
     } else {
@@ -352,7 +386,10 @@ struct CorpusLine {
 impl Source {
     fn items(&self) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Item>> + '_>> {
         match &self.kind {
-            SourceKind::File { id } => {
+            SourceKind::File { id: None } => Ok(Box::new(std::iter::once(Err(anyhow::anyhow!(
+                InvalidName(self.path.display().to_string())
+            ))))),
+            SourceKind::File { id: Some(id) } => {
                 let bytes = std::fs::read(&self.path)
                     .with_context(|| format!("reading {}", self.path.display()))?;
                 let content = match String::from_utf8(bytes) {
@@ -408,6 +445,12 @@ pub fn print_report(r: &IngestReport) {
         println!(
             "{} files skipped: their names cannot be document ids",
             r.invalid
+        );
+    }
+    if r.too_large > 0 {
+        println!(
+            "{} documents skipped: larger than the node's max_content_bytes",
+            r.too_large
         );
     }
     if r.interrupted {

@@ -2,6 +2,7 @@
 //! `get`, `delete`, `status` against it.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -44,7 +45,17 @@ fn ingest_is_resumable_and_get_delete_status_work() {
         &corpus,
         "{\"_id\": \"q1\", \"title\": \"One\", \"text\": \"first passage\", \"metadata\": {\"src\": \"x\"}}\n\n{\"_id\": \"q2\", \"title\": \"\", \"text\": \"second\"}\n",
     );
-    let node = NodeProcess::spawn(Path::new(EXE), &dir.path().join("node"), TOKEN, &[]).unwrap();
+    // Skipped, and reported: a file the node would refuse as too large, and one whose name is
+    // not UTF-8 (a lossy id could collide with another file's).
+    write(&docs.join("big.txt"), &"z".repeat(5000));
+    std::fs::write(docs.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), "x").unwrap();
+    let node = NodeProcess::spawn(
+        Path::new(EXE),
+        &dir.path().join("node"),
+        TOKEN,
+        &["--max-content-bytes", "4096"],
+    )
+    .unwrap();
     let (docs_s, corpus_s) = (docs.to_str().unwrap(), corpus.to_str().unwrap());
 
     let (ok, out, err) = ragsync(
@@ -63,6 +74,14 @@ fn ingest_is_resumable_and_get_delete_status_work() {
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("sent 5 documents (5 created, 0 updated); 0 already stored"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 files skipped: their names cannot be document ids"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 documents skipped: larger than the node's max_content_bytes"),
         "{out}"
     );
 

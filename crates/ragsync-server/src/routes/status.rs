@@ -25,6 +25,7 @@ pub(crate) async fn status(
         "durability": node.store.durability(),
         "uptime_s": node.started.elapsed().as_secs(),
         "counts": stats,
+        "limits": node.limits,
         "peers": [],
     })))
 }
