@@ -264,3 +264,24 @@ fn config_file_sets_tokens_and_limits_and_flags_override_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"));
 }
+
+/// The README's main command: the guided demo runs to its end (on the repository's samples).
+#[test]
+fn the_demo_runs_to_the_end() {
+    let out = Command::new(EXE)
+        .arg("demo")
+        .env("RAGSYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("409 Conflict"), "{stdout}");
+    assert!(
+        stdout.contains("demo finished: every acknowledged write survived kill -9"),
+        "{stdout}"
+    );
+}
