@@ -50,6 +50,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The request bodies of the benchmark: `(documents, JSON)` per batch.
+fn batch_bodies(
+    docs: usize,
+    batch: usize,
+    doc_bytes: usize,
+    seed: u32,
+) -> anyhow::Result<Vec<(usize, Vec<u8>)>> {
+    let mut rng = Mulberry32::new(seed);
+    (0..docs)
+        .step_by(batch)
+        .map(|start| {
+            let items: Vec<_> = (start..(start + batch).min(docs))
+                .map(|n| json!({"id": format!("doc-{n:09}"), "text": text(&mut rng, doc_bytes), "metadata": {"n": n}}))
+                .collect();
+            Ok((items.len(), serde_json::to_vec(&json!({ "docs": items }))?))
+        })
+        .collect()
+}
+
 fn figure(name: &str, value: f64, unit: &str) {
     println!("ragsync {name}: {value:.2} {unit}");
 }
@@ -71,17 +90,10 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
     let client = node.client();
     client.put(&["collections", "bench"], &json!({})).await?;
 
-    let mut rng = Mulberry32::new(a.seed);
-    let mut bodies = Vec::with_capacity(a.docs.div_ceil(a.batch));
-    let mut payload_bytes = 0usize;
-    for start in (0..a.docs).step_by(a.batch) {
-        let docs: Vec<_> = (start..(start + a.batch).min(a.docs))
-            .map(|n| json!({"id": format!("doc-{n:09}"), "text": text(&mut rng, a.doc_bytes), "metadata": {"n": n}}))
-            .collect();
-        let body = serde_json::to_vec(&json!({ "docs": docs }))?;
-        payload_bytes += body.len();
-        bodies.push((docs.len(), body));
-    }
+    let (docs, batch, doc_bytes, seed) = (a.docs, a.batch, a.doc_bytes, a.seed);
+    let bodies =
+        tokio::task::spawn_blocking(move || batch_bodies(docs, batch, doc_bytes, seed)).await??;
+    let payload_bytes: usize = bodies.iter().map(|(_, b)| b.len()).sum();
     eprintln!(
         "ragsync bench ingest: {} docs of {} bytes in {} batches ({:.1} MB of JSON), durability {}, node pid {}",
         a.docs,

@@ -6,6 +6,7 @@ use ragsync::demo::{self, DemoArgs};
 use ragsync::ingest::{self, IngestArgs};
 use ragsync::serve;
 use serde_json::Value;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 /// A replicated knowledge store for retrieval-augmented generation.
@@ -48,6 +49,21 @@ struct DocArgs {
     id: String,
 }
 
+/// Runs `work` until it ends or Ctrl-C: then it is dropped, which stops the nodes it started
+/// and removes their temporary directories.
+async fn until_interrupted(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    // Registered before the work starts, so SIGINT never kills the process outright.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        r = work => return r,
+        _ = interrupt.recv() => {}
+    }
+    // `work` is dropped by now: its nodes are stopped and their directories removed. Exit
+    // without waiting for blocking work it may have left running.
+    eprintln!("interrupted; the temporary nodes were stopped and removed");
+    std::process::exit(130)
+}
+
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -87,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
             print_json(&Client::new(&a)?.get(&["status"], &[]).await?);
             Ok(())
         }
-        Command::Demo(args) => demo::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Demo(args) => until_interrupted(demo::run(args)).await,
+        Command::Bench(args) => until_interrupted(bench::run(args)).await,
     }
 }
