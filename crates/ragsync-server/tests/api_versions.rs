@@ -1,0 +1,174 @@
+//! Versions over the API: conditional writes, conflicts from concurrent writes, etags.
+
+mod common;
+
+use common::{TestNode, expect_error, json};
+use ragsync_core::doc::Body;
+use ragsync_core::{CollectionName, ContentId, ContentRef, DocId, DocState, Hlc, NodeId, Stamp};
+use reqwest::Method;
+use reqwest::header::{ETAG, IF_MATCH};
+use serde_json::json;
+
+#[tokio::test]
+async fn conditional_writes_refuse_a_moved_document() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let url = "/v1/collections/c/docs/a";
+    let (_, v1) = json(
+        n.req(Method::PUT, url)
+            .json(&json!({"text": "1"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let v1 = v1["version"].as_str().unwrap().to_string();
+    let ok = n
+        .req(Method::PUT, url)
+        .header(IF_MATCH, format!("\"{v1}\""))
+        .json(&json!({"text": "2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let stale = n
+        .req(Method::PUT, url)
+        .header(IF_MATCH, format!("\"{v1}\""))
+        .json(&json!({"text": "3"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(stale, 409, "version_conflict").await;
+    let (_, d) = json(n.req(Method::GET, url).send().await.unwrap()).await;
+    assert_eq!(d["text"], json!("2"), "the refused write changed nothing");
+    let del = n
+        .req(Method::DELETE, url)
+        .header(IF_MATCH, v1.as_str())
+        .send()
+        .await
+        .unwrap();
+    expect_error(del, 409, "version_conflict").await;
+    let missing = n
+        .req(Method::PUT, "/v1/collections/c/docs/new")
+        .header(IF_MATCH, format!("\"{v1}\""))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(missing, 409, "version_conflict").await;
+    let garbage = n
+        .req(Method::PUT, url)
+        .header(IF_MATCH, "\"nope\"")
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(garbage, 400, "invalid_if_match").await;
+}
+
+#[tokio::test]
+async fn reads_show_conflicts_from_concurrent_writes() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let (_, local) = json(
+        n.req(Method::PUT, "/v1/collections/c/docs/a")
+            .json(&json!({"text": "local"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // A concurrent write from another node, merged as replication will merge it.
+    let remote = DocState::create(
+        Stamp::new(Hlc::new(1, 0), NodeId(7)),
+        Body {
+            title: Some("remote".into()),
+            metadata: Default::default(),
+            content: Some(ContentRef {
+                cid: ContentId::of(b"remote"),
+                len: 6,
+                content_type: "text/plain".into(),
+            }),
+        },
+    );
+    let (c, id) = (CollectionName::new("c").unwrap(), DocId::new("a").unwrap());
+    assert!(n.store.merge_remote(&c, &id, &remote).unwrap());
+    let (_, d) = json(
+        n.req(Method::GET, "/v1/collections/c/docs/a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(d["version"], local["version"], "the greater stamp wins");
+    assert_eq!(d["conflicts"].as_array().unwrap().len(), 1);
+    assert_eq!(d["conflicts"][0]["title"], json!("remote"));
+    // A write that has seen both resolves the conflict.
+    n.req(Method::PUT, "/v1/collections/c/docs/a")
+        .json(&json!({"text": "merged"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, d) = json(
+        n.req(Method::GET, "/v1/collections/c/docs/a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(d["conflicts"], json!([]));
+}
+
+#[tokio::test]
+async fn if_match_takes_the_etag_of_the_whole_state() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let url = "/v1/collections/c/docs/a";
+    n.req(Method::PUT, url)
+        .json(&json!({"text": "local"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, before) = json(n.req(Method::GET, url).send().await.unwrap()).await;
+    assert_eq!(
+        before["etag"], before["version"],
+        "one version: the etag is its stamp"
+    );
+    // A concurrent version with a smaller stamp arrives: the winner stays, the state moved on.
+    let remote = DocState::create(
+        Stamp::new(Hlc::new(1, 0), NodeId(7)),
+        Body {
+            title: None,
+            metadata: Default::default(),
+            content: None,
+        },
+    );
+    let (c, id) = (CollectionName::new("c").unwrap(), DocId::new("a").unwrap());
+    n.store.merge_remote(&c, &id, &remote).unwrap();
+    let stale = before["etag"].as_str().unwrap();
+    let r = n
+        .req(Method::PUT, url)
+        .header(IF_MATCH, format!("\"{stale}\""))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 409, "version_conflict").await;
+    let r = n.req(Method::GET, url).send().await.unwrap();
+    let etag = r.headers()[ETAG].to_str().unwrap().to_string();
+    let (_, after) = json(r).await;
+    assert_eq!(after["version"], before["version"]);
+    assert_ne!(after["etag"], after["version"]);
+    assert_eq!(etag, format!("\"{}\"", after["etag"].as_str().unwrap()));
+    let r = n
+        .req(Method::PUT, url)
+        .header(IF_MATCH, etag)
+        .json(&json!({"text": "resolved"}))
+        .send()
+        .await
+        .unwrap();
+    let (s, w) = json(r).await;
+    assert_eq!((s, &w["etag"]), (200, &w["version"]));
+    let (_, d) = json(n.req(Method::GET, url).send().await.unwrap()).await;
+    assert_eq!(d["conflicts"], json!([]));
+}
