@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ragsync_core::{CollectionName, DocId};
+use ragsync_core::{CollectionName, DocId, Stamp};
 use ragsync_store::{DocOp, OpKind, WriteEffect, WriteResult};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::docs_wire::{DocBody, doc_view, if_match, parse_batch, version_view};
@@ -22,8 +22,32 @@ fn etag(tag: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{tag}\"")).expect("a state tag is ASCII")
 }
 
-fn result_view(r: &WriteResult) -> Value {
-    json!({"id": r.id, "status": r.effect, "version": r.version, "etag": r.tag})
+/// What a write did to one document, as answered.
+#[derive(Serialize)]
+struct ResultView<'a> {
+    id: &'a DocId,
+    status: WriteEffect,
+    version: Stamp,
+    etag: &'a str,
+}
+
+fn result_view(r: &WriteResult) -> ResultView<'_> {
+    ResultView {
+        id: &r.id,
+        status: r.effect,
+        version: r.version,
+        etag: &r.tag,
+    }
+}
+
+/// The answer to a batch write.
+#[derive(Serialize)]
+struct BatchView<'a> {
+    created: usize,
+    updated: usize,
+    unchanged: usize,
+    deleted: usize,
+    results: Vec<ResultView<'a>>,
 }
 
 fn single_write_response(r: WriteResult) -> Response {
@@ -91,7 +115,7 @@ pub(crate) async fn batch(
     Extension(who): Extension<Principal>,
     ApiPath(c): ApiPath<String>,
     req: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let c = CollectionName::new(c)?;
     who.require(Permission::WriteDocs, Some(&c))?;
     let ApiBytes(body) = ApiBytes::from_request(req, &()).await?;
@@ -107,13 +131,14 @@ pub(crate) async fn batch(
         .collect::<Result<Vec<_>, _>>()?;
     let results = node.blocking(move |s| s.write(&c, ops)).await?;
     let count = |e: WriteEffect| results.iter().filter(|r| r.effect == e).count();
-    Ok(Json(json!({
-        "created": count(WriteEffect::Created),
-        "updated": count(WriteEffect::Updated),
-        "unchanged": count(WriteEffect::Unchanged),
-        "deleted": count(WriteEffect::Deleted),
-        "results": results.iter().map(result_view).collect::<Vec<_>>(),
-    })))
+    let view = BatchView {
+        created: count(WriteEffect::Created),
+        updated: count(WriteEffect::Updated),
+        unchanged: count(WriteEffect::Unchanged),
+        deleted: count(WriteEffect::Deleted),
+        results: results.iter().map(result_view).collect(),
+    };
+    Ok(Json(view).into_response())
 }
 
 pub(crate) async fn get(

@@ -262,7 +262,7 @@ fn put_op(
             ));
         }
     };
-    let metadata_len = serde_json::to_vec(&metadata).map_or(usize::MAX, |v| v.len());
+    let metadata_len = json_len(&metadata);
     if metadata_len > limits.max_metadata_bytes {
         return Err(ApiError::too_large(
             "metadata_too_large",
@@ -346,4 +346,23 @@ pub(crate) fn doc_view(doc: &StoredDoc, content: Option<Vec<u8>>) -> Value {
     let conflicts: Vec<Value> = doc.state.conflicts().iter().map(version_view).collect();
     o.insert("conflicts".into(), Value::Array(conflicts));
     out
+}
+
+/// The length of a value's compact JSON, without building it.
+fn json_len(v: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, v) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
