@@ -246,9 +246,10 @@ impl DocState {
     }
 
     /// Checks the state's invariants: non-empty, sorted by stamp descending with no duplicate,
-    /// every version's clock includes its own stamp and nothing later (a writer has seen only
-    /// writes older than its own, so a clock entry ahead of the stamp is forged and would hide
-    /// that node's future writes), and no version has seen another.
+    /// every version's clock holds its own stamp as its writer's entry and only older values
+    /// for other nodes (a writer's stamp is greater than everything it has seen, so an entry at
+    /// or ahead of the stamp is forged and would hide that node's later writes), and no version
+    /// has seen another.
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.versions.is_empty() {
             return Err("empty state".into());
@@ -265,9 +266,16 @@ impl DocState {
             if !v.clock.contains(&v.stamp) {
                 return Err(format!("{:?} does not include its own stamp", v.stamp));
             }
-            if v.clock.max_hlc() > v.stamp.hlc {
+            let forged = v.clock.iter().any(|(node, h)| {
+                if *node == v.stamp.node {
+                    *h != v.stamp.hlc
+                } else {
+                    *h >= v.stamp.hlc
+                }
+            });
+            if forged {
                 return Err(format!(
-                    "{:?} has a clock entry ahead of its stamp",
+                    "{:?} has a clock entry at or ahead of its stamp",
                     v.stamp
                 ));
             }

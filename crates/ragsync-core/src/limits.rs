@@ -26,6 +26,9 @@ pub struct Limits {
     pub hlc_max_drift_ms: u64,
 }
 
+/// Upper bound of the row-count limits: pages and batches are held in memory whole.
+pub const MAX_ROWS: usize = 1_000_000;
+
 impl Limits {
     /// Refuses a limit of zero: it would refuse everything it bounds.
     pub fn validate(&self) -> Result<(), String> {
@@ -40,10 +43,18 @@ impl Limits {
             ("max_page_inline_bytes", self.max_page_inline_bytes as u64),
             ("hlc_max_drift_ms", self.hlc_max_drift_ms),
         ];
-        match all.iter().find(|(_, v)| *v == 0) {
-            Some((name, _)) => Err(format!("limits.{name} must be at least 1")),
-            None => Ok(()),
+        if let Some((name, _)) = all.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("limits.{name} must be at least 1"));
         }
+        for (name, value) in [
+            ("max_page_rows", self.max_page_rows),
+            ("max_batch_docs", self.max_batch_docs),
+        ] {
+            if value > MAX_ROWS {
+                return Err(format!("limits.{name} must be at most {MAX_ROWS}"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -247,6 +247,5 @@ mod tests {
         );
         assert!(auth.authenticate("s3cret-012345678").is_none());
         assert!(!format!("{spec:?}").contains("s3cret"));
-        assert!(!format!("{auth:?}").contains("s3cret"));
     }
 }

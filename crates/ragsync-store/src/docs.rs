@@ -14,7 +14,8 @@ use crate::{Store, StoreError, collections, contents, meta_set};
 pub struct DocOp {
     pub id: DocId,
     /// When set, the write applies only if this is the document's current state tag
-    /// ([`DocState::tag`], what reads return as `etag`): the If-Match of HTTP.
+    /// ([`DocState::tag`], what reads return as `etag`), or, for `*`, if the document exists
+    /// and is not deleted: the If-Match of HTTP.
     pub if_match: Option<String>,
     pub kind: OpKind,
 }
@@ -93,24 +94,31 @@ impl Store {
         let now_ms = self.now_ms();
         let mut guard = self.writer();
         let w = &mut *guard;
-        let mut tx = WriteTx {
-            tx: w.conn.transaction()?,
-            clock: &mut w.clock,
-            next_seq: w.next_seq,
-            node: self.node_id,
-            now_ms,
+        // The transaction ticks and observes a copy of the clock, kept only if it commits:
+        // a refused request leaves even the clock as it was.
+        let mut clock = w.clock.clone();
+        let (out, next_seq) = {
+            let mut tx = WriteTx {
+                tx: w.conn.transaction()?,
+                clock: &mut clock,
+                next_seq: w.next_seq,
+                node: self.node_id,
+                now_ms,
+            };
+            let out = f(&mut tx)?;
+            let hlc = tx.clock.last();
+            meta_set(&tx.tx, "hlc", hlc.0.to_string().as_bytes())?;
+            if tx.next_seq != w.next_seq {
+                // Kept apart from the tables so that a seq is never given out twice, even
+                // after the rows holding the highest ones are purged.
+                meta_set(&tx.tx, "seq", (tx.next_seq - 1).to_string().as_bytes())?;
+            }
+            let next_seq = tx.next_seq;
+            tx.tx.commit()?;
+            (out, next_seq)
         };
-        let out = f(&mut tx)?;
-        let hlc = tx.clock.last();
-        meta_set(&tx.tx, "hlc", hlc.0.to_string().as_bytes())?;
-        let next_seq = tx.next_seq;
-        if next_seq != w.next_seq {
-            // Kept apart from the tables so that a seq is never given out twice, even after
-            // the rows holding the highest ones are purged.
-            meta_set(&tx.tx, "seq", (next_seq - 1).to_string().as_bytes())?;
-        }
-        tx.tx.commit()?;
         w.next_seq = next_seq;
+        w.clock = clock;
         Ok(out)
     }
 
@@ -252,7 +260,12 @@ fn apply(
     let existing = load(&tx.tx, collection, &op.id)?.map(|(_, s)| s);
     if let Some(expected) = op.if_match {
         let actual = existing.as_ref().map(DocState::tag);
-        if actual.as_ref() != Some(&expected) {
+        let matches = if expected == "*" {
+            existing.as_ref().is_some_and(|s| !s.is_deleted())
+        } else {
+            actual.as_ref() == Some(&expected)
+        };
+        if !matches {
             return Err(StoreError::VersionMismatch {
                 id: op.id,
                 expected,

@@ -278,15 +278,35 @@ fn feed_pages_are_cut_at_the_inline_byte_budget() {
         seen, 11,
         "the collection row and every document, none skipped"
     );
-    // Contents above the inline size stay out of pages; a row whose contents alone exceed the
-    // budget still travels, alone.
+    // Contents above the inline size stay out of pages.
     let none = InlinePolicy {
         max_content_bytes: 100,
-        max_page_bytes: 10,
+        max_page_bytes: 1 << 20,
     };
     let page = s.changes(0, 100, none).unwrap();
     assert!(page.contents.is_empty());
     assert_eq!(page.entries.len(), 11);
+    // A row whose contents alone pass the budget still travels, alone: no row is stuck.
+    let tiny = InlinePolicy {
+        max_content_bytes: 65_536,
+        max_page_bytes: 10,
+    };
+    let (mut cursor, mut seen) = (0, 0);
+    loop {
+        let page = s.changes(cursor, 100, tiny).unwrap();
+        let docs = page
+            .entries
+            .iter()
+            .filter(|e| matches!(e.item, FeedItem::Doc { .. }))
+            .count();
+        assert!(docs <= 1, "{docs} documents in one page");
+        seen += page.entries.len();
+        cursor = page.next_since;
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(seen, 11);
 }
 
 #[test]
@@ -333,6 +353,62 @@ fn paging_while_writing_misses_nothing() {
             );
         }
     }
+}
+
+#[test]
+fn a_seq_is_never_given_out_twice_even_when_the_newest_rows_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = {
+        let s = open(dir.path());
+        s.put_collection(&coll(), CollectionSettings::default())
+            .unwrap();
+        s.write(&coll(), vec![put("a", "x"), put("b", "y")])
+            .unwrap();
+        s.head_seq().unwrap()
+    };
+    // What a tombstone purge will do: remove the rows holding the highest seqs.
+    let raw = rusqlite::Connection::open(dir.path().join("ragsync.db")).unwrap();
+    raw.execute("DELETE FROM docs WHERE seq >= ?1", [top as i64 - 1])
+        .unwrap();
+    drop(raw);
+    let s = open(dir.path());
+    assert_eq!(s.head_seq().unwrap(), top);
+    s.write(&coll(), vec![put("c", "z")]).unwrap();
+    assert_eq!(s.head_seq().unwrap(), top + 1);
+}
+
+#[test]
+fn a_version_read_back_from_disk_merges_as_itself() {
+    // Metadata doubles must survive the disk byte for byte, or the same version arriving again
+    // would look like a stamp reused for other content.
+    let dir = tempfile::tempdir().unwrap();
+    let id = DocId::new("a").unwrap();
+    let mut state = remote_state(7, Hlc::new(NOW_MS, 1), "x");
+    let mut v = state.versions()[0].clone();
+    let mut bits = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..2000 {
+        // Doubles from random bit patterns: every exponent, subnormals included.
+        bits ^= bits << 13;
+        bits ^= bits >> 7;
+        bits ^= bits << 17;
+        let f = f64::from_bits(bits);
+        if f.is_finite() {
+            v.metadata.insert(format!("f{i}"), serde_json::json!(f));
+        }
+    }
+    state = DocState::new(v);
+    {
+        let s = open(dir.path());
+        s.put_collection(&coll(), CollectionSettings::default())
+            .unwrap();
+        assert!(s.merge_remote(&coll(), &id, &state).unwrap());
+    }
+    let s = open(dir.path());
+    assert!(
+        !s.merge_remote(&coll(), &id, &state).unwrap(),
+        "the same version changes nothing"
+    );
+    assert_eq!(s.get(&coll(), &id).unwrap().unwrap().state, state);
 }
 
 #[test]

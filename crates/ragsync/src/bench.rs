@@ -81,12 +81,13 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let token = format!("bench-{:032x}", rand::random::<u128>());
-    let mut node = NodeProcess::spawn(
+    let node = NodeProcess::start(
         &exe,
         &dir.path().join("node"),
         &token,
         &["--durability", &a.durability],
-    )?;
+    )
+    .await?;
     let client = node.client();
     client.put(&["collections", "bench"], &json!({})).await?;
 
@@ -133,7 +134,7 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
         a.docs
     );
     let rss_mib = node.peak_rss_kib().map_or(f64::NAN, |k| k as f64 / 1024.0);
-    node.stop()?;
+    node.shutdown().await?;
 
     figure("ingest_docs_per_s", a.docs as f64 / secs, "docs/s");
     figure("ingest_mb_per_s", payload_bytes as f64 / 1e6 / secs, "MB/s");

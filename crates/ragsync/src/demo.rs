@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
 use clap::Args;
+use reqwest::StatusCode;
 use reqwest::header::IF_MATCH;
 use serde_json::json;
 
@@ -40,7 +41,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let data = dir.path().join("node-a");
 
     step("start a node");
-    let mut node = NodeProcess::spawn(&exe, &data, &token, &[])?;
+    let mut node = NodeProcess::start(&exe, &data, &token, &[]).await?;
     println!(
         "node listening on {} (data in {})",
         node.url,
@@ -110,7 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let http = reqwest::Client::new();
     let url = client.url(&doc_path);
-    for attempt in 1..=2 {
+    for (attempt, expected) in [(1, StatusCode::OK), (2, StatusCode::CONFLICT)] {
         let resp = http
             .put(url.clone())
             .bearer_auth(&token)
@@ -118,10 +119,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .json(&json!({"text": "# Durability\n\nEdited by the demo.", "title": "Durability"}))
             .send()
             .await?;
+        let status = resp.status();
         println!(
-            "write {attempt} with If-Match {etag}: {} {}",
-            resp.status(),
+            "write {attempt} with If-Match {etag}: {status} {}",
             resp.text().await?
+        );
+        ensure!(
+            status == expected,
+            "write {attempt}: expected {expected}, got {status}"
         );
     }
 
@@ -163,11 +168,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let before = client.get(&["status"], &[]).await?["counts"].clone();
     node.kill9()?;
     drop(node);
-    let mut node = NodeProcess::spawn(&exe, &data, &token, &[])?;
+    let node = NodeProcess::start(&exe, &data, &token, &[]).await?;
     let after = node.client().get(&["status"], &[]).await?["counts"].clone();
     println!("before: {before}\nafter:  {after}");
     ensure!(before == after, "the restarted node lost something");
-    node.stop()?;
+    node.shutdown().await?;
     println!("\ndemo finished: every acknowledged write survived kill -9");
     Ok(())
 }

@@ -56,7 +56,7 @@ pub struct IngestReport {
     pub skipped: u64,
     /// Files whose name cannot be a document id.
     pub invalid: u64,
-    /// Documents larger than the node's `max_content_bytes`, not sent.
+    /// Documents larger than the node accepts (`max_content_bytes`, `max_body_bytes`), not sent.
     pub too_large: u64,
     pub interrupted: bool,
 }
@@ -123,10 +123,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     let collection = CollectionName::new(args.collection.clone())?;
     ensure_collection(&client, &collection).await?;
     let stored = list_stored(&client, &collection).await?;
-    let status = client.get(&["status"], &[]).await?;
-    let max_content_bytes = status["limits"]["max_content_bytes"]
-        .as_u64()
-        .map_or(usize::MAX, |n| n as usize);
+    let limits = NodeLimits::of(&client).await?;
+    let max_content_bytes = limits.max_content_bytes;
 
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();
@@ -139,9 +137,16 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     let sources = collect_sources(&args.paths)?;
     let total_bytes: u64 = sources.iter().map(|s| s.bytes).sum();
     let bar = progress_bar(total_bytes, args.quiet);
-    let mut batcher = Batcher::new(&client, &collection, &args, bar.clone());
+    let mut batcher = Batcher::new(&client, &collection, &args, &limits, bar.clone());
     let mut report = IngestReport::default();
     'outer: for source in &sources {
+        if matches!(source.kind, SourceKind::File { .. }) && source.bytes > max_content_bytes as u64
+        {
+            tracing::warn!(path = %source.path.display(), bytes = source.bytes, max_content_bytes, "skipping: larger than the node accepts");
+            report.too_large += 1;
+            bar.inc(source.bytes);
+            continue;
+        }
         for item in source.items()? {
             let item = match item {
                 Err(e) if e.is::<InvalidName>() => {
@@ -170,8 +175,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
             });
             if same {
                 report.skipped += 1;
-            } else {
-                batcher.push(&item, &mut report).await?;
+            } else if !batcher.push(&item, &mut report).await? {
+                tracing::warn!(id = %item.id, "skipping: its request would exceed the node's max_body_bytes");
+                report.too_large += 1;
             }
             if stop.load(Ordering::SeqCst) {
                 report.interrupted = true;
@@ -236,6 +242,32 @@ async fn list_stored(
         .collect())
 }
 
+/// Bytes of a batch request around its documents (`{"docs":[...]}`), with room to spare.
+const BATCH_OVERHEAD_BYTES: usize = 64;
+
+/// The limits of the node that shape what ingest sends, from its status.
+struct NodeLimits {
+    max_content_bytes: usize,
+    max_batch_docs: usize,
+    max_body_bytes: usize,
+}
+
+impl NodeLimits {
+    async fn of(client: &Client) -> anyhow::Result<Self> {
+        let status = client.get(&["status"], &[]).await?;
+        let limit = |name: &str| {
+            status["limits"][name]
+                .as_u64()
+                .map_or(usize::MAX, |n| n as usize)
+        };
+        Ok(Self {
+            max_content_bytes: limit("max_content_bytes"),
+            max_batch_docs: limit("max_batch_docs"),
+            max_body_bytes: limit("max_body_bytes"),
+        })
+    }
+}
+
 /// Collects items into batch requests and sends them, one at a time.
 struct Batcher<'a> {
     client: &'a Client,
@@ -252,13 +284,16 @@ impl<'a> Batcher<'a> {
         client: &'a Client,
         collection: &'a CollectionName,
         args: &IngestArgs,
+        limits: &NodeLimits,
         bar: ProgressBar,
     ) -> Self {
         Self {
             client,
             collection,
-            max_docs: args.batch_docs.max(1),
-            max_bytes: args.batch_bytes,
+            max_docs: args.batch_docs.clamp(1, limits.max_batch_docs.max(1)),
+            max_bytes: args
+                .batch_bytes
+                .min(limits.max_body_bytes.saturating_sub(BATCH_OVERHEAD_BYTES)),
             docs: Vec::new(),
             bytes: 0,
             bar,
@@ -269,9 +304,15 @@ impl<'a> Batcher<'a> {
         self.docs.len()
     }
 
-    async fn push(&mut self, item: &Item, report: &mut IngestReport) -> anyhow::Result<()> {
+    /// Queues an item, sending the queued batch first when the item would overflow it.
+    /// Returns false, queueing nothing, for an item too large for any request.
+    async fn push(&mut self, item: &Item, report: &mut IngestReport) -> anyhow::Result<bool> {
         let v = item.to_json();
-        let len = serde_json::to_vec(&v).map_or(0, |b| b.len());
+        // The item and the comma that separates it from the next.
+        let len = serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len() + 1);
+        if len > self.max_bytes {
+            return Ok(false);
+        }
         if !self.docs.is_empty()
             && (self.docs.len() >= self.max_docs || self.bytes + len > self.max_bytes)
         {
@@ -279,7 +320,7 @@ impl<'a> Batcher<'a> {
         }
         self.bytes += len;
         self.docs.push(v);
-        Ok(())
+        Ok(true)
     }
 
     async fn flush(&mut self, report: &mut IngestReport) -> anyhow::Result<()> {
@@ -449,7 +490,7 @@ pub fn print_report(r: &IngestReport) {
     }
     if r.too_large > 0 {
         println!(
-            "{} documents skipped: larger than the node's max_content_bytes",
+            "{} documents skipped: larger than the node accepts",
             r.too_large
         );
     }

@@ -52,11 +52,13 @@ struct DocArgs {
 /// Runs `work` until it ends or Ctrl-C: then it is dropped, which stops the nodes it started
 /// and removes their temporary directories.
 async fn until_interrupted(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    // Registered before the work starts, so SIGINT never kills the process outright.
+    // Registered before the work starts, so neither signal kills the process outright.
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     tokio::select! {
         r = work => return r,
         _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
     }
     // `work` is dropped by now: its nodes are stopped and their directories removed. Exit
     // without waiting for blocking work it may have left running.

@@ -84,6 +84,28 @@ impl NodeProcess {
         })
     }
 
+    /// [`NodeProcess::spawn`] off the async workers, so a caller's other futures (a Ctrl-C
+    /// handler) keep running while the node starts.
+    pub async fn start(
+        exe: &Path,
+        data_dir: &Path,
+        token: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let (exe, dir, token) = (exe.to_path_buf(), data_dir.to_path_buf(), token.to_string());
+        let args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Self::spawn(&exe, &dir, &token, &args)
+        })
+        .await?
+    }
+
+    /// [`NodeProcess::stop`] off the async workers.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        tokio::task::spawn_blocking(move || self.stop()).await?
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -281,19 +281,23 @@ fn put_op(
 }
 
 /// Parses a version as given in `If-Match` or `if_match`: the stamp, quoted or not.
+/// `*` (the document must exist) passes as is; tags are compared in lower case. A weak tag
+/// (`W/"..."`) or a list of tags is refused: If-Match compares strongly, one tag at a time.
 pub(crate) fn parse_version_tag(s: &str) -> Result<String, ApiError> {
     let s = s.trim();
-    let s = s.strip_prefix("W/").unwrap_or(s);
+    if s == "*" {
+        return Ok(s.to_string());
+    }
     let s = s
         .strip_prefix('"')
         .and_then(|x| x.strip_suffix('"'))
         .unwrap_or(s);
     if DocState::is_tag(s) {
-        Ok(s.to_string())
+        Ok(s.to_ascii_lowercase())
     } else {
         Err(ApiError::bad_request(
             "invalid_if_match",
-            "If-Match must be a document's etag as reads and writes return it",
+            "If-Match must be \"*\" or one document etag as reads and writes return it",
         ))
     }
 }
