@@ -1,4 +1,4 @@
-//! Versions over the API: conditional writes, conflicts from concurrent writes, etags.
+//! Versions over the API: conditional writes, conflicts from concurrent writes, state versions.
 
 mod common;
 
@@ -100,7 +100,7 @@ async fn reads_show_conflicts_from_concurrent_writes() {
             .unwrap(),
     )
     .await;
-    assert_eq!(d["version"], local["version"], "the greater stamp wins");
+    assert_eq!(d["stamp"], local["stamp"], "the greater stamp wins");
     assert_eq!(d["conflicts"].as_array().unwrap().len(), 1);
     assert_eq!(d["conflicts"][0]["title"], json!("remote"));
     // A write that has seen both resolves the conflict.
@@ -120,7 +120,7 @@ async fn reads_show_conflicts_from_concurrent_writes() {
 }
 
 #[tokio::test]
-async fn if_match_takes_the_etag_of_the_whole_state() {
+async fn if_match_takes_the_version_of_the_whole_state() {
     let n = TestNode::start().await;
     n.create_collection("c").await;
     let url = "/v1/collections/c/docs/a";
@@ -131,8 +131,8 @@ async fn if_match_takes_the_etag_of_the_whole_state() {
         .unwrap();
     let (_, before) = json(n.req(Method::GET, url).send().await.unwrap()).await;
     assert_eq!(
-        before["etag"], before["version"],
-        "one version: the etag is its stamp"
+        before["version"], before["stamp"],
+        "one version: the state's version is its stamp"
     );
     // A concurrent version with a smaller stamp arrives: the winner stays, the state moved on.
     let remote = DocState::create(
@@ -145,7 +145,7 @@ async fn if_match_takes_the_etag_of_the_whole_state() {
     );
     let (c, id) = (CollectionName::new("c").unwrap(), DocId::new("a").unwrap());
     n.store.merge_remote(&c, &id, &remote).unwrap();
-    let stale = before["etag"].as_str().unwrap();
+    let stale = before["version"].as_str().unwrap();
     let r = n
         .req(Method::PUT, url)
         .header(IF_MATCH, format!("\"{stale}\""))
@@ -157,9 +157,9 @@ async fn if_match_takes_the_etag_of_the_whole_state() {
     let r = n.req(Method::GET, url).send().await.unwrap();
     let etag = r.headers()[ETAG].to_str().unwrap().to_string();
     let (_, after) = json(r).await;
-    assert_eq!(after["version"], before["version"]);
-    assert_ne!(after["etag"], after["version"]);
-    assert_eq!(etag, format!("\"{}\"", after["etag"].as_str().unwrap()));
+    assert_eq!(after["stamp"], before["stamp"], "the winner did not change");
+    assert_ne!(after["version"], after["stamp"], "but the state did");
+    assert_eq!(etag, format!("\"{}\"", after["version"].as_str().unwrap()));
     let r = n
         .req(Method::PUT, url)
         .header(IF_MATCH, etag)
@@ -168,7 +168,7 @@ async fn if_match_takes_the_etag_of_the_whole_state() {
         .await
         .unwrap();
     let (s, w) = json(r).await;
-    assert_eq!((s, &w["etag"]), (200, &w["version"]));
+    assert_eq!((s, &w["version"]), (200, &w["stamp"]));
     let (_, d) = json(n.req(Method::GET, url).send().await.unwrap()).await;
     assert_eq!(d["conflicts"], json!([]));
 }
@@ -194,7 +194,7 @@ async fn concurrent_conditional_writes_lose_no_update() {
                 loop {
                     let (_, d) = json(n.req(Method::GET, url).send().await.unwrap()).await;
                     let value: u64 = d["text"].as_str().unwrap().parse().unwrap();
-                    let etag = d["etag"].as_str().unwrap().to_string();
+                    let etag = d["version"].as_str().unwrap().to_string();
                     let r = n
                         .req(Method::PUT, url)
                         .header(IF_MATCH, format!("\"{etag}\""))

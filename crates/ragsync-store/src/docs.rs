@@ -14,7 +14,7 @@ use crate::{Store, StoreError, collections, contents, meta_set};
 pub struct DocOp {
     pub id: DocId,
     /// When set, the write applies only if this is the document's current state tag
-    /// ([`DocState::tag`], what reads return as `etag`), or, for `*`, if the document exists
+    /// ([`DocState::tag`], what reads return as `version`), or, for `*`, if the document exists
     /// and is not deleted: the If-Match of HTTP.
     pub if_match: Option<String>,
     pub kind: OpKind,

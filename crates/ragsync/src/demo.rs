@@ -91,10 +91,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let doc_path = ["collections", "notes", "docs", "guides/durability.md"];
     step("read guides/durability.md");
     let doc = client.get(&doc_path, &[]).await?;
-    let etag = doc["etag"].as_str().context("etag")?.to_string();
+    let version = doc["version"].as_str().context("version")?.to_string();
     println!(
-        "version {}, etag {etag}, {} bytes, cid {}",
-        doc["version"], doc["content_len"], doc["content_cid"]
+        "version {version}, {} bytes, cid {}",
+        doc["content_len"], doc["content_cid"]
     );
     println!(
         "{}",
@@ -107,7 +107,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
 
     step(
-        "a conditional write with the etag read succeeds; a second one with the same, now stale, etag is refused",
+        "a conditional write with the version read succeeds; a second one with the same, now stale, version is refused",
     );
     let http = reqwest::Client::new();
     let url = client.url(&doc_path);
@@ -115,13 +115,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let resp = http
             .put(url.clone())
             .bearer_auth(&token)
-            .header(IF_MATCH, format!("\"{etag}\""))
+            .header(IF_MATCH, format!("\"{version}\""))
             .json(&json!({"text": "# Durability\n\nEdited by the demo.", "title": "Durability"}))
             .send()
             .await?;
         let status = resp.status();
         println!(
-            "write {attempt} with If-Match {etag}: {status} {}",
+            "write {attempt} with If-Match {version}: {status} {}",
             resp.text().await?
         );
         ensure!(

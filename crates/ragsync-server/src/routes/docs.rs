@@ -27,16 +27,18 @@ fn etag(tag: &str) -> HeaderValue {
 struct ResultView<'a> {
     id: &'a DocId,
     status: WriteEffect,
-    version: Stamp,
-    etag: &'a str,
+    /// The state's tag, for the next `If-Match`.
+    version: &'a str,
+    /// The winner's stamp.
+    stamp: Stamp,
 }
 
 fn result_view(r: &WriteResult) -> ResultView<'_> {
     ResultView {
         id: &r.id,
         status: r.effect,
-        version: r.version,
-        etag: &r.tag,
+        version: &r.tag,
+        stamp: r.version,
     }
 }
 
@@ -212,6 +214,7 @@ pub(crate) async fn list(
         .map(|d| {
             let mut v = version_view(d.state.winner());
             v["id"] = json!(d.id);
+            v["version"] = json!(d.state.tag());
             v["seq"] = json!(d.seq);
             v["conflicts"] = json!(d.state.conflicts().len());
             v

@@ -297,7 +297,7 @@ pub(crate) fn parse_version_tag(s: &str) -> Result<String, ApiError> {
     } else {
         Err(ApiError::bad_request(
             "invalid_if_match",
-            "If-Match must be \"*\" or one document etag as reads and writes return it",
+            "If-Match must be \"*\" or one document version as reads and writes return it",
         ))
     }
 }
@@ -316,7 +316,7 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 
 /// A version without its content: what conflicts and lists show.
 pub(crate) fn version_view(v: &Version) -> Value {
-    let mut out = json!({"version": v.stamp, "deleted": v.deleted});
+    let mut out = json!({"stamp": v.stamp, "deleted": v.deleted});
     let o = out.as_object_mut().expect("object");
     if let Some(t) = &v.title {
         o.insert("title".into(), json!(t));
@@ -330,7 +330,8 @@ pub(crate) fn version_view(v: &Version) -> Value {
     out
 }
 
-/// A document read: the winner (with its content when given), the conflicts and the seq.
+/// A document read: the winner (with its content when given), the conflicts, the seq, and
+/// `version`, the tag of the whole state that `If-Match` takes.
 pub(crate) fn doc_view(doc: &StoredDoc, content: Option<Vec<u8>>) -> Value {
     let winner = doc.state.winner();
     let mut out = version_view(winner);
@@ -338,7 +339,7 @@ pub(crate) fn doc_view(doc: &StoredDoc, content: Option<Vec<u8>>) -> Value {
     o.insert("collection".into(), json!(doc.collection));
     o.insert("id".into(), json!(doc.id));
     o.insert("seq".into(), json!(doc.seq));
-    o.insert("etag".into(), json!(doc.state.tag()));
+    o.insert("version".into(), json!(doc.state.tag()));
     if let (Some(bytes), Some(c)) = (content, &winner.content) {
         let textual = c.content_type.starts_with("text/");
         match String::from_utf8(bytes) {
