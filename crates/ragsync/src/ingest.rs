@@ -67,6 +67,16 @@ struct Item {
     title: Option<String>,
     metadata: Map<String, Value>,
     content: Content,
+    /// Bytes of input this item was read from, for the progress bar.
+    input_bytes: u64,
+}
+
+/// What to do with one item.
+enum Verdict {
+    Send,
+    AlreadyStored,
+    InvalidId,
+    TooLarge,
 }
 
 enum Content {
@@ -128,9 +138,15 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let stop_on_signal = stop.clone();
+    // The first Ctrl-C stops after the batch in flight; a second one exits at once (what was
+    // acknowledged is stored either way).
     let watcher = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             stop_on_signal.store(true, Ordering::SeqCst);
+            eprintln!("stopping after the batch in flight; Ctrl-C again to exit now");
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
         }
     });
 
@@ -152,49 +168,64 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
                 Err(e) if e.is::<InvalidName>() => {
                     tracing::warn!(path = %e, "skipping: the file name is not UTF-8");
                     report.invalid += 1;
+                    bar.inc(source.bytes);
                     continue;
                 }
                 other => other?,
             };
-            if DocId::new(item.id.clone()).is_err() {
-                tracing::warn!(id = %item.id, "skipping: not a valid document id");
-                report.invalid += 1;
-                continue;
-            }
-            if item.len() > max_content_bytes {
-                tracing::warn!(id = %item.id, bytes = item.len(), max_content_bytes, "skipping: larger than the node accepts");
-                report.too_large += 1;
-                continue;
-            }
-            let same = stored.get(&item.id).is_some_and(|s| {
-                *s == Stored {
-                    cid: item.cid().to_string(),
-                    title: item.title.clone(),
-                    metadata: item.metadata.clone(),
+            bar.inc(item.input_bytes);
+            match verdict(&item, &stored, max_content_bytes) {
+                Verdict::AlreadyStored => report.skipped += 1,
+                Verdict::InvalidId => {
+                    tracing::warn!(id = %item.id, "skipping: not a valid document id");
+                    report.invalid += 1;
                 }
-            });
-            if same {
-                report.skipped += 1;
-            } else if !batcher.push(&item, &mut report).await? {
-                tracing::warn!(id = %item.id, "skipping: its request would exceed the node's max_body_bytes");
-                report.too_large += 1;
+                Verdict::TooLarge => {
+                    tracing::warn!(id = %item.id, bytes = item.len(), max_content_bytes, "skipping: larger than the node accepts");
+                    report.too_large += 1;
+                }
+                Verdict::Send => {
+                    if !batcher.push(&item, &mut report).await? {
+                        tracing::warn!(id = %item.id, "skipping: its request would exceed the node's max_body_bytes");
+                        report.too_large += 1;
+                    }
+                }
             }
             if stop.load(Ordering::SeqCst) {
                 report.interrupted = true;
                 break 'outer;
             }
         }
-        bar.inc(source.bytes);
         bar.set_message(format!(
             "sent {}, already stored {}",
             report.sent + batcher.pending() as u64,
             report.skipped
         ));
     }
-    batcher.flush(&mut report).await?;
+    // Interrupted, the documents queued but not sent are left for the re-run.
+    if !report.interrupted {
+        batcher.flush(&mut report).await?;
+    }
     watcher.abort();
     bar.finish_and_clear();
     Ok(report)
+}
+
+fn verdict(item: &Item, stored: &HashMap<String, Stored>, max_content_bytes: usize) -> Verdict {
+    if DocId::new(item.id.clone()).is_err() {
+        return Verdict::InvalidId;
+    }
+    if item.len() > max_content_bytes {
+        return Verdict::TooLarge;
+    }
+    let same = stored.get(&item.id).is_some_and(|s| {
+        s.cid == item.cid().to_string() && s.title == item.title && s.metadata == item.metadata
+    });
+    if same {
+        Verdict::AlreadyStored
+    } else {
+        Verdict::Send
+    }
 }
 
 fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
@@ -438,6 +469,7 @@ impl Source {
                     Err(e) => Content::Bytes(e.into_bytes()),
                 };
                 let item = Item {
+                    input_bytes: self.bytes,
                     id: id.clone(),
                     title: None,
                     metadata: Map::new(),
@@ -457,12 +489,14 @@ impl Source {
                             if l.trim().is_empty() {
                                 return Ok(None);
                             }
-                            Ok(Some(serde_json::from_str::<CorpusLine>(&l)?))
+                            let line: CorpusLine = serde_json::from_str(&l)?;
+                            Ok(Some((line, l.len() as u64 + 1)))
                         })
                         .with_context(|| format!("{path}:{}", i + 1));
                     match parsed {
                         Ok(None) => None,
-                        Ok(Some(c)) => Some(Ok(Item {
+                        Ok(Some((c, input_bytes))) => Some(Ok(Item {
+                            input_bytes,
                             id: c.id,
                             title: c.title.filter(|t| !t.is_empty()),
                             metadata: c.metadata.unwrap_or_default(),
