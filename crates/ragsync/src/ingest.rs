@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Args;
@@ -531,12 +531,4 @@ pub fn print_report(r: &IngestReport) {
     if r.interrupted {
         println!("interrupted: every batch sent is stored; re-run the same command to resume");
     }
-}
-
-/// Fails when the ingest could not finish.
-pub fn check_complete(r: &IngestReport) -> anyhow::Result<()> {
-    if r.interrupted {
-        bail!("interrupted");
-    }
-    Ok(())
 }

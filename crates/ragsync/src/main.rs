@@ -83,7 +83,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => {
             let report = ingest::run(args).await?;
             ingest::print_report(&report);
-            ingest::check_complete(&report)
+            if report.interrupted {
+                // The report said what is stored; the exit status says it did not finish.
+                std::process::exit(130);
+            }
+            Ok(())
         }
         Command::Get(a) => {
             let c = Client::new(&a.client)?;
