@@ -277,3 +277,78 @@ fn the_demo_runs_to_the_end() {
         "{stdout}"
     );
 }
+
+/// Ctrl-C during an ingest stops it after the batch in flight (exit status 130); the same
+/// command run again sends only what is missing.
+#[test]
+fn an_interrupted_ingest_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.jsonl");
+    let lines: String = (0..60_000)
+        .map(|i| {
+            format!(
+                "{{\"_id\": \"d{i}\", \"text\": \"passage {i} {}\"}}\n",
+                "word ".repeat(40)
+            )
+        })
+        .collect();
+    write(&corpus, &lines);
+    let node = NodeProcess::spawn(Path::new(EXE), &dir.path().join("node"), TOKEN, &[]).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stored = || {
+        rt.block_on(node.client().get(&["status"], &[])).unwrap()["counts"]["documents"]
+            .as_u64()
+            .unwrap()
+    };
+    let args = [
+        "ingest",
+        corpus.to_str().unwrap(),
+        "-c",
+        "kb",
+        "--quiet",
+        "--batch-docs",
+        "500",
+    ];
+    let mut child = KillOnDrop(
+        Command::new(EXE)
+            .args(args)
+            .env("RAGSYNC_URL", &node.url)
+            .env("RAGSYNC_TOKEN", TOKEN)
+            .env("RAGSYNC_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stored() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingest stored nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.0.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
+    let after_stop = stored();
+    if status.code() == Some(130) {
+        assert!(out.contains("interrupted"), "{out}");
+        assert!(
+            after_stop < 60_000,
+            "the interrupt came too late to test anything"
+        );
+    } else {
+        // The whole corpus went in before the signal arrived; nothing left to resume.
+        assert!(status.success() && after_stop == 60_000, "{status:?} {out}");
+    }
+    let (ok, out, _) = ragsync(&args, &node.url);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("{after_stop} already stored")),
+        "{out}"
+    );
+    assert_eq!(stored(), 60_000);
+}
