@@ -53,14 +53,11 @@ pub(crate) struct BatchItem {
 /// items, so that a body of many tiny items cannot make the node allocate for all of them.
 pub(crate) fn parse_batch(bytes: &[u8], max_docs: usize) -> Result<Vec<BatchItem>, ApiError> {
     let too_many = Cell::new(false);
-    parse_json_seed(
-        bytes,
-        BatchSeed {
-            max_docs,
-            too_many: &too_many,
-        },
-    )
-    .map_err(|e| {
+    let docs = DocsSeed {
+        max_docs,
+        too_many: &too_many,
+    };
+    parse_json_seed(bytes, BatchSeed(docs)).map_err(|e| {
         if too_many.get() {
             ApiError::too_large(
                 "batch_too_large",
@@ -72,10 +69,8 @@ pub(crate) fn parse_batch(bytes: &[u8], max_docs: usize) -> Result<Vec<BatchItem
     })
 }
 
-struct BatchSeed<'a> {
-    max_docs: usize,
-    too_many: &'a Cell<bool>,
-}
+/// The whole body: an object whose one field, `docs`, is read by [`DocsSeed`].
+struct BatchSeed<'a>(DocsSeed<'a>);
 
 impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
     type Value = Vec<BatchItem>;
@@ -101,15 +96,14 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
             if docs.is_some() {
                 return Err(de::Error::duplicate_field("docs"));
             }
-            docs = Some(map.next_value_seed(DocsSeed {
-                max_docs: self.max_docs,
-                too_many: self.too_many,
-            })?);
+            docs = Some(map.next_value_seed(self.0)?);
         }
         docs.ok_or_else(|| de::Error::missing_field("docs"))
     }
 }
 
+/// The `docs` array, cut off past `max_docs` items (and `too_many` set).
+#[derive(Clone, Copy)]
 struct DocsSeed<'a> {
     max_docs: usize,
     too_many: &'a Cell<bool>,
@@ -143,19 +137,6 @@ impl<'de> Visitor<'de> for DocsSeed<'_> {
     }
 }
 
-impl DocBody {
-    pub(crate) fn into_op(self, limits: &Limits) -> Result<OpKind, ApiError> {
-        put_op(
-            self.text,
-            self.content_base64,
-            self.content_type,
-            self.title,
-            self.metadata,
-            limits,
-        )
-    }
-}
-
 impl BatchItem {
     pub(crate) fn into_op(self, limits: &Limits) -> Result<DocOp, ApiError> {
         let id = DocId::new(self.id)?;
@@ -164,13 +145,15 @@ impl BatchItem {
             .as_deref()
             .map(parse_version_tag)
             .transpose()?;
+        let body = DocBody {
+            text: self.text,
+            content_base64: self.content_base64,
+            content_type: self.content_type,
+            title: self.title,
+            metadata: self.metadata,
+        };
         let kind = if self.delete {
-            let has_body = self.text.is_some()
-                || self.content_base64.is_some()
-                || self.content_type.is_some()
-                || self.title.is_some()
-                || self.metadata.is_some();
-            if has_body {
+            if !body.is_empty() {
                 return Err(ApiError::bad_request(
                     "invalid_body",
                     "a delete carries no text, content, title or metadata",
@@ -178,106 +161,110 @@ impl BatchItem {
             }
             OpKind::Delete
         } else {
-            put_op(
-                self.text,
-                self.content_base64,
-                self.content_type,
-                self.title,
-                self.metadata,
-                limits,
-            )?
+            body.into_op(limits)?
         };
         Ok(DocOp { id, if_match, kind })
     }
 }
 
-fn put_op(
-    text: Option<String>,
-    content_base64: Option<String>,
-    content_type: Option<String>,
-    title: Option<String>,
-    metadata: Option<Value>,
-    limits: &Limits,
-) -> Result<OpKind, ApiError> {
-    let (content, default_type) = match (text, content_base64) {
-        (Some(t), None) => (t.into_bytes(), TEXT_TYPE),
-        (None, Some(b)) => {
-            let bytes = BASE64.decode(b.as_bytes()).map_err(|e| {
-                ApiError::bad_request("invalid_base64", format!("content_base64: {e}"))
-            })?;
-            (bytes, BYTES_TYPE)
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "give either text or content_base64, not both",
+impl DocBody {
+    fn is_empty(&self) -> bool {
+        self.text.is_none()
+            && self.content_base64.is_none()
+            && self.content_type.is_none()
+            && self.title.is_none()
+            && self.metadata.is_none()
+    }
+
+    /// The write this body asks for, every field checked against `limits`.
+    pub(crate) fn into_op(self, limits: &Limits) -> Result<OpKind, ApiError> {
+        let DocBody {
+            text,
+            content_base64,
+            content_type,
+            title,
+            metadata,
+        } = self;
+        let (content, default_type) = match (text, content_base64) {
+            (Some(t), None) => (t.into_bytes(), TEXT_TYPE),
+            (None, Some(b)) => {
+                let bytes = BASE64.decode(b.as_bytes()).map_err(|e| {
+                    ApiError::bad_request("invalid_base64", format!("content_base64: {e}"))
+                })?;
+                (bytes, BYTES_TYPE)
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "give either text or content_base64, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ApiError::bad_request(
+                    "missing_content",
+                    "a document needs text or content_base64",
+                ));
+            }
+        };
+        if content.len() > limits.max_content_bytes {
+            return Err(ApiError::too_large(
+                "content_too_large",
+                format!(
+                    "content of {} bytes exceeds max_content_bytes ({})",
+                    content.len(),
+                    limits.max_content_bytes
+                ),
             ));
         }
-        (None, None) => {
+        let content_type = content_type.unwrap_or_else(|| default_type.to_string());
+        if content_type.is_empty()
+            || content_type.len() > MAX_CONTENT_TYPE_BYTES
+            || !content_type.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
             return Err(ApiError::bad_request(
-                "missing_content",
-                "a document needs text or content_base64",
+                "invalid_content_type",
+                "content_type must be 1 to 255 printable ASCII characters",
             ));
         }
-    };
-    if content.len() > limits.max_content_bytes {
-        return Err(ApiError::too_large(
-            "content_too_large",
-            format!(
-                "content of {} bytes exceeds max_content_bytes ({})",
-                content.len(),
-                limits.max_content_bytes
-            ),
-        ));
-    }
-    let content_type = content_type.unwrap_or_else(|| default_type.to_string());
-    if content_type.is_empty()
-        || content_type.len() > MAX_CONTENT_TYPE_BYTES
-        || !content_type.bytes().all(|b| (0x20..0x7f).contains(&b))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_content_type",
-            "content_type must be 1 to 255 printable ASCII characters",
-        ));
-    }
-    if let Some(t) = &title
-        && t.len() > limits.max_title_bytes
-    {
-        return Err(ApiError::too_large(
-            "title_too_large",
-            format!(
-                "title of {} bytes exceeds max_title_bytes ({})",
-                t.len(),
-                limits.max_title_bytes
-            ),
-        ));
-    }
-    let metadata = match metadata {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_metadata",
-                "metadata must be a JSON object",
+        if let Some(t) = &title
+            && t.len() > limits.max_title_bytes
+        {
+            return Err(ApiError::too_large(
+                "title_too_large",
+                format!(
+                    "title of {} bytes exceeds max_title_bytes ({})",
+                    t.len(),
+                    limits.max_title_bytes
+                ),
             ));
         }
-    };
-    let metadata_len = json_len(&metadata);
-    if metadata_len > limits.max_metadata_bytes {
-        return Err(ApiError::too_large(
-            "metadata_too_large",
-            format!(
-                "metadata of {metadata_len} bytes exceeds max_metadata_bytes ({})",
-                limits.max_metadata_bytes
-            ),
-        ));
+        let metadata = match metadata {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_metadata",
+                    "metadata must be a JSON object",
+                ));
+            }
+        };
+        let metadata_len = json_len(&metadata);
+        if metadata_len > limits.max_metadata_bytes {
+            return Err(ApiError::too_large(
+                "metadata_too_large",
+                format!(
+                    "metadata of {metadata_len} bytes exceeds max_metadata_bytes ({})",
+                    limits.max_metadata_bytes
+                ),
+            ));
+        }
+        Ok(OpKind::Put {
+            title,
+            metadata,
+            content,
+            content_type,
+        })
     }
-    Ok(OpKind::Put {
-        title,
-        metadata,
-        content,
-        content_type,
-    })
 }
 
 /// Parses a version as given in `If-Match` or `if_match`: the stamp, quoted or not.
