@@ -460,3 +460,28 @@ async fn the_bearer_scheme_is_case_insensitive_and_checked_before_the_body() {
         .unwrap();
     expect_error(r, 403, "forbidden").await;
 }
+
+#[tokio::test]
+async fn internal_failures_answer_500_without_internals() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    n.req(Method::PUT, "/v1/collections/c/docs/a")
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    // Damage the stored state behind the node's back.
+    let raw = rusqlite::Connection::open(n.store.path()).unwrap();
+    raw.execute("UPDATE docs SET state = x'00' WHERE doc_id = 'a'", [])
+        .unwrap();
+    let r = n
+        .req(Method::GET, "/v1/collections/c/docs/a")
+        .send()
+        .await
+        .unwrap();
+    let message = expect_error(r, 500, "store_corrupt").await;
+    assert!(
+        !message.contains("state") && !message.contains(".db"),
+        "{message}"
+    );
+}
