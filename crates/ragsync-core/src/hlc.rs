@@ -49,8 +49,10 @@ impl Hlc {
 
     /// The smallest value greater than `self`: the counter goes up, and when it is full the
     /// physical part moves one millisecond ahead (a logical millisecond, caught up by real time).
+    /// It saturates at the largest value, which no drift-checked clock gets near before the
+    /// year 10889.
     fn successor(self) -> Self {
-        Self(self.0 + 1)
+        Self(self.0.saturating_add(1))
     }
 }
 
