@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{ADMIN, PEER, READER, TestNode, WRITER, expect_error, json};
+use common::{ADMIN, PEER, READER, TestNode, WRITER, expect_error, json, refused};
 use ragsync_core::ContentId;
 use reqwest::Method;
 use reqwest::header::ETAG;
@@ -77,12 +77,8 @@ async fn collections_create_change_list_get_delete() {
     assert_ne!(changed["version"], created["version"]);
     assert_eq!(changed["settings"]["search"]["hybrid_alpha"], json!(0.3));
     let bad = json!({"search": {"hybrid_alpha": 2.0}});
-    expect_error(
-        n.req(Method::PUT, "/v1/collections/notes")
-            .json(&bad)
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::PUT, "/v1/collections/notes").json(&bad),
         400,
         "invalid_settings",
     )
@@ -121,29 +117,20 @@ async fn collections_create_change_list_get_delete() {
     )
     .await;
     assert_eq!((s, &del["documents_deleted"]), (200, &json!(1)));
-    expect_error(
-        n.req(Method::GET, "/v1/collections/notes")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::GET, "/v1/collections/notes"),
         404,
         "collection_not_found",
     )
     .await;
-    expect_error(
-        n.req(Method::GET, "/v1/collections/notes/docs/a")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::GET, "/v1/collections/notes/docs/a"),
         404,
         "collection_not_found",
     )
     .await;
-    expect_error(
-        n.req(Method::DELETE, "/v1/collections/notes")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::DELETE, "/v1/collections/notes"),
         404,
         "collection_not_found",
     )
@@ -206,37 +193,23 @@ async fn documents_put_get_update_delete_with_versions() {
 
     let (s, del) = json(n.req(Method::DELETE, url).send().await.unwrap()).await;
     assert_eq!((s, del["status"].as_str()), (200, Some("deleted")));
-    expect_error(
-        n.req(Method::GET, url).send().await.unwrap(),
-        404,
-        "document_deleted",
-    )
-    .await;
+    refused(n.req(Method::GET, url), 404, "document_deleted").await;
     let (s, again) = json(n.req(Method::DELETE, url).send().await.unwrap()).await;
     assert_eq!((s, again["status"].as_str()), (200, Some("unchanged")));
-    expect_error(
-        n.req(Method::DELETE, "/v1/collections/c/docs/none")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::DELETE, "/v1/collections/c/docs/none"),
         404,
         "document_not_found",
     )
     .await;
-    expect_error(
-        n.req(Method::GET, "/v1/collections/c/docs/none")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::GET, "/v1/collections/c/docs/none"),
         404,
         "document_not_found",
     )
     .await;
-    expect_error(
-        n.req(Method::GET, "/v1/collections/zz/docs/none")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::GET, "/v1/collections/zz/docs/none"),
         404,
         "collection_not_found",
     )
@@ -272,22 +245,14 @@ async fn batches_apply_in_one_transaction() {
         {"id": "d", "text": "D"},
         {"id": "a", "text": "A2", "if_match": "0000000000000001-00000000000000000000000000000001"},
     ]});
-    expect_error(
-        n.req(Method::POST, url).json(&bad).send().await.unwrap(),
-        409,
-        "version_conflict",
-    )
-    .await;
+    refused(n.req(Method::POST, url).json(&bad), 409, "version_conflict").await;
     assert_eq!(
         n.store.head_seq().unwrap(),
         head,
         "a refused batch stored nothing"
     );
-    expect_error(
-        n.req(Method::GET, "/v1/collections/c/docs/d")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::GET, "/v1/collections/c/docs/d"),
         404,
         "document_not_found",
     )
@@ -368,11 +333,8 @@ async fn listing_pages_by_id_and_hides_deleted_documents() {
         .map(|i| format!("d{i:02}"))
         .collect();
     assert_eq!(seen, expected);
-    expect_error(
-        n.req(Method::GET, "/v1/collections/c/docs?limit=0")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::GET, "/v1/collections/c/docs?limit=0"),
         400,
         "invalid_limit",
     )
@@ -406,7 +368,7 @@ async fn roles_limit_what_a_token_may_do() {
         if method == Method::PUT {
             req = req.json(&json!({"text": "y"}));
         }
-        expect_error(req.send().await.unwrap(), 403, "forbidden").await;
+        refused(req, 403, "forbidden").await;
     }
     let r = n.as_token(READER, Method::GET, doc).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -418,18 +380,8 @@ async fn roles_limit_what_a_token_may_do() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let n = TestNode::start().await;
-    expect_error(
-        n.req(Method::GET, "/v1/nope").send().await.unwrap(),
-        404,
-        "route_not_found",
-    )
-    .await;
-    expect_error(
-        n.req(Method::POST, "/v1/status").send().await.unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
+    refused(n.req(Method::GET, "/v1/nope"), 404, "route_not_found").await;
+    refused(n.req(Method::POST, "/v1/status"), 405, "method_not_allowed").await;
 }
 
 #[tokio::test]

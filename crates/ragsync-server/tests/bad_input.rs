@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{TestNode, expect_error};
+use common::{TestNode, expect_error, refused};
 use ragsync_core::Limits;
 use reqwest::{Body, Method};
 use serde_json::json;
@@ -70,149 +70,101 @@ const BATCH: &str = "/v1/collections/c/docs:batch";
 async fn malformed_json_wrong_types_and_wrong_shapes() {
     let n = node_with_a_document().await;
     let head = n.store.head_seq().unwrap();
-    let raw = |path: &str, body: &'static str| {
-        n.req(Method::PUT, path)
+    let cases: &[(Method, &str, &str, u16, &str)] = &[
+        (Method::PUT, DOC, "{\"text\": ", 400, "invalid_json"),
+        (Method::PUT, DOC, "not json", 400, "invalid_json"),
+        (Method::PUT, DOC, "", 400, "invalid_json"),
+        (Method::PUT, DOC, "{\"text\": 5}", 400, "invalid_body"),
+        (Method::PUT, DOC, "[1, 2]", 400, "invalid_body"),
+        (
+            Method::PUT,
+            DOC,
+            "{\"text\": \"a\", \"colour\": 1}",
+            400,
+            "invalid_body",
+        ),
+        (
+            Method::PUT,
+            DOC,
+            "{\"title\": \"no content\"}",
+            400,
+            "missing_content",
+        ),
+        (
+            Method::PUT,
+            DOC,
+            "{\"text\": \"a\", \"content_base64\": \"YQ==\"}",
+            400,
+            "invalid_body",
+        ),
+        (
+            Method::PUT,
+            DOC,
+            "{\"content_base64\": \"***\"}",
+            400,
+            "invalid_base64",
+        ),
+        (
+            Method::PUT,
+            DOC,
+            "{\"text\": \"a\", \"metadata\": [1]}",
+            400,
+            "invalid_metadata",
+        ),
+        (
+            Method::PUT,
+            DOC,
+            "{\"text\": \"a\", \"content_type\": \"bad\\ntype\"}",
+            400,
+            "invalid_content_type",
+        ),
+        (Method::POST, BATCH, "{\"docs\": {}}", 400, "invalid_body"),
+        (
+            Method::POST,
+            BATCH,
+            "{\"docs\": [{\"text\": \"no id\"}]}",
+            400,
+            "invalid_body",
+        ),
+        (
+            Method::PUT,
+            "/v1/collections/c",
+            "{\"chunking\": 3}",
+            400,
+            "invalid_body",
+        ),
+        (
+            Method::GET,
+            "/v1/collections/c/docs?limit=abc",
+            "",
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/collections/c/docs?bogus=1",
+            "",
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/sync/changes?since=-1",
+            "",
+            400,
+            "invalid_query",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let req = n
+            .req(method.clone(), path)
             .header("content-type", "application/json")
-            .body(body)
-    };
-    expect_error(
-        raw(DOC, "{\"text\": ").send().await.unwrap(),
-        400,
-        "invalid_json",
-    )
-    .await;
-    expect_error(
-        raw(DOC, "not json").send().await.unwrap(),
-        400,
-        "invalid_json",
-    )
-    .await;
-    expect_error(raw(DOC, "").send().await.unwrap(), 400, "invalid_json").await;
-    expect_error(
-        raw(DOC, "{\"text\": 5}").send().await.unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        raw(DOC, "[1, 2]").send().await.unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        raw(DOC, "{\"text\": \"a\", \"colour\": 1}")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        raw(DOC, "{\"title\": \"no content\"}")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "missing_content",
-    )
-    .await;
-    expect_error(
-        raw(DOC, "{\"text\": \"a\", \"content_base64\": \"YQ==\"}")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        raw(DOC, "{\"content_base64\": \"***\"}")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_base64",
-    )
-    .await;
-    expect_error(
-        raw(DOC, "{\"text\": \"a\", \"metadata\": [1]}")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_metadata",
-    )
-    .await;
-    expect_error(
-        raw(DOC, "{\"text\": \"a\", \"content_type\": \"bad\\ntype\"}")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_content_type",
-    )
-    .await;
-    let batch = |body: &'static str| {
-        n.req(Method::POST, BATCH)
-            .header("content-type", "application/json")
-            .body(body)
-    };
-    expect_error(
-        batch("{\"docs\": {}}").send().await.unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        batch("{\"docs\": [{\"text\": \"no id\"}]}")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    let msg = expect_error(batch("{\"docs\": [{\"id\": \"ok\", \"text\": \"a\"}, {\"id\": \"d\", \"delete\": true, \"text\": \"a\"}]}").send().await.unwrap(), 400, "invalid_body").await;
+            .body(*body);
+        refused(req, *status, code).await;
+    }
+    let mixed = "{\"docs\": [{\"id\": \"ok\", \"text\": \"a\"}, {\"id\": \"d\", \"delete\": true, \"text\": \"a\"}]}";
+    let msg = refused(n.req(Method::POST, BATCH).body(mixed), 400, "invalid_body").await;
     assert!(msg.starts_with("docs[1]"), "{msg}");
-    expect_error(
-        n.req(Method::PUT, "/v1/collections/c")
-            .body("{\"chunking\": 3}")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
-    expect_error(
-        n.req(Method::GET, "/v1/collections/c/docs?limit=abc")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_query",
-    )
-    .await;
-    expect_error(
-        n.req(Method::GET, "/v1/collections/c/docs?bogus=1")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_query",
-    )
-    .await;
-    expect_error(
-        n.req(Method::GET, "/v1/sync/changes?since=-1")
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_query",
-    )
-    .await;
     assert_untouched(&n, head).await;
 }
 
@@ -221,12 +173,8 @@ async fn oversized_bodies_contents_metadata_titles_and_batches() {
     let n = node_with_a_document().await;
     let head = n.store.head_seq().unwrap();
     let big = "a".repeat(100 << 10);
-    expect_error(
-        n.req(Method::PUT, DOC)
-            .json(&json!({"text": big}))
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::PUT, DOC).json(&json!({"text": big})),
         413,
         "body_too_large",
     )
@@ -239,48 +187,35 @@ async fn oversized_bodies_contents_metadata_titles_and_batches() {
         .req(Method::PUT, DOC)
         .header("content-type", "application/json")
         .body(Body::wrap_stream(futures_stream(chunks)));
-    expect_error(streamed.send().await.unwrap(), 413, "body_too_large").await;
+    refused(streamed, 413, "body_too_large").await;
     let chunks: Vec<Result<Bytes, std::io::Error>> = (0..100)
         .map(|_| Ok(Bytes::from(vec![b' '; 1024])))
         .collect();
     let streamed = n
         .req(Method::PUT, "/v1/collections/c")
         .body(Body::wrap_stream(futures_stream(chunks)));
-    expect_error(streamed.send().await.unwrap(), 413, "body_too_large").await;
+    refused(streamed, 413, "body_too_large").await;
     let content = "a".repeat(5 << 10);
-    expect_error(
-        n.req(Method::PUT, DOC)
-            .json(&json!({"text": content}))
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::PUT, DOC).json(&json!({"text": content})),
         413,
         "content_too_large",
     )
     .await;
     let meta = json!({"text": "a", "metadata": {"blob": "m".repeat(300)}});
-    expect_error(
-        n.req(Method::PUT, DOC).json(&meta).send().await.unwrap(),
+    refused(
+        n.req(Method::PUT, DOC).json(&meta),
         413,
         "metadata_too_large",
     )
     .await;
     let title = json!({"text": "a", "title": "t".repeat(33)});
-    expect_error(
-        n.req(Method::PUT, DOC).json(&title).send().await.unwrap(),
-        413,
-        "title_too_large",
-    )
-    .await;
+    refused(n.req(Method::PUT, DOC).json(&title), 413, "title_too_large").await;
     let docs: Vec<_> = (0..6)
         .map(|i| json!({"id": format!("b{i}"), "text": "x"}))
         .collect();
-    expect_error(
-        n.req(Method::POST, BATCH)
-            .json(&json!({"docs": docs}))
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::POST, BATCH).json(&json!({"docs": docs})),
         413,
         "batch_too_large",
     )
@@ -299,20 +234,14 @@ async fn invalid_collection_names_and_document_ids() {
     let n = node_with_a_document().await;
     let head = n.store.head_seq().unwrap();
     for name in ["Bad", "_x", "-x", "a%20b", "a.b", "%C3%A9", &"a".repeat(65)] {
-        expect_error(
-            n.req(Method::PUT, &format!("/v1/collections/{name}"))
-                .send()
-                .await
-                .unwrap(),
+        refused(
+            n.req(Method::PUT, &format!("/v1/collections/{name}")),
             400,
             "invalid_collection_name",
         )
         .await;
-        expect_error(
-            n.req(Method::GET, &format!("/v1/collections/{name}/docs/x"))
-                .send()
-                .await
-                .unwrap(),
+        refused(
+            n.req(Method::GET, &format!("/v1/collections/{name}/docs/x")),
             400,
             "invalid_collection_name",
         )
@@ -330,28 +259,14 @@ async fn invalid_collection_names_and_document_ids() {
         "a%2F",
     ] {
         let url = format!("/v1/collections/c/docs/{id}");
-        expect_error(
-            n.req(Method::PUT, &url)
-                .json(&json!({"text": "x"}))
-                .send()
-                .await
-                .unwrap(),
+        refused(
+            n.req(Method::PUT, &url).json(&json!({"text": "x"})),
             400,
             "invalid_document_id",
         )
         .await;
-        expect_error(
-            n.req(Method::GET, &url).send().await.unwrap(),
-            400,
-            "invalid_document_id",
-        )
-        .await;
-        expect_error(
-            n.req(Method::DELETE, &url).send().await.unwrap(),
-            400,
-            "invalid_document_id",
-        )
-        .await;
+        refused(n.req(Method::GET, &url), 400, "invalid_document_id").await;
+        refused(n.req(Method::DELETE, &url), 400, "invalid_document_id").await;
     }
     // HTTP clients normalise `..` segments away, so these go over a raw socket.
     for path in [
@@ -366,40 +281,31 @@ async fn invalid_collection_names_and_document_ids() {
         );
     }
     let long = "a".repeat(513);
-    expect_error(
+    refused(
         n.req(Method::PUT, &format!("/v1/collections/c/docs/{long}"))
-            .json(&json!({"text": "x"}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"text": "x"})),
         400,
         "invalid_document_id",
     )
     .await;
     for id in ["../x", "a\u{0}b", "/etc/passwd", "a/../../b"] {
         let body = json!({"docs": [{"id": "fine", "text": "x"}, {"id": id, "text": "x"}]});
-        let msg = expect_error(
-            n.req(Method::POST, BATCH).json(&body).send().await.unwrap(),
+        let msg = refused(
+            n.req(Method::POST, BATCH).json(&body),
             400,
             "invalid_document_id",
         )
         .await;
         assert!(msg.starts_with("docs[1]"), "{msg}");
     }
-    expect_error(
-        n.req(Method::GET, "/v1/collections/c/docs?after=..")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::GET, "/v1/collections/c/docs?after=.."),
         400,
         "invalid_document_id",
     )
     .await;
-    expect_error(
-        n.req(Method::GET, "/v1/collections/c/docs/%FF")
-            .send()
-            .await
-            .unwrap(),
+    refused(
+        n.req(Method::GET, "/v1/collections/c/docs/%FF"),
         400,
         "invalid_path",
     )

@@ -113,3 +113,8 @@ pub async fn expect_error(resp: Response, status: u16, code: &str) -> String {
         .expect("a message")
         .to_string()
 }
+
+/// Sends `req` and asserts it is refused with this status and code; returns the message.
+pub async fn refused(req: RequestBuilder, status: u16, code: &str) -> String {
+    expect_error(req.send().await.unwrap(), status, code).await
+}
