@@ -17,6 +17,9 @@ pub enum CoreError {
         ahead_ms: u64,
         max_drift_ms: u64,
     },
+    /// Metadata that no node could keep readable or exact (too deep, an integer too wide).
+    #[error("invalid metadata: {0}")]
+    InvalidMetadata(String),
     /// Settings that break their own rules (for example overlap not below max tokens).
     #[error("invalid settings: {0}")]
     InvalidSettings(String),
@@ -33,6 +36,7 @@ impl CoreError {
             },
             CoreError::ClockDrift { .. } => "clock_drift",
             CoreError::InvalidSettings(_) => "invalid_settings",
+            CoreError::InvalidMetadata(_) => "invalid_metadata",
         }
     }
 }

@@ -8,12 +8,14 @@
 //! - [`doc`]: versions and the document state, a multi-value register with its merge.
 //! - [`settings`]: collection settings.
 //! - [`limits`]: every named limit with its default.
+//! - [`metadata`]: the nesting and integer rules of document metadata.
 
 pub mod doc;
 pub mod error;
 pub mod hlc;
 pub mod ids;
 pub mod limits;
+pub mod metadata;
 pub mod names;
 pub mod settings;
 pub mod vv;

@@ -14,6 +14,9 @@ pub struct Limits {
     pub max_content_bytes: usize,
     /// Largest metadata object of one document, as compact JSON.
     pub max_metadata_bytes: usize,
+    /// Deepest nesting of one document's metadata (the object itself is level 1); at most
+    /// [`crate::metadata::MAX_METADATA_DEPTH_CEILING`].
+    pub max_metadata_depth: usize,
     /// Largest title of one document.
     pub max_title_bytes: usize,
     /// Contents up to this size travel inside feed pages and document reads.
@@ -37,6 +40,7 @@ impl Limits {
             ("max_batch_docs", self.max_batch_docs as u64),
             ("max_content_bytes", self.max_content_bytes as u64),
             ("max_metadata_bytes", self.max_metadata_bytes as u64),
+            ("max_metadata_depth", self.max_metadata_depth as u64),
             ("max_title_bytes", self.max_title_bytes as u64),
             ("max_inline_bytes", self.max_inline_bytes as u64),
             ("max_page_rows", self.max_page_rows as u64),
@@ -54,6 +58,12 @@ impl Limits {
                 return Err(format!("limits.{name} must be at most {MAX_ROWS}"));
             }
         }
+        let ceiling = crate::metadata::MAX_METADATA_DEPTH_CEILING;
+        if self.max_metadata_depth > ceiling {
+            return Err(format!(
+                "limits.max_metadata_depth must be at most {ceiling}"
+            ));
+        }
         Ok(())
     }
 }
@@ -65,6 +75,7 @@ impl Default for Limits {
             max_batch_docs: 10_000,
             max_content_bytes: 32 << 20,
             max_metadata_bytes: 16 << 10,
+            max_metadata_depth: 32,
             max_title_bytes: 1024,
             max_inline_bytes: 64 << 10,
             max_page_rows: 10_000,

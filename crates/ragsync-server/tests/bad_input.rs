@@ -168,6 +168,71 @@ async fn malformed_json_wrong_types_and_wrong_shapes() {
     assert_untouched(&n, head).await;
 }
 
+/// The poison document of issue 11: metadata nested so deep that the stored state could no
+/// longer be read. Refused now, at the named limit, like integers that would lose digits.
+#[tokio::test]
+async fn metadata_too_deep_or_too_wide_is_refused() {
+    let n = node_with_a_document().await;
+    let head = n.store.head_seq().unwrap();
+    let nested = |levels: usize| {
+        format!(
+            "{{\"text\":\"x\",\"metadata\":{{\"a\":{}{}}}}}",
+            "[".repeat(levels),
+            "]".repeat(levels)
+        )
+    };
+    let batch_of = |item: &str| format!("{{\"docs\":[{{\"id\":\"p\",{}]}}", &item[1..]);
+    let depth = Limits::default().max_metadata_depth;
+    for body in [
+        nested(124),
+        nested(depth),
+        r#"{"text":"x","metadata":{"n":18446744073709551616}}"#.to_string(),
+        r#"{"text":"x","metadata":{"s":"[[","n":[-9223372036854775809]}}"#.to_string(),
+    ] {
+        let put = n
+            .req(Method::PUT, "/v1/collections/c/docs/poison")
+            .header("content-type", "application/json")
+            .body(body.clone());
+        refused(put, 400, "invalid_metadata").await;
+        let batch = n
+            .req(Method::POST, BATCH)
+            .header("content-type", "application/json")
+            .body(batch_of(&body));
+        refused(batch, 400, "invalid_metadata").await;
+    }
+    assert_untouched(&n, head).await;
+
+    // At the limit, and integers at the edges of 64 bits, are kept exactly.
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let edges = format!(
+        r#"{{"text":"x","metadata":{{"u":{},"i":{},"f":1e300,"a":{}{}}}}}"#,
+        u64::MAX,
+        i64::MIN,
+        "[".repeat(depth - 1),
+        "]".repeat(depth - 1)
+    );
+    let r = n
+        .req(Method::PUT, "/v1/collections/c/docs/edges")
+        .header("content-type", "application/json")
+        .body(edges.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (_, doc) = common::json(
+        n.req(Method::GET, "/v1/collections/c/docs/edges")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let sent: serde_json::Value = serde_json::from_str(&edges).unwrap();
+    assert_eq!(doc["metadata"], sent["metadata"]);
+    assert_eq!(doc["metadata"]["u"].as_u64(), Some(u64::MAX));
+    assert_eq!(doc["metadata"]["i"].as_i64(), Some(i64::MIN));
+}
+
 #[tokio::test]
 async fn oversized_bodies_contents_metadata_titles_and_batches() {
     let n = node_with_a_document().await;

@@ -251,6 +251,22 @@ fn forged_states_from_elsewhere_are_refused() {
 }
 
 #[test]
+fn remote_metadata_deeper_than_the_ceiling_is_refused() {
+    let (_d, s) = setup();
+    let id = DocId::new("deep").unwrap();
+    let head = s.head_seq().unwrap();
+    let mut v = remote_state(7, Hlc::new(NOW_MS, 1), "x").versions()[0].clone();
+    let mut deep = serde_json::json!(1);
+    for _ in 0..ragsync_core::metadata::MAX_METADATA_DEPTH_CEILING {
+        deep = serde_json::json!([deep]);
+    }
+    v.metadata.insert("a".into(), deep);
+    let err = s.merge_remote(&coll(), &id, &DocState::new(v)).unwrap_err();
+    assert_eq!(err.code(), "invalid_state");
+    assert_eq!(s.head_seq().unwrap(), head);
+}
+
+#[test]
 fn feed_pages_are_cut_at_the_inline_byte_budget() {
     let (_d, s) = setup();
     let big = "y".repeat(3000);

@@ -14,6 +14,7 @@ use std::cell::Cell;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
@@ -31,7 +32,8 @@ pub(crate) struct DocBody {
     content_base64: Option<String>,
     content_type: Option<String>,
     title: Option<String>,
-    metadata: Option<Value>,
+    /// Kept as its literal text until checked: see [`ragsync_core::metadata`].
+    metadata: Option<Box<RawValue>>,
 }
 
 /// One item of `POST /v1/collections/{c}/docs:batch`.
@@ -46,7 +48,8 @@ pub(crate) struct BatchItem {
     content_base64: Option<String>,
     content_type: Option<String>,
     title: Option<String>,
-    metadata: Option<Value>,
+    /// Kept as its literal text until checked: see [`ragsync_core::metadata`].
+    metadata: Option<Box<RawValue>>,
 }
 
 /// Parses `{"docs": [...]}`, refusing the body as soon as it holds more than `max_docs`
@@ -239,14 +242,8 @@ impl DocBody {
             ));
         }
         let metadata = match metadata {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m,
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "invalid_metadata",
-                    "metadata must be a JSON object",
-                ));
-            }
+            None => Map::new(),
+            Some(raw) => ragsync_core::metadata::parse(raw.get(), limits.max_metadata_depth)?,
         };
         let metadata_len = json_len(&metadata);
         if metadata_len > limits.max_metadata_bytes {
