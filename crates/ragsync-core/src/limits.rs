@@ -27,6 +27,16 @@ pub struct Limits {
     pub max_page_inline_bytes: usize,
     /// How far ahead of local time a remote clock value may be.
     pub hlc_max_drift_ms: u64,
+    /// Most client connections open at once; past it, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers, also the longest a kept-alive connection may
+    /// sit idle between requests.
+    pub header_read_timeout_ms: u64,
+    /// Longest pause while a request body is being received.
+    pub body_read_timeout_ms: u64,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish before their
+    /// connections are closed.
+    pub shutdown_grace_ms: u64,
 }
 
 /// Upper bound of the row-count limits: pages and batches are held in memory whole.
@@ -46,6 +56,10 @@ impl Limits {
             ("max_page_rows", self.max_page_rows as u64),
             ("max_page_inline_bytes", self.max_page_inline_bytes as u64),
             ("hlc_max_drift_ms", self.hlc_max_drift_ms),
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("shutdown_grace_ms", self.shutdown_grace_ms),
         ];
         if let Some((name, _)) = all.iter().find(|(_, v)| *v == 0) {
             return Err(format!("limits.{name} must be at least 1"));
@@ -81,6 +95,10 @@ impl Default for Limits {
             max_page_rows: 10_000,
             max_page_inline_bytes: 16 << 20,
             hlc_max_drift_ms: 60_000,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }

@@ -51,14 +51,18 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        let body = json!({"error": {"code": self.code, "message": message}});
-        let mut resp = (self.status, Json(body)).into_response();
+        let mut resp = (self.status, Json(error_body(self.code, &message))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
+}
+
+/// The one JSON shape of every refusal.
+pub(crate) fn error_body(code: &str, message: &str) -> serde_json::Value {
+    json!({"error": {"code": code, "message": message}})
 }
 
 impl From<CoreError> for ApiError {
@@ -76,6 +80,7 @@ impl From<StoreError> for ApiError {
             StoreError::VersionMismatch { .. } => StatusCode::CONFLICT,
             StoreError::InvalidState(_) | StoreError::Core(_) => StatusCode::BAD_REQUEST,
             StoreError::Locked(_)
+            | StoreError::DataDir(_)
             | StoreError::Corrupt(_)
             | StoreError::Sqlite(_)
             | StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,

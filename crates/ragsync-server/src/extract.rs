@@ -22,11 +22,29 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
             .map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::too_large("body_too_large", "request body exceeds max_body_bytes")
+                } else if is_timeout(&e) {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        "the request body paused for longer than body_read_timeout_ms",
+                    )
                 } else {
                     ApiError::bad_request("invalid_body", e.body_text())
                 }
             })
     }
+}
+
+/// True when reading the body stopped because it paused too long.
+fn is_timeout(e: &axum::extract::rejection::BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// A JSON body. The body must be UTF-8 (RFC 8259), parse, and match `T`.

@@ -9,13 +9,15 @@
 //!   request in one transaction, so a refused request changes nothing.
 
 pub mod auth;
+mod conns;
+mod early_refusals;
 pub mod error;
 pub mod extract;
+mod listen;
 mod routes;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -24,11 +26,12 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use ragsync_core::Limits;
 use ragsync_store::{Store, StoreError};
-use tokio::net::TcpListener;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Auth, Role, TokenSpec};
 pub use error::ApiError;
+pub use listen::{ACCEPT_BACKOFF, serve};
 
 /// What every handler can reach.
 pub struct Node {
@@ -76,6 +79,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_millis(
+            state.limits.body_read_timeout_ms,
+        )))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             refuse_large_bodies,
@@ -107,15 +113,4 @@ async fn refuse_large_bodies(
         ));
     }
     Ok(next.run(req).await)
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }

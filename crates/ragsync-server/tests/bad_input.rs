@@ -477,3 +477,77 @@ async fn missing_and_wrong_tokens() {
     }
     assert_untouched(&n, head).await;
 }
+
+/// Sends raw bytes on a new connection and reads until the node closes it or `wait` passes:
+/// the status and the body of the first answer.
+async fn raw(n: &TestNode, request: &[u8], wait: std::time::Duration) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = n.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    (status, body.unwrap_or_default())
+}
+
+/// Refusals hyper makes before the router sees a request carry the JSON error shape too.
+#[tokio::test]
+async fn refusals_of_the_http_layer_are_json() {
+    let n = TestNode::start().await;
+    let long_path = format!(
+        "GET /v1/collections/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (long_path.into_bytes(), 414, "uri_too_long"),
+        (
+            b"PUT /v1/collections/c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+                .to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            b"PUT /v1/collections/c HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400, "invalid_request"),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = raw(&n, &request, std::time::Duration::from_secs(5)).await;
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{got} body is not JSON ({e}): {body:?}"));
+        assert_eq!((got, v["error"]["code"].as_str()), (status, Some(code)));
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_refused_with_408() {
+    let n = TestNode::with_limits(Limits {
+        body_read_timeout_ms: 200,
+        ..Limits::default()
+    })
+    .await;
+    n.create_collection("c").await;
+    let head = format!(
+        "PUT /v1/collections/c/docs/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"text\": ",
+        common::ADMIN
+    );
+    let (status, body) = raw(&n, head.as_bytes(), std::time::Duration::from_secs(2)).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("\"body_timeout\""), "{body}");
+    let r = n
+        .req(Method::GET, "/v1/collections/c/docs/slow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

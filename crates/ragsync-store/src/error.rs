@@ -26,6 +26,9 @@ pub enum StoreError {
     /// Another process holds the data directory.
     #[error("data directory {0} is in use by another process")]
     Locked(String),
+    /// The data directory cannot hold a node: not a directory, or an unrecognised database.
+    #[error("data directory {0}")]
+    DataDir(String),
     /// The database holds something this build cannot read.
     #[error("store corrupt: {0}")]
     Corrupt(String),
@@ -45,6 +48,7 @@ impl StoreError {
             StoreError::InvalidState(_) => "invalid_state",
             StoreError::Core(e) => e.code(),
             StoreError::Locked(_) => "data_dir_locked",
+            StoreError::DataDir(_) => "invalid_data_dir",
             StoreError::Corrupt(_) => "store_corrupt",
             StoreError::Sqlite(_) | StoreError::Io(_) => "store_error",
         }

@@ -83,6 +83,9 @@ pub struct StoreOptions {
     pub durability: Durability,
     pub hlc_max_drift_ms: u64,
     pub clock: Arc<dyn PhysicalClock>,
+    /// Create a new node in a directory that holds other files (by default a new node is
+    /// made only in an empty or missing directory).
+    pub init_in_nonempty_dir: bool,
 }
 
 impl Default for StoreOptions {
@@ -91,6 +94,7 @@ impl Default for StoreOptions {
             durability: Durability::default(),
             hlc_max_drift_ms: ragsync_core::Limits::default().hlc_max_drift_ms,
             clock: Arc::new(SystemClock),
+            init_in_nonempty_dir: false,
         }
     }
 }
@@ -114,6 +118,9 @@ const WAL_AUTOCHECKPOINT_BYTES: i64 = 64 << 20;
 const MAX_IDLE_READERS: usize = 8;
 const DB_FILE: &str = "ragsync.db";
 const LOCK_FILE: &str = "LOCK";
+/// Where a new node's database is made before it is renamed to [`DB_FILE`], and that
+/// database's rollback journal: leftovers of a start that crashed, removed by the next one.
+const INIT_FILES: [&str; 2] = ["ragsync.db.init", "ragsync.db.init-journal"];
 
 pub struct Store {
     path: PathBuf,
@@ -128,16 +135,39 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, applying schema migrations.
+    /// Opens the store in `dir`, applying schema migrations. A new node (a new id) is made
+    /// only where there is no database yet, in a missing or empty directory (or any directory
+    /// with [`StoreOptions::init_in_nonempty_dir`]); a database file that is empty or not a
+    /// ragsync database is refused, never replaced.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        let bad_dir = |reason: &str| StoreError::DataDir(format!("{}: {reason}", dir.display()));
+        if dir.exists() && !dir.is_dir() {
+            return Err(bad_dir("exists and is not a directory"));
+        }
         std::fs::create_dir_all(dir)?;
         let lock = File::create(dir.join(LOCK_FILE))?;
         lock.try_lock()
             .map_err(|_| StoreError::Locked(dir.display().to_string()))?;
         let path = dir.join(DB_FILE);
+        let existed = path.exists();
+        if !existed && !opts.init_in_nonempty_dir {
+            let other = std::fs::read_dir(dir)?.filter_map(Result::ok).find(|e| {
+                e.file_name() != LOCK_FILE && !INIT_FILES.iter().any(|f| e.file_name() == *f)
+            });
+            if let Some(e) = other {
+                return Err(bad_dir(&format!(
+                    "holds {:?} but no {DB_FILE}: a new node is made only in an empty \
+                     directory (pass --init to make one here)",
+                    e.file_name()
+                )));
+            }
+        }
+        if !existed {
+            create_node_db(dir, &path)?;
+        }
         let mut conn = Connection::open(&path)?;
-        // Takes effect only when the database is created (before the first table exists).
-        conn.pragma_update(None, "page_size", PAGE_SIZE_BYTES)?;
+        check_recognised(&conn)
+            .map_err(|reason| StoreError::DataDir(format!("{}: {reason}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", opts.durability.pragma())?;
         if opts.durability == Durability::Extra {
@@ -182,17 +212,7 @@ impl Store {
 
     fn load_identity(conn: &mut Connection) -> Result<(NodeId, Epoch, Hlc), StoreError> {
         let tx = conn.transaction()?;
-        let node_id = match meta_get(&tx, "node_id")? {
-            Some(v) => parse_meta(&v, "node_id")?,
-            None => {
-                let id = NodeId::random();
-                let epoch = Epoch::random();
-                meta_set(&tx, "node_id", id.to_string().as_bytes())?;
-                meta_set(&tx, "epoch", epoch.to_string().as_bytes())?;
-                meta_set(&tx, "hlc", b"0")?;
-                id
-            }
-        };
+        let node_id = parse_meta(&meta_get(&tx, "node_id")?.unwrap_or_default(), "node_id")?;
         let epoch: Epoch = parse_meta(&meta_get(&tx, "epoch")?.unwrap_or_default(), "epoch")?;
         let hlc: u64 = parse_meta(&meta_get(&tx, "hlc")?.unwrap_or_default(), "hlc")?;
         tx.commit()?;
@@ -267,6 +287,62 @@ impl Store {
         meta_set(&tx, key, value)?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// Makes the database of a new node, with its identity, under a temporary name, and renames
+/// it into place: a crash leaves either no database (the next start begins again) or a whole
+/// one, never an empty file that would have to be refused.
+fn create_node_db(dir: &Path, path: &Path) -> Result<(), StoreError> {
+    for leftover in INIT_FILES {
+        match std::fs::remove_file(dir.join(leftover)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    let tmp = dir.join(INIT_FILES[0]);
+    {
+        let mut conn = Connection::open(&tmp)?;
+        // Takes effect only before the first table exists.
+        conn.pragma_update(None, "page_size", PAGE_SIZE_BYTES)?;
+        schema::migrate(&mut conn)?;
+        let tx = conn.transaction()?;
+        meta_set(&tx, "node_id", NodeId::random().to_string().as_bytes())?;
+        meta_set(&tx, "epoch", Epoch::random().to_string().as_bytes())?;
+        meta_set(&tx, "hlc", b"0")?;
+        tx.commit()?;
+    }
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Checks, before anything is written to it, that an existing database file is a ragsync
+/// database: SQLite would take an empty file for a new database, and a new node id with it.
+fn check_recognised(conn: &Connection) -> Result<(), String> {
+    let has_identity = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(|e| format!("is not a SQLite database ({e})"))?
+        == 1
+        && conn
+            .query_row("SELECT count(*) FROM meta WHERE key = 'node_id'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| format!("cannot be read ({e})"))?
+            == 1;
+    if has_identity {
+        Ok(())
+    } else {
+        Err(
+            "exists but holds no ragsync node (an empty or foreign database); refusing to \
+             make a new node over it: move it away, or point --data elsewhere"
+                .into(),
+        )
     }
 }
 

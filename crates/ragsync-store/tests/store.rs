@@ -509,3 +509,51 @@ proptest! {
         prop_assert_eq!(cursor, head.max(since));
     }
 }
+
+/// A new node (a new id) is made only where no database is: an empty or foreign database
+/// file, a data path that is a file, or a directory of other files is refused, untouched.
+#[test]
+fn a_node_is_made_only_in_an_empty_directory() {
+    let open = |dir: &std::path::Path, init: bool| {
+        Store::open(
+            dir,
+            StoreOptions {
+                init_in_nonempty_dir: init,
+                ..StoreOptions::default()
+            },
+        )
+    };
+    let root = tempfile::tempdir().unwrap();
+    for (name, contents) in [("empty", &b""[..]), ("foreign", b"not a database at all")] {
+        let dir = root.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("ragsync.db"), contents).unwrap();
+        let err = open(&dir, true).err().expect("refused");
+        assert_eq!(err.code(), "invalid_data_dir", "{err}");
+        assert!(err.to_string().contains("ragsync.db"), "{err}");
+        assert_eq!(std::fs::read(dir.join("ragsync.db")).unwrap(), contents);
+    }
+
+    let file = root.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = open(&file, false).err().expect("refused");
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    assert!(err.to_string().contains("a-file"), "{err}");
+
+    let busy = root.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("notes.txt"), b"mine").unwrap();
+    let err = open(&busy, false).err().expect("refused");
+    assert!(err.to_string().contains("--init"), "{err}");
+    let id = open(&busy, true).unwrap().node_id();
+    // Made once; later opens keep the same node.
+    assert_eq!(open(&busy, false).unwrap().node_id(), id);
+
+    // A start that crashed while making the database left only its temporary file.
+    let crashed = root.path().join("crashed");
+    std::fs::create_dir(&crashed).unwrap();
+    std::fs::write(crashed.join("ragsync.db.init"), b"half").unwrap();
+    let s = open(&crashed, false).unwrap();
+    assert!(!crashed.join("ragsync.db.init").exists());
+    drop(s);
+}

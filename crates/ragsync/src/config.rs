@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// TOML config file.
     #[arg(long, env = "RAGSYNC_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Make a new node in a data directory that already holds other files (by default a new
+    /// node is made only in a missing or empty directory).
+    #[arg(long)]
+    pub init: bool,
     /// relaxed | full | extra: how hard a commit waits for the disk (default full).
     #[arg(long, env = "RAGSYNC_DURABILITY", value_parser = parse_durability)]
     pub durability: Option<Durability>,
@@ -83,6 +87,16 @@ pub struct LimitArgs {
     pub max_page_inline_bytes: Option<usize>,
     #[arg(long, env = "RAGSYNC_HLC_MAX_DRIFT_MS")]
     pub hlc_max_drift_ms: Option<u64>,
+    #[arg(long, env = "RAGSYNC_MAX_METADATA_DEPTH")]
+    pub max_metadata_depth: Option<usize>,
+    #[arg(long, env = "RAGSYNC_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    #[arg(long, env = "RAGSYNC_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    #[arg(long, env = "RAGSYNC_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    #[arg(long, env = "RAGSYNC_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 /// A string that is never shown by `Debug` (token secrets in parsed arguments).
@@ -117,6 +131,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data: PathBuf,
     pub durability: Durability,
+    pub init: bool,
     pub limits: Limits,
     pub tokens: Vec<TokenSpec>,
 }
@@ -141,7 +156,12 @@ impl ServeConfig {
             max_inline_bytes,
             max_page_rows,
             max_page_inline_bytes,
-            hlc_max_drift_ms
+            hlc_max_drift_ms,
+            max_metadata_depth,
+            max_connections,
+            header_read_timeout_ms,
+            body_read_timeout_ms,
+            shutdown_grace_ms
         );
         let mut tokens = file.tokens;
         if let Some(Secret(secret)) = args.admin_token {
@@ -156,12 +176,7 @@ impl ServeConfig {
         }
         limits.validate().map_err(anyhow::Error::msg)?;
         for t in &tokens {
-            if t.secret.len() < MIN_TOKEN_SECRET_BYTES {
-                bail!(
-                    "token {:?}: secret must be at least {MIN_TOKEN_SECRET_BYTES} characters",
-                    t.name
-                );
-            }
+            check_secret(t)?;
         }
         Ok(Self {
             listen: args.listen.or(file.listen).unwrap_or_else(|| {
@@ -174,10 +189,30 @@ impl ServeConfig {
                 .or(file.data)
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
             durability: args.durability.or(file.durability).unwrap_or_default(),
+            init: args.init,
             limits,
             tokens,
         })
     }
+}
+
+/// Refuses a secret no client could present: too short to be safe, or with whitespace at
+/// either end (presented tokens are trimmed, so such a secret would never match).
+fn check_secret(t: &TokenSpec) -> anyhow::Result<()> {
+    if t.secret.trim() != t.secret {
+        bail!(
+            "token {:?}: secret starts or ends with whitespace, which a presented token never \
+             does (tokens are trimmed); remove it",
+            t.name
+        );
+    }
+    if t.secret.len() < MIN_TOKEN_SECRET_BYTES {
+        bail!(
+            "token {:?}: secret must be at least {MIN_TOKEN_SECRET_BYTES} characters",
+            t.name
+        );
+    }
+    Ok(())
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -218,6 +253,25 @@ mod tests {
         );
         assert!(parse_token_spec("ci:root:0123456789abcdef").is_err());
         assert!(parse_token_spec("ci").is_err());
+    }
+
+    #[test]
+    fn secrets_with_outer_whitespace_are_refused() {
+        let spec = |secret: &str| TokenSpec {
+            name: "t".into(),
+            role: Role::Read,
+            secret: secret.into(),
+        };
+        assert!(check_secret(&spec("0123456789abcdef")).is_ok());
+        assert!(check_secret(&spec("0123456789 abcdef")).is_ok());
+        for bad in [
+            " 0123456789abcdef",
+            "0123456789abcdef\n",
+            "\t0123456789abcdef",
+        ] {
+            let err = check_secret(&spec(bad)).unwrap_err().to_string();
+            assert!(err.contains("whitespace"), "{err}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write files, folders or BEIR corpus.jsonl files into a collection.
     Ingest(IngestArgs),
     /// Read one document.
@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Serve(args) => serve::run(ServeConfig::resolve(args)?).await,
+        Command::Serve(args) => serve::run(ServeConfig::resolve(*args)?).await,
         Command::Ingest(args) => {
             let report = ingest::run(args).await?;
             ingest::print_report(&report);

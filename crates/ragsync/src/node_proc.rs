@@ -30,19 +30,31 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     /// Starts `exe serve` on `data_dir` (created if missing) on a free loopback port, with
-    /// `token` as its admin token and `extra_args` after. Its log goes to `data_dir/node.log`.
+    /// `token` as its admin token and `extra_args` after. Its log goes to [`log_path`].
     pub fn spawn(
         exe: &Path,
         data_dir: &Path,
         token: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
+        Self::spawn_command(Command::new(exe), data_dir, token, extra_args)
+    }
+
+    /// [`NodeProcess::spawn`] with the program given as a command (a wrapper that sets limits
+    /// before it execs the node, say); `serve` and its arguments are appended to it.
+    pub fn spawn_command(
+        mut command: Command,
+        data_dir: &Path,
+        token: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let log_file = log_path(data_dir);
         let log = File::options()
             .create(true)
             .append(true)
-            .open(data_dir.join("node.log"))?;
-        let mut child = Command::new(exe)
+            .open(&log_file)
+            .with_context(|| format!("opening {}", log_file.display()))?;
+        let mut child = command
             .arg("serve")
             .arg("--data")
             .arg(data_dir)
@@ -55,7 +67,7 @@ impl NodeProcess {
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
+            .with_context(|| format!("starting {:?}", command.get_program()))?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -72,7 +84,7 @@ impl NodeProcess {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let log = std::fs::read_to_string(data_dir.join("node.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_file).unwrap_or_default();
                 bail!("node did not start listening; its log:\n{log}");
             }
         };
@@ -159,6 +171,14 @@ impl NodeProcess {
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
         Some(ticks as f64 / hz as f64)
     }
+}
+
+/// Where a node started by [`NodeProcess`] logs: beside its data directory, which holds only
+/// the node's own files.
+pub fn log_path(data_dir: &Path) -> PathBuf {
+    let mut name = data_dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".log");
+    data_dir.with_file_name(name)
 }
 
 fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {

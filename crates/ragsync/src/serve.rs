@@ -1,5 +1,6 @@
 //! `ragsync serve`: open the store, build the token table, listen, and stop cleanly on
-//! SIGINT or SIGTERM (in-flight requests finish; their transactions commit or roll back).
+//! SIGINT or SIGTERM (in-flight requests get `shutdown_grace_ms` to finish; their
+//! transactions commit or roll back).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -21,8 +22,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let opts = StoreOptions {
         durability: cfg.durability,
         hlc_max_drift_ms: cfg.limits.hlc_max_drift_ms,
+        init_in_nonempty_dir: cfg.init,
         ..StoreOptions::default()
     };
+    let mut limits = cfg.limits.clone();
+    limits.max_connections = connections_that_fit(limits.max_connections);
     let data = cfg.data.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data, opts))
         .await?
@@ -39,7 +43,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         writeln!(out, "{LISTENING_PREFIX}http://{addr}")?;
         out.flush()?;
     }
-    let node = Node::new(store, auth, cfg.limits);
+    let node = Node::new(store, auth, limits);
     ragsync_server::serve(listener, node, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -72,6 +76,39 @@ fn build_auth(cfg: &ServeConfig, store: &Store) -> anyhow::Result<Auth> {
     };
     auth.add_hashed(hash, "generated-admin".into(), Role::Admin);
     Ok(auth)
+}
+
+/// File descriptors a node needs whatever its connections: the store's writer, the
+/// listener, stdio, and slack.
+const RESERVED_FDS: u64 = 64;
+/// Descriptors one connection may hold: its socket, and a store read connection (SQLite's
+/// database, WAL and shared-memory files) for the request it serves.
+const FDS_PER_CONNECTION: u64 = 4;
+
+/// Raises the soft limit on open files to the hard limit (many systems start processes at
+/// 1,024) and returns `max_connections`, lowered (with a warning) to what that limit can
+/// hold: connections must never take the descriptors the store needs to answer them.
+fn connections_that_fit(max_connections: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return max_connections;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let fit = (soft.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION).max(1);
+    if max_connections as u64 > fit {
+        tracing::warn!(
+            max_connections,
+            open_files_limit = soft,
+            lowered_to = fit,
+            "max_connections does not fit in the open-files limit; lowered"
+        );
+        return fit as usize;
+    }
+    max_connections
 }
 
 async fn shutdown_signal() {

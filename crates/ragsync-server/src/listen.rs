@@ -1,0 +1,196 @@
+//! Accepting and serving connections, within named limits.
+//!
+//! Invariants:
+//! - at most `max_connections` connections are open; at that cap, or when file descriptors
+//!   run out, the connection that has waited longest for a request is closed to make room
+//!   (never one inside a request, see [`crate::conns`]); when none is waiting, new
+//!   connections wait in the kernel's listen backlog;
+//! - a connection that has not sent a complete request head within `header_read_timeout_ms`
+//!   (including a kept-alive one idle between requests) is closed, and a request body that
+//!   pauses for `body_read_timeout_ms` is refused with 408 (see [`crate::router`]);
+//! - an accept error never stops the loop and never makes it spin: running out of file
+//!   descriptors closes a waiting connection, or else backs off for [`ACCEPT_BACKOFF`];
+//! - after the shutdown signal no connection is accepted, requests in flight get
+//!   `shutdown_grace_ms` to finish, and whatever is still open then is closed. A request's
+//!   store transaction either committed before its answer was sent or rolls back, so closing
+//!   a connection never undoes an acknowledged write.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+use crate::AppState;
+use crate::conns::{Conn, Registry, TrackedBody, TrackedIo};
+use crate::early_refusals::JsonRefusals;
+
+/// Pause after an accept error other than a refused connection (file descriptors or memory
+/// exhausted), so the loop waits for resources instead of spinning on the error.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves the API on `listener` until `shutdown` resolves; then stops accepting, lets
+/// requests in flight finish for up to `shutdown_grace_ms`, and closes what remains.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let limits = state.limits.clone();
+    let app = crate::router(state);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let (close_all, closed) = watch::channel(false);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    let registry = Registry::new();
+    let mut errors = AcceptErrors::default();
+    tokio::pin!(shutdown);
+    'accepting: loop {
+        let mut warned = false;
+        let slot = loop {
+            if let Ok(slot) = slots.clone().try_acquire_owned() {
+                break slot;
+            }
+            // At the cap: make room, or look again shortly (a connection may start waiting).
+            let made_room = registry.close_longest_waiting();
+            if !made_room && !warned {
+                warned = true;
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "connection limit reached and every connection is busy; new ones wait"
+                );
+            }
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break 'accepting,
+                slot = slots.clone().acquire_owned() => break slot.expect("never closed"),
+                _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+            }
+        };
+        let stream = tokio::select! {
+            biased;
+            _ = &mut shutdown => break 'accepting,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    errors.failed(e, &registry).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (conn, registered) = registry.open();
+        let reached_router = Arc::new(AtomicBool::new(false));
+        let io = TrackedIo::new(stream, conn.clone());
+        let io = TokioIo::new(JsonRefusals::new(io, reached_router.clone()));
+        let svc = service(app.clone(), conn.clone(), reached_router);
+        let serving = graceful.watch(http.serve_connection(io, svc));
+        let mut closed = closed.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                r = serving => if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                _ = conn.close.notified() => {
+                    tracing::debug!("closed a waiting connection to make room");
+                }
+                _ = closed.wait_for(|c| *c) => {}
+            }
+            drop((registered, slot));
+        });
+    }
+    drop(listener);
+    let open = limits.max_connections - slots.available_permits();
+    tracing::info!(open, "stopped accepting connections");
+    let grace = Duration::from_millis(limits.shutdown_grace_ms);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        let open = limits.max_connections - slots.available_permits();
+        tracing::warn!(open, "shutdown grace period over; closing open connections");
+        let _ = close_all.send(true);
+    }
+    Ok(())
+}
+
+/// The router as a hyper service for one connection. It notes when a request reaches the
+/// router (from then on, what the connection writes is the router's, see [`JsonRefusals`])
+/// and keeps the connection busy until its response is taken whole (see [`crate::conns`]).
+fn service(
+    app: Router,
+    conn: Arc<Conn>,
+    reached_router: Arc<AtomicBool>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = axum::http::Response<TrackedBody>,
+    Error = std::convert::Infallible,
+    Future = impl Future + Send,
+> + Clone {
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        reached_router.store(true, Ordering::Release);
+        conn.request_started();
+        let (app, conn) = (app.clone(), conn.clone());
+        async move {
+            let resp = app.oneshot(req.map(axum::body::Body::new)).await?;
+            Ok(resp.map(|body| TrackedBody::new(body, conn)))
+        }
+    })
+}
+
+/// How often a run of accept errors is logged.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Accept errors, logged at most every [`ACCEPT_ERROR_LOG_EVERY`] with a count.
+#[derive(Default)]
+struct AcceptErrors {
+    logged_at: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    async fn failed(&mut self, e: io::Error, registry: &Registry) {
+        // A connection that was reset before it was accepted concerns that client only.
+        if matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionRefused
+        ) {
+            return;
+        }
+        self.unlogged += 1;
+        if self
+            .logged_at
+            .is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_EVERY)
+        {
+            tracing::warn!(
+                error = %e,
+                failures = self.unlogged,
+                "accept failed; closing connections that wait for nothing, or backing off"
+            );
+            self.logged_at = Some(tokio::time::Instant::now());
+            self.unlogged = 0;
+        }
+        // Out of descriptors (or memory): free one held by a connection that waits for
+        // nothing, or wait for one to close.
+        let pause = if registry.close_longest_waiting() {
+            crate::conns::MIN_QUIET
+        } else {
+            ACCEPT_BACKOFF
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
