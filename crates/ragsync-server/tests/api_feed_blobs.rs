@@ -27,12 +27,22 @@ async fn blobs_serve_whole_contents_and_byte_ranges() {
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
 
     // (Range, status, Content-Range, body)
-    let cases: [(&str, u16, Option<&str>, &[u8]); 4] = [
+    let cases: [(&str, u16, Option<&str>, &[u8]); 8] = [
         ("bytes=10-19", 206, Some("bytes 10-19/256"), &bytes[10..20]),
         ("bytes=-6", 206, Some("bytes 250-255/256"), &bytes[250..]),
         ("bytes=250-", 206, Some("bytes 250-255/256"), &bytes[250..]),
-        // Several ranges are answered with the whole content.
+        // A suffix longer than the content is all of it (RFC 9110 §14.1.2).
+        ("bytes=-300", 206, Some("bytes 0-255/256"), &bytes),
+        (
+            "bytes=250-999",
+            206,
+            Some("bytes 250-255/256"),
+            &bytes[250..],
+        ),
+        // Several ranges, disjoint or overlapping, are answered with the whole content.
         ("bytes=0-1,5-6", 200, None, &bytes),
+        ("bytes=0-10,5-20", 200, None, &bytes),
+        ("bytes=0-1,999-1000", 200, None, &bytes),
     ];
     for (range, status, content_range, body) in cases {
         let r = n
@@ -49,14 +59,16 @@ async fn blobs_serve_whole_contents_and_byte_ranges() {
         assert_eq!(got.as_deref(), content_range, "{range}");
         assert_eq!(r.bytes().await.unwrap().as_ref(), body, "{range}");
     }
-    let r = n
-        .req(Method::GET, &url)
-        .header(RANGE, "bytes=300-400")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["content-range"], "bytes */256");
-    expect_error(r, 416, "range_not_satisfiable").await;
+    for unsatisfiable in ["bytes=300-400", "bytes=-0", "bytes=256-,300-"] {
+        let r = n
+            .req(Method::GET, &url)
+            .header(RANGE, unsatisfiable)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-range"], "bytes */256");
+        expect_error(r, 416, "range_not_satisfiable").await;
+    }
 
     let missing = format!("/v1/blobs/{}", ContentId::of(b"not stored"));
     refused(n.req(Method::GET, &missing), 404, "blob_not_found").await;
@@ -217,4 +229,66 @@ async fn an_empty_blob_is_served_whole_whatever_the_range() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap().is_empty());
+}
+
+/// Contents larger than a chunk are streamed from the store into the answer: text with
+/// multi-byte characters cut by chunk boundaries reads back exactly, bytes under a text type
+/// that are not UTF-8 come as base64, and blob ranges deep inside are exact.
+#[tokio::test]
+async fn large_contents_stream_back_exactly() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    // 3 MiB and more, of 1- to 4-byte characters and characters JSON escapes.
+    let text = "aé\"\u{1F600}\\\n€".repeat(300_000);
+    let r = n
+        .req(Method::PUT, "/v1/collections/c/docs/big")
+        .json(&json!({"text": text, "title": "big", "metadata": {"k": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (status, doc) = common::json(
+        n.req(Method::GET, "/v1/collections/c/docs/big")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(doc["text"].as_str() == Some(text.as_str()), "text differs");
+    assert_eq!(
+        (&doc["title"], &doc["metadata"]),
+        (&json!("big"), &json!({"k": 1}))
+    );
+
+    let mut bytes = text.clone().into_bytes();
+    bytes[2_000_000] = 0xff;
+    n.req(Method::PUT, "/v1/collections/c/docs/bad-utf8")
+        .json(&json!({"content_base64": BASE64.encode(&bytes), "content_type": "text/plain"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, doc) = common::json(
+        n.req(Method::GET, "/v1/collections/c/docs/bad-utf8")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(doc.get("text").is_none());
+    let decoded = BASE64
+        .decode(doc["content_base64"].as_str().unwrap())
+        .unwrap();
+    assert!(decoded == bytes, "bytes differ");
+
+    let url = format!("/v1/blobs/{}", ContentId::of(&bytes));
+    let r = n
+        .req(Method::GET, &url)
+        .header(RANGE, "bytes=1048570-2000005")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-length"], "951436");
+    assert!(r.bytes().await.unwrap().as_ref() == &bytes[1_048_570..2_000_006]);
 }

@@ -160,6 +160,11 @@ impl NodeProcess {
         proc_status_kib(self.pid(), "VmHWM:")
     }
 
+    /// Resident set size of the node now, in KiB (Linux `VmRSS`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
     /// CPU time the node used so far (user + system), in seconds.
     pub fn cpu_seconds(&self) -> Option<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;

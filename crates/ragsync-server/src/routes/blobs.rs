@@ -1,5 +1,7 @@
-//! `GET /v1/blobs/{cid}`: content by BLAKE3 id, with single byte ranges (RFC 9110 §14).
+//! `GET /v1/blobs/{cid}`: content by BLAKE3 id, streamed from the store, with byte ranges
+//! (RFC 9110 §14; see [`resolve_range`]).
 
+use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,6 +11,7 @@ use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
+use crate::routes::content_stream::{ContentBody, Encoding};
 
 pub(crate) async fn get(
     State(node): State<AppState>,
@@ -24,16 +27,11 @@ pub(crate) async fn get(
         .await?
         .ok_or_else(not_found)?;
 
-    // A Range header that does not parse is ignored, as RFC 9110 asks; several ranges, or any
-    // range of an empty content, are answered with the whole content, which it also allows.
-    let range = headers
-        .get(header::RANGE)
-        .filter(|_| len > 0)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| http_range_header::parse_range_header(v).ok());
-    let (status, start, end) = match range.map(|r| r.validate(len)) {
-        None => (StatusCode::OK, 0, len),
-        Some(Err(_)) => {
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, end) = match resolve_range(range, len) {
+        RangeAnswer::Whole => (StatusCode::OK, 0, len),
+        RangeAnswer::Part(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
+        RangeAnswer::Unsatisfiable => {
             let mut resp = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range_not_satisfiable",
@@ -46,23 +44,22 @@ pub(crate) async fn get(
             );
             return Ok(resp);
         }
-        Some(Ok(ranges)) if ranges.len() == 1 => (
-            StatusCode::PARTIAL_CONTENT,
-            *ranges[0].start(),
-            *ranges[0].end() + 1,
-        ),
-        Some(Ok(_)) => (StatusCode::OK, 0, len),
     };
-    let bytes = node
-        .blocking(move |s| s.content_range(&cid, start, end - start))
-        .await?
-        .ok_or_else(not_found)?;
-    let mut resp = (status, bytes).into_response();
+    let body = ContentBody::new(
+        &node,
+        cid,
+        (start, end),
+        Encoding::Raw,
+        (Vec::new(), Vec::new()),
+        Some(end - start),
+    );
+    let mut resp = (status, Body::new(body)).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::ETAG, header_value(format!("\"{cid}\"")));
     if status == StatusCode::PARTIAL_CONTENT {
@@ -74,6 +71,88 @@ pub(crate) async fn get(
     Ok(resp)
 }
 
+/// What a `Range` header asks of a content.
+#[derive(Debug, PartialEq)]
+enum RangeAnswer {
+    /// 200 with everything.
+    Whole,
+    /// 206 with bytes `start..end`.
+    Part(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+/// Resolves a `Range` header against a content `len` bytes long, as RFC 9110 §14 asks:
+/// - no header, a header that does not parse (or a range whose last byte precedes its
+///   first), or an empty content: the whole content;
+/// - one range: its bytes, its end cut at the content's end; a suffix longer than the
+///   content (`bytes=-11` of 10 bytes) is the whole content, as a 206;
+/// - several ranges, overlapping or not: the whole content with 200 (a server may ignore
+///   `Range`; multipart answers are not served);
+/// - nothing satisfiable (every range starts past the end, or `bytes=-0`): 416.
+fn resolve_range(header: Option<&str>, len: u64) -> RangeAnswer {
+    use http_range_header::{EndPosition, RangeUnsatisfiableError, StartPosition};
+    let Some(header) = header.filter(|_| len > 0) else {
+        return RangeAnswer::Whole;
+    };
+    let ranges = match http_range_header::parse_range_header(header) {
+        Ok(parsed) => parsed.ranges,
+        Err(RangeUnsatisfiableError::ZeroSuffix) => return RangeAnswer::Unsatisfiable,
+        Err(_) => return RangeAnswer::Whole,
+    };
+    let mut satisfiable = Vec::new();
+    for r in &ranges {
+        let (start, last) = match (r.start, r.end) {
+            (StartPosition::FromLast(n), _) => (len.saturating_sub(n), len - 1),
+            (StartPosition::Index(s), EndPosition::LastByte) => (s, len - 1),
+            (StartPosition::Index(s), EndPosition::Index(e)) if e < s => {
+                return RangeAnswer::Whole;
+            }
+            (StartPosition::Index(s), EndPosition::Index(e)) => (s, e.min(len - 1)),
+        };
+        if start < len {
+            satisfiable.push((start, last + 1));
+        }
+    }
+    match satisfiable[..] {
+        [] => RangeAnswer::Unsatisfiable,
+        [(start, end)] if ranges.len() == 1 => RangeAnswer::Part(start, end),
+        _ => RangeAnswer::Whole,
+    }
+}
+
 fn header_value(s: String) -> HeaderValue {
     HeaderValue::from_str(&s).expect("digits and ASCII only")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RangeAnswer::*;
+    use super::resolve_range;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let cases = [
+            (None, Whole),
+            (Some("bytes=0-3"), Part(0, 4)),
+            (Some("bytes=5-"), Part(5, 10)),
+            (Some("bytes=8-100"), Part(8, 10)),
+            (Some("bytes=-3"), Part(7, 10)),
+            (Some("bytes=-10"), Part(0, 10)),
+            (Some("bytes=-11"), Part(0, 10)),
+            (Some("bytes=10-"), Unsatisfiable),
+            (Some("bytes=-0"), Unsatisfiable),
+            (Some("bytes=20-30, 40-50"), Unsatisfiable),
+            (Some("bytes=0-1, 4-5"), Whole),
+            (Some("bytes=0-5, 3-8"), Whole),
+            (Some("bytes=0-1, 40-50"), Whole),
+            (Some("bytes=5-3"), Whole),
+            (Some("items=0-3"), Whole),
+            (Some("bytes=abc"), Whole),
+        ];
+        for (header, want) in cases {
+            assert_eq!(resolve_range(header, 10), want, "{header:?}");
+        }
+        assert_eq!(resolve_range(Some("bytes=0-3"), 0), Whole);
+    }
 }

@@ -1,14 +1,16 @@
 //! Documents: put one, batch write, get, list, delete.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ragsync_core::{CollectionName, DocId, Stamp};
+use ragsync_core::{CollectionName, ContentId, DocId, Stamp};
 use ragsync_store::{DocOp, OpKind, WriteEffect, WriteResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::content_stream::{CHUNK_BYTES, ContentBody, Encoding, is_utf8};
 use super::docs_wire::{DocBody, doc_view, if_match, parse_batch, version_view};
 use crate::AppState;
 use crate::auth::{Permission, Principal};
@@ -143,6 +145,18 @@ pub(crate) async fn batch(
     Ok(Json(view).into_response())
 }
 
+/// How a read answers with the winner's content.
+enum Content {
+    /// Small: inside the JSON value.
+    Inline(Option<Vec<u8>>),
+    /// Larger than one chunk: streamed into the JSON from the store, as text or base64.
+    Streamed {
+        cid: ContentId,
+        len: u64,
+        text: bool,
+    },
+}
+
 pub(crate) async fn get(
     State(node): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -157,11 +171,16 @@ pub(crate) async fn get(
             let Some(doc) = s.get(&coll, &doc_id)? else {
                 return Ok(None);
             };
-            let content = match &doc.state.winner().content {
-                Some(r) if !doc.state.winner().deleted && r.len <= max_content => {
-                    s.content(&r.cid)?
-                }
-                _ => None,
+            let winner = doc.state.winner();
+            let content = match &winner.content {
+                Some(r) if winner.deleted || r.len > max_content => Content::Inline(None),
+                Some(r) if r.len > CHUNK_BYTES => Content::Streamed {
+                    cid: r.cid,
+                    len: r.len,
+                    text: r.content_type.starts_with("text/") && is_utf8(s, &r.cid, r.len)?,
+                },
+                Some(r) => Content::Inline(s.content(&r.cid)?),
+                None => Content::Inline(None),
             };
             Ok(Some((doc, content)))
         })
@@ -178,9 +197,36 @@ pub(crate) async fn get(
             format!("document {id} was deleted"),
         ));
     }
+    let tag = [(header::ETAG, etag(&doc.state.tag()))];
+    let (cid, len, text) = match content {
+        Content::Inline(bytes) => return Ok((tag, Json(doc_view(&doc, bytes))).into_response()),
+        Content::Streamed { cid, len, text } => (cid, len, text),
+    };
+    // The view without the content, its closing brace replaced by the content's field.
+    let mut prefix = serde_json::to_vec(&doc_view(&doc, None))
+        .map_err(|e| ApiError::internal(format!("encoding a document: {e}")))?;
+    prefix.pop();
+    let (field, encoding) = if text {
+        (",\"text\":\"", Encoding::JsonText { carry: Vec::new() })
+    } else {
+        (
+            ",\"content_base64\":\"",
+            Encoding::Base64 { carry: Vec::new() },
+        )
+    };
+    prefix.extend_from_slice(field.as_bytes());
+    let body = ContentBody::new(
+        &node,
+        cid,
+        (0, len),
+        encoding,
+        (prefix, b"\"}".to_vec()),
+        None,
+    );
     Ok((
-        [(header::ETAG, etag(&doc.state.tag()))],
-        Json(doc_view(&doc, content)),
+        tag,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::new(body),
     )
         .into_response())
 }

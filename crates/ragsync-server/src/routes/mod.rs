@@ -2,6 +2,7 @@
 
 mod blobs;
 mod collections;
+mod content_stream;
 mod docs;
 mod docs_wire;
 mod status;
