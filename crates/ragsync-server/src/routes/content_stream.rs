@@ -187,7 +187,7 @@ mod tests {
         for chunk in [1, 2, 3, 5, 64] {
             let json = run(Encoding::JsonText { carry: vec![] }, text.as_bytes(), chunk);
             let whole = serde_json::to_string(&text).unwrap();
-            assert_eq!(json, whole[1..whole.len() - 1].as_bytes(), "chunk {chunk}");
+            assert_eq!(json, &whole.as_bytes()[1..whole.len() - 1], "chunk {chunk}");
             let b64 = run(Encoding::Base64 { carry: vec![] }, text.as_bytes(), chunk);
             assert_eq!(b64, BASE64.encode(text.as_bytes()).into_bytes());
         }
