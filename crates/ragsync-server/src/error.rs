@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The position of the refused item in a batch, when one item caused the refusal.
+    pub index: Option<usize>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            index: None,
         }
     }
 
@@ -51,7 +54,11 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        let mut resp = (self.status, Json(error_body(self.code, &message))).into_response();
+        let mut body = error_body(self.code, &message);
+        if let Some(i) = self.index {
+            body["error"]["index"] = json!(i);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -60,7 +67,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The one JSON shape of every refusal.
+/// The one JSON shape of every refusal (a batch item's refusal adds `index`).
 pub(crate) fn error_body(code: &str, message: &str) -> serde_json::Value {
     json!({"error": {"code": code, "message": message}})
 }

@@ -26,6 +26,8 @@ pub enum ClientError {
         status: StatusCode,
         code: String,
         message: String,
+        /// Which item of a batch was refused, when one was.
+        index: Option<usize>,
     },
     #[error("request failed: {0}")]
     Transport(#[from] reqwest::Error),
@@ -172,5 +174,6 @@ async fn decode(resp: reqwest::Response) -> Result<Value, ClientError> {
         status,
         code: field("code"),
         message: field("message"),
+        index: value["error"]["index"].as_u64().map(|i| i as usize),
     })
 }

@@ -6,6 +6,11 @@
 //! refuses to add a version that changes nothing. Ctrl-C stops after the batch in flight
 //! (each batch is one transaction, so it is stored whole or not at all); re-running the same
 //! command continues where it stopped.
+//!
+//! One bad record never blocks a corpus: records the node would refuse are checked against its
+//! limits (from its status) before they are queued, and reported with `file:line` and the
+//! reason; an item the node refuses anyway (its refusal names the batch `index`) is reported
+//! and the rest of its batch sent again.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -20,9 +25,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ragsync_core::{CollectionName, ContentId, DocId};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::client::{Client, ClientArgs};
+use crate::client::{Client, ClientArgs, ClientError};
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -54,15 +60,25 @@ pub struct IngestReport {
     pub updated: u64,
     /// Already stored, not sent again.
     pub skipped: u64,
-    /// Files whose name cannot be a document id.
-    pub invalid: u64,
-    /// Documents larger than the node accepts (`max_content_bytes`, `max_body_bytes`), not sent.
-    pub too_large: u64,
+    /// Records not sent (or refused by the node), each with where it came from and why.
+    pub refused: Vec<Refused>,
     pub interrupted: bool,
+}
+
+/// A record ingest did not store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// `path` for a file, `path:line` for a corpus record.
+    pub origin: String,
+    pub reason: String,
 }
 
 /// One document to write.
 struct Item {
+    /// `path` or `path:line`, for reports.
+    origin: String,
+    /// Why it cannot be sent, found while it was read (a name or a line that cannot be one).
+    unreadable: Option<String>,
     id: String,
     title: Option<String>,
     metadata: Map<String, Value>,
@@ -75,19 +91,13 @@ struct Item {
 enum Verdict {
     Send,
     AlreadyStored,
-    InvalidId,
-    TooLarge,
+    Refuse(String),
 }
 
 enum Content {
     Text(String),
     Bytes(Vec<u8>),
 }
-
-/// A file whose path is not UTF-8, so it cannot name a document.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct InvalidName(String);
 
 impl Item {
     fn len(&self) -> usize {
@@ -150,46 +160,31 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
         }
     });
 
-    let sources = collect_sources(&args.paths)?;
+    let mut report = IngestReport::default();
+    let sources = collect_sources(&args.paths, &mut report)?;
     let total_bytes: u64 = sources.iter().map(|s| s.bytes).sum();
     let bar = progress_bar(total_bytes, args.quiet);
     let mut batcher = Batcher::new(&client, &collection, &args, &limits, bar.clone());
-    let mut report = IngestReport::default();
     'outer: for source in &sources {
         if matches!(source.kind, SourceKind::File { .. }) && source.bytes > max_content_bytes as u64
         {
-            tracing::warn!(path = %source.path.display(), bytes = source.bytes, max_content_bytes, "skipping: larger than the node accepts");
-            report.too_large += 1;
+            report.refuse(
+                source.path.display().to_string(),
+                format!(
+                    "{} bytes, larger than the node's max_content_bytes ({max_content_bytes})",
+                    source.bytes
+                ),
+            );
             bar.inc(source.bytes);
             continue;
         }
         for item in source.items()? {
-            let item = match item {
-                Err(e) if e.is::<InvalidName>() => {
-                    tracing::warn!(path = %e, "skipping: the file name is not UTF-8");
-                    report.invalid += 1;
-                    bar.inc(source.bytes);
-                    continue;
-                }
-                other => other?,
-            };
+            let item = item?;
             bar.inc(item.input_bytes);
-            match verdict(&item, &stored, max_content_bytes) {
+            match verdict(&item, &stored, &limits) {
                 Verdict::AlreadyStored => report.skipped += 1,
-                Verdict::InvalidId => {
-                    tracing::warn!(id = %item.id, "skipping: not a valid document id");
-                    report.invalid += 1;
-                }
-                Verdict::TooLarge => {
-                    tracing::warn!(id = %item.id, bytes = item.len(), max_content_bytes, "skipping: larger than the node accepts");
-                    report.too_large += 1;
-                }
-                Verdict::Send => {
-                    if !batcher.push(&item, &mut report).await? {
-                        tracing::warn!(id = %item.id, "skipping: its request would exceed the node's max_body_bytes");
-                        report.too_large += 1;
-                    }
-                }
+                Verdict::Refuse(reason) => report.refuse(item.origin.clone(), reason),
+                Verdict::Send => batcher.push(item, &mut report).await?,
             }
             if stop.load(Ordering::SeqCst) {
                 report.interrupted = true;
@@ -211,12 +206,53 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<IngestReport> {
     Ok(report)
 }
 
-fn verdict(item: &Item, stored: &HashMap<String, Stored>, max_content_bytes: usize) -> Verdict {
-    if DocId::new(item.id.clone()).is_err() {
-        return Verdict::InvalidId;
+impl IngestReport {
+    fn refuse(&mut self, origin: String, reason: String) {
+        tracing::warn!(%origin, %reason, "skipping");
+        self.refused.push(Refused { origin, reason });
     }
-    if item.len() > max_content_bytes {
-        return Verdict::TooLarge;
+}
+
+/// Whether to send `item`: not when it is stored already, nor when the node would refuse it
+/// (checked here against its limits, so one bad record never fails a whole batch).
+fn verdict(item: &Item, stored: &HashMap<String, Stored>, limits: &NodeLimits) -> Verdict {
+    if let Some(reason) = &item.unreadable {
+        return Verdict::Refuse(reason.clone());
+    }
+    if let Err(e) = DocId::new(item.id.clone()) {
+        return Verdict::Refuse(e.to_string());
+    }
+    let too_large = |what: &str, len: usize, limit: usize, name: &str| {
+        Verdict::Refuse(format!(
+            "{what} of {len} bytes is larger than the node's {name} ({limit})"
+        ))
+    };
+    if item.len() > limits.max_content_bytes {
+        return too_large(
+            "content",
+            item.len(),
+            limits.max_content_bytes,
+            "max_content_bytes",
+        );
+    }
+    if let Some(t) = item
+        .title
+        .as_ref()
+        .filter(|t| t.len() > limits.max_title_bytes)
+    {
+        return too_large("title", t.len(), limits.max_title_bytes, "max_title_bytes");
+    }
+    let metadata_len = serde_json::to_vec(&item.metadata).map_or(usize::MAX, |b| b.len());
+    if metadata_len > limits.max_metadata_bytes {
+        return too_large(
+            "metadata",
+            metadata_len,
+            limits.max_metadata_bytes,
+            "max_metadata_bytes",
+        );
+    }
+    if let Err(e) = ragsync_core::metadata::check_depth(&item.metadata, limits.max_metadata_depth) {
+        return Verdict::Refuse(e.to_string());
     }
     let same = stored.get(&item.id).is_some_and(|s| {
         s.cid == item.cid().to_string() && s.title == item.title && s.metadata == item.metadata
@@ -281,6 +317,9 @@ struct NodeLimits {
     max_content_bytes: usize,
     max_batch_docs: usize,
     max_body_bytes: usize,
+    max_title_bytes: usize,
+    max_metadata_bytes: usize,
+    max_metadata_depth: usize,
 }
 
 impl NodeLimits {
@@ -295,6 +334,9 @@ impl NodeLimits {
             max_content_bytes: limit("max_content_bytes"),
             max_batch_docs: limit("max_batch_docs"),
             max_body_bytes: limit("max_body_bytes"),
+            max_title_bytes: limit("max_title_bytes"),
+            max_metadata_bytes: limit("max_metadata_bytes"),
+            max_metadata_depth: limit("max_metadata_depth"),
         })
     }
 }
@@ -304,8 +346,12 @@ struct Batcher<'a> {
     client: &'a Client,
     collection: &'a CollectionName,
     max_docs: usize,
+    /// Bytes a batch grows to before it is sent (`--batch-bytes`, at most what the node takes).
     max_bytes: usize,
-    docs: Vec<Value>,
+    /// The largest request the node takes: an item larger than `max_bytes` goes alone.
+    max_body: usize,
+    /// Queued documents as JSON, with where each came from.
+    docs: Vec<(Value, String)>,
     bytes: usize,
     bar: ProgressBar,
 }
@@ -318,13 +364,13 @@ impl<'a> Batcher<'a> {
         limits: &NodeLimits,
         bar: ProgressBar,
     ) -> Self {
+        let max_body = limits.max_body_bytes.saturating_sub(BATCH_OVERHEAD_BYTES);
         Self {
             client,
             collection,
             max_docs: args.batch_docs.clamp(1, limits.max_batch_docs.max(1)),
-            max_bytes: args
-                .batch_bytes
-                .min(limits.max_body_bytes.saturating_sub(BATCH_OVERHEAD_BYTES)),
+            max_bytes: args.batch_bytes.min(max_body),
+            max_body,
             docs: Vec::new(),
             bytes: 0,
             bar,
@@ -335,14 +381,20 @@ impl<'a> Batcher<'a> {
         self.docs.len()
     }
 
-    /// Queues an item, sending the queued batch first when the item would overflow it.
-    /// Returns false, queueing nothing, for an item too large for any request.
-    async fn push(&mut self, item: &Item, report: &mut IngestReport) -> anyhow::Result<bool> {
+    /// Queues an item, sending the queued batch first when the item would overflow it. An
+    /// item larger than a batch is sent alone; one larger than any request is refused.
+    async fn push(&mut self, item: Item, report: &mut IngestReport) -> anyhow::Result<()> {
         let v = item.to_json();
         // The item and the comma that separates it from the next.
         let len = serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len() + 1);
-        if len > self.max_bytes {
-            return Ok(false);
+        if len > self.max_body {
+            report.refuse(
+                item.origin,
+                format!(
+                    "its request of {len} bytes would be larger than the node's max_body_bytes"
+                ),
+            );
+            return Ok(());
         }
         if !self.docs.is_empty()
             && (self.docs.len() >= self.max_docs || self.bytes + len > self.max_bytes)
@@ -350,32 +402,51 @@ impl<'a> Batcher<'a> {
             self.flush(report).await?;
         }
         self.bytes += len;
-        self.docs.push(v);
-        Ok(true)
+        self.docs.push((v, item.origin));
+        Ok(())
     }
 
+    /// Sends the queued batch. When the node refuses one item of it (a limit ingest could not
+    /// check), that item is reported and the rest is sent again.
     async fn flush(&mut self, report: &mut IngestReport) -> anyhow::Result<()> {
-        if self.docs.is_empty() {
-            return Ok(());
-        }
-        let docs = std::mem::take(&mut self.docs);
-        let n = docs.len() as u64;
+        let mut queued = std::mem::take(&mut self.docs);
         self.bytes = 0;
-        let resp = self
-            .client
-            .post(
-                &["collections", self.collection.as_str(), "docs:batch"],
-                &json!({"docs": docs}),
-            )
-            .await
-            .context("batch write failed; documents sent before it are stored, re-run to resume")?;
-        report.sent += n;
-        report.created += resp["created"].as_u64().unwrap_or(0);
-        report.updated += resp["updated"].as_u64().unwrap_or(0);
-        self.bar.set_message(format!(
-            "sent {}, already stored {}",
-            report.sent, report.skipped
-        ));
+        while !queued.is_empty() {
+            let docs: Vec<&Value> = queued.iter().map(|(v, _)| v).collect();
+            let sent = self
+                .client
+                .post(
+                    &["collections", self.collection.as_str(), "docs:batch"],
+                    &json!({"docs": docs}),
+                )
+                .await;
+            let resp = match sent {
+                Ok(resp) => resp,
+                Err(ClientError::Api {
+                    status,
+                    message,
+                    index: Some(i),
+                    ..
+                }) if status.is_client_error() && i < queued.len() => {
+                    let (_, origin) = queued.remove(i);
+                    report.refuse(origin, format!("refused by the node ({status}): {message}"));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e).context(
+                        "batch write failed; documents sent before it are stored, re-run to resume",
+                    ));
+                }
+            };
+            report.sent += queued.len() as u64;
+            report.created += resp["created"].as_u64().unwrap_or(0);
+            report.updated += resp["updated"].as_u64().unwrap_or(0);
+            self.bar.set_message(format!(
+                "sent {}, already stored {}",
+                report.sent, report.skipped
+            ));
+            break;
+        }
         Ok(())
     }
 }
@@ -395,7 +466,10 @@ enum SourceKind {
     Corpus,
 }
 
-fn collect_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
+/// The files to read: each path given, and every file under each folder given (hidden entries
+/// skipped). A symbolic link is followed when it leads to a file inside the folder; other
+/// links are reported in `report` and skipped.
+fn collect_sources(paths: &[PathBuf], report: &mut IngestReport) -> anyhow::Result<Vec<Source>> {
     let mut out = Vec::new();
     for root in paths {
         let meta =
@@ -408,15 +482,28 @@ fn collect_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
             out.push(source(root, name, meta.len()));
             continue;
         }
+        let real_root = root
+            .canonicalize()
+            .with_context(|| format!("reading {}", root.display()))?;
         let walker = walkdir::WalkDir::new(root)
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
         for entry in walker {
             let entry = entry?;
-            if !entry.file_type().is_file() {
+            let len = if entry.path_is_symlink() {
+                match link_to_file_within(entry.path(), &real_root) {
+                    Ok(len) => len,
+                    Err(reason) => {
+                        report.refuse(entry.path().display().to_string(), reason.into());
+                        continue;
+                    }
+                }
+            } else if entry.file_type().is_file() {
+                entry.metadata()?.len()
+            } else {
                 continue;
-            }
+            };
             let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
             // A name that is not UTF-8 has no id (a lossy one could collide with another's).
             let id = rel
@@ -424,10 +511,25 @@ fn collect_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
                 .map(|c| c.as_os_str().to_str())
                 .collect::<Option<Vec<_>>>()
                 .map(|parts| parts.join("/"));
-            out.push(source(entry.path(), id, entry.metadata()?.len()));
+            out.push(source(entry.path(), id, len));
         }
     }
     Ok(out)
+}
+
+/// The length of the file `link` leads to, when that file is inside `real_root`.
+fn link_to_file_within(link: &Path, real_root: &Path) -> Result<u64, &'static str> {
+    let target = link
+        .canonicalize()
+        .map_err(|_| "a symbolic link that leads nowhere")?;
+    if !target.starts_with(real_root) {
+        return Err("a symbolic link that leads outside the folder given");
+    }
+    match std::fs::metadata(&target) {
+        Ok(m) if m.is_file() => Ok(m.len()),
+        Ok(_) => Err("a symbolic link to a folder (its files are read where they are)"),
+        Err(_) => Err("a symbolic link that leads nowhere"),
+    }
 }
 
 fn source(path: &Path, id: Option<String>, bytes: u64) -> Source {
@@ -451,15 +553,34 @@ struct CorpusLine {
     #[serde(default)]
     title: Option<String>,
     text: String,
+    /// Kept as its literal text, so integers too wide to keep are refused, not rounded.
     #[serde(default)]
-    metadata: Option<Map<String, Value>>,
+    metadata: Option<Box<RawValue>>,
+}
+
+impl Item {
+    /// An item that cannot be sent, for the report.
+    fn unreadable(origin: String, input_bytes: u64, reason: String) -> Self {
+        Item {
+            origin,
+            unreadable: Some(reason),
+            id: String::new(),
+            title: None,
+            metadata: Map::new(),
+            content: Content::Bytes(Vec::new()),
+            input_bytes,
+        }
+    }
 }
 
 impl Source {
     fn items(&self) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Item>> + '_>> {
+        let origin = self.path.display().to_string();
         match &self.kind {
-            SourceKind::File { id: None } => Ok(Box::new(std::iter::once(Err(anyhow::anyhow!(
-                InvalidName(self.path.display().to_string())
+            SourceKind::File { id: None } => Ok(Box::new(std::iter::once(Ok(Item::unreadable(
+                origin,
+                self.bytes,
+                "the file name is not UTF-8, so it cannot be a document id".into(),
             ))))),
             SourceKind::File { id: Some(id) } => {
                 let bytes = std::fs::read(&self.path)
@@ -469,6 +590,8 @@ impl Source {
                     Err(e) => Content::Bytes(e.into_bytes()),
                 };
                 let item = Item {
+                    origin,
+                    unreadable: None,
                     input_bytes: self.bytes,
                     id: id.clone(),
                     title: None,
@@ -480,35 +603,55 @@ impl Source {
             SourceKind::Corpus => {
                 let file = std::fs::File::open(&self.path)
                     .with_context(|| format!("opening {}", self.path.display()))?;
-                let path = self.path.display().to_string();
                 let lines = std::io::BufReader::new(file).lines().enumerate();
                 Ok(Box::new(lines.filter_map(move |(i, line)| {
-                    let parsed = line
-                        .map_err(anyhow::Error::from)
-                        .and_then(|l| {
-                            if l.trim().is_empty() {
-                                return Ok(None);
-                            }
-                            let line: CorpusLine = serde_json::from_str(&l)?;
-                            Ok(Some((line, l.len() as u64 + 1)))
-                        })
-                        .with_context(|| format!("{path}:{}", i + 1));
-                    match parsed {
-                        Ok(None) => None,
-                        Ok(Some((c, input_bytes))) => Some(Ok(Item {
-                            input_bytes,
-                            id: c.id,
-                            title: c.title.filter(|t| !t.is_empty()),
-                            metadata: c.metadata.unwrap_or_default(),
-                            content: Content::Text(c.text),
-                        })),
-                        Err(e) => Some(Err(e)),
+                    let at = format!("{origin}:{}", i + 1);
+                    let line = match line {
+                        Ok(l) => l,
+                        Err(e) => return Some(Err(anyhow::Error::from(e).context(at))),
+                    };
+                    if line.trim().is_empty() {
+                        return None;
                     }
+                    Some(Ok(corpus_item(&line, at)))
                 })))
             }
         }
     }
 }
+
+/// The item of one corpus line, or an unreadable one saying why the line is not a record.
+fn corpus_item(line: &str, origin: String) -> Item {
+    let input_bytes = line.len() as u64 + 1;
+    let record = serde_json::from_str::<CorpusLine>(line)
+        .map_err(|e| format!("not a corpus record: {e}"))
+        .and_then(|c| {
+            let metadata = match &c.metadata {
+                Some(raw) => ragsync_core::metadata::parse(
+                    raw.get(),
+                    ragsync_core::metadata::MAX_METADATA_DEPTH_CEILING,
+                )
+                .map_err(|e| e.to_string())?,
+                None => Map::new(),
+            };
+            Ok((c, metadata))
+        });
+    match record {
+        Ok((c, metadata)) => Item {
+            origin,
+            unreadable: None,
+            input_bytes,
+            id: c.id,
+            title: c.title.filter(|t| !t.is_empty()),
+            metadata,
+            content: Content::Text(c.text),
+        },
+        Err(reason) => Item::unreadable(origin, input_bytes, reason),
+    }
+}
+
+/// Most refused records listed one by one in the printed report.
+const REFUSALS_SHOWN: usize = 20;
 
 /// Prints a report the way the CLI shows it.
 pub fn print_report(r: &IngestReport) {
@@ -516,17 +659,17 @@ pub fn print_report(r: &IngestReport) {
         "sent {} documents ({} created, {} updated); {} already stored, skipped",
         r.sent, r.created, r.updated, r.skipped
     );
-    if r.invalid > 0 {
-        println!(
-            "{} files skipped: their names cannot be document ids",
-            r.invalid
-        );
-    }
-    if r.too_large > 0 {
-        println!(
-            "{} documents skipped: larger than the node accepts",
-            r.too_large
-        );
+    if !r.refused.is_empty() {
+        println!("{} records not stored:", r.refused.len());
+        for f in r.refused.iter().take(REFUSALS_SHOWN) {
+            println!("  {}: {}", f.origin, f.reason);
+        }
+        if r.refused.len() > REFUSALS_SHOWN {
+            println!(
+                "  ... and {} more (the log lists each)",
+                r.refused.len() - REFUSALS_SHOWN
+            );
+        }
     }
     if r.interrupted {
         println!("interrupted: every batch sent is stored; re-run the same command to resume");

@@ -68,12 +68,13 @@ fn ingest_is_resumable_and_get_delete_status_work() {
         out.contains("sent 5 documents (5 created, 0 updated); 0 already stored"),
         "{out}"
     );
+    assert!(out.contains("2 records not stored:"), "{out}");
     assert!(
-        out.contains("1 files skipped: their names cannot be document ids"),
+        out.contains("name is not UTF-8, so it cannot be a document id"),
         "{out}"
     );
     assert!(
-        out.contains("1 documents skipped: larger than the node accepts"),
+        out.contains("big.txt: 5000 bytes, larger than the node's max_content_bytes (4096)"),
         "{out}"
     );
 
@@ -351,4 +352,71 @@ fn an_interrupted_ingest_resumes_where_it_stopped() {
         "{out}"
     );
     assert_eq!(stored(), 60_000);
+}
+
+/// Issue 11: a file larger than `--batch-bytes` but within the node's limits is sent alone;
+/// corpus records the node would refuse are skipped and reported with `file:line` (the rest
+/// is stored, and a re-run does not fail on them); links to files inside the folder are
+/// followed, others reported.
+#[test]
+fn ingest_sends_large_files_reports_bad_records_and_follows_links_within() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    write(&docs.join("a.md"), "alpha");
+    let big = "large text, sent alone in its request\n".repeat(270_000);
+    assert!(big.len() > 10_000_000);
+    write(&docs.join("big.txt"), &big);
+    std::os::unix::fs::symlink(docs.join("a.md"), docs.join("link.md")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", docs.join("outside")).unwrap();
+    std::fs::create_dir(docs.join("sub")).unwrap();
+    std::os::unix::fs::symlink(docs.join("sub"), docs.join("dirlink")).unwrap();
+    std::os::unix::fs::symlink(docs.join("gone"), docs.join("dangling")).unwrap();
+    let corpus = dir.path().join("corpus.jsonl");
+    let long_title = "t".repeat(2000);
+    write(
+        &corpus,
+        &format!(
+            "{{\"_id\": \"ok1\", \"text\": \"one\"}}\n\
+             {{\"_id\": \"long\", \"title\": \"{long_title}\", \"text\": \"x\"}}\n\
+             not json\n\
+             {{\"_id\": \"wide\", \"text\": \"x\", \"metadata\": {{\"n\": 99999999999999999999}}}}\n\
+             {{\"_id\": \"ok2\", \"text\": \"two\"}}\n"
+        ),
+    );
+    let node = NodeProcess::spawn(Path::new(EXE), &dir.path().join("node"), TOKEN, &[]).unwrap();
+    let (docs_s, corpus_s) = (docs.to_str().unwrap(), corpus.to_str().unwrap());
+    let args = ["ingest", docs_s, corpus_s, "--collection", "kb", "--quiet"];
+    let (ok, out, err) = ragsync(&args, &node.url);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("sent 5 documents (5 created"), "{out}");
+    assert!(out.contains("6 records not stored:"), "{out}");
+    for expected in [
+        format!("{corpus_s}:2: title of 2000 bytes is larger than the node's max_title_bytes"),
+        format!("{corpus_s}:3: not a corpus record"),
+        format!("{corpus_s}:4: invalid metadata: integer 99999999999999999999"),
+        "outside: a symbolic link that leads outside the folder given".to_string(),
+        "dirlink: a symbolic link to a folder".to_string(),
+        "dangling: a symbolic link that leads nowhere".to_string(),
+    ] {
+        assert!(out.contains(&expected), "missing {expected:?} in:\n{out}");
+    }
+    let (ok, got, _) = ragsync(&["get", "-c", "kb", "big.txt"], &node.url);
+    assert!(ok);
+    let doc: Value = serde_json::from_str(&got).unwrap();
+    assert!(
+        doc["text"].as_str() == Some(big.as_str()),
+        "big.txt differs"
+    );
+    let (ok, got, _) = ragsync(&["get", "-c", "kb", "link.md"], &node.url);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&got).unwrap()["text"],
+        "alpha"
+    );
+
+    // The re-run sends nothing and reports the same records, without failing.
+    let (ok, out, err) = ragsync(&args, &node.url);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("sent 0 documents"), "{out}");
+    assert!(out.contains("6 records not stored:"), "{out}");
 }

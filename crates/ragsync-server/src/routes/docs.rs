@@ -129,6 +129,7 @@ pub(crate) async fn batch(
         .map(|(i, item)| {
             item.into_op(&node.limits).map_err(|mut e| {
                 e.message = format!("docs[{i}]: {}", e.message);
+                e.index = Some(i);
                 e
             })
         })
