@@ -3,10 +3,20 @@
 //! backslash, no leading `/` and no empty, `.` or `..` segment between slashes: ids may look
 //! like relative paths (`guides/intro.md`), but none can ever name a place outside where it is
 //! put, so no layer has to trust the others to keep ids away from the file system.
+//!
+//! Ids are also made unambiguous to the eye and across systems:
+//! - they are normalised to Unicode NFC, so `café` typed with a combining accent (as macOS
+//!   file names store it, NFD) and with `é` name one document, on every node;
+//! - invisible format characters (Unicode category Cf: zero-width space U+200B, byte-order
+//!   mark U+FEFF, bidirectional controls such as U+202E that make an id read backwards) and
+//!   line or paragraph separators are refused. The zero-width joiner and non-joiner
+//!   (U+200D, U+200C) stay allowed: emoji sequences and several scripts need them.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::CoreError;
 
@@ -57,17 +67,40 @@ impl CollectionName {
 #[serde(try_from = "String", into = "String")]
 pub struct DocId(String);
 
+/// True for characters an id may not hold because they do not show: control and format
+/// characters (but the joiners) and line or paragraph separators.
+fn is_invisible(c: char) -> bool {
+    if c == '\u{200C}' || c == '\u{200D}' {
+        return false;
+    }
+    c.is_control()
+        || matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+}
+
 impl DocId {
+    /// Validates `id` and normalises it to NFC (see the module docs).
     pub fn new(id: impl Into<String>) -> Result<Self, CoreError> {
         let id = id.into();
+        let id = if unicode_normalization::is_nfc_quick(id.chars())
+            == unicode_normalization::IsNormalized::Yes
+        {
+            id
+        } else {
+            id.nfc().collect()
+        };
         const WHAT: &str = "document id";
         if id.is_empty() || id.len() > MAX_DOC_ID_BYTES {
             return Err(invalid(WHAT, "must be 1 to 512 bytes"));
         }
-        if let Some(c) = id.chars().find(|c| c.is_control()) {
+        if let Some(c) = id.chars().find(|c| is_invisible(*c)) {
             return Err(invalid(
                 WHAT,
-                format!("control character U+{:04X} is not allowed", c as u32),
+                format!("invisible character U+{:04X} is not allowed", c as u32),
             ));
         }
         if id.contains('\\') {
@@ -169,8 +202,23 @@ mod tests {
             "tab\there",
             "back\\slash",
             &"a".repeat(513),
+            "zero\u{200B}width",
+            "\u{FEFF}bom",
+            "evil\u{202E}txt.exe",
+            "line\u{2028}sep",
+            "soft\u{AD}hyphen",
         ] {
             assert!(DocId::new(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn doc_ids_are_nfc() {
+        let nfd = "cafe\u{301}/n\u{303}o";
+        let id = DocId::new(nfd).unwrap();
+        assert_eq!(id.as_str(), "caf\u{e9}/\u{f1}o");
+        assert_eq!(id, DocId::new("caf\u{e9}/\u{f1}o").unwrap());
+        // Emoji sequences keep their joiners.
+        assert!(DocId::new("family \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}").is_ok());
     }
 }

@@ -322,6 +322,10 @@ async fn invalid_collection_names_and_document_ids() {
         "back%5Cslash",
         "a%2F%2Fb",
         "a%2F",
+        // Invisible: zero-width space, byte-order mark, right-to-left override.
+        "zero%E2%80%8Bwidth",
+        "%EF%BB%BFbom",
+        "evil%E2%80%AEtxt.exe",
     ] {
         let url = format!("/v1/collections/c/docs/{id}");
         refused(
@@ -550,4 +554,43 @@ async fn a_body_that_stops_arriving_is_refused_with_408() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// Ids are normalised to NFC: the same name typed in NFD and NFC is one document.
+#[tokio::test]
+async fn document_ids_in_nfd_and_nfc_name_one_document() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    // "café" with a combining accent (NFD), then with "é" (NFC).
+    let r = n
+        .req(Method::PUT, "/v1/collections/c/docs/cafe%CC%81")
+        .json(&json!({"text": "nfd"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, v) = common::json(r).await;
+    assert_eq!((status, &v["id"]), (201, &json!("caf\u{e9}")));
+    let r = n
+        .req(Method::PUT, "/v1/collections/c/docs/caf%C3%A9")
+        .json(&json!({"text": "nfc"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the NFC write updates the same document");
+    let (_, list) = common::json(
+        n.req(Method::GET, "/v1/collections/c/docs")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list["docs"].as_array().unwrap().len(), 1);
+    let (_, doc) = common::json(
+        n.req(Method::GET, "/v1/collections/c/docs/cafe%CC%81")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(doc["text"], "nfc");
 }

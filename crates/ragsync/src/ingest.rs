@@ -219,9 +219,11 @@ fn verdict(item: &Item, stored: &HashMap<String, Stored>, limits: &NodeLimits) -
     if let Some(reason) = &item.unreadable {
         return Verdict::Refuse(reason.clone());
     }
-    if let Err(e) = DocId::new(item.id.clone()) {
-        return Verdict::Refuse(e.to_string());
-    }
+    // The id as the node keeps it (NFC), to find what is stored under it.
+    let id = match DocId::new(item.id.clone()) {
+        Ok(id) => id,
+        Err(e) => return Verdict::Refuse(e.to_string()),
+    };
     let too_large = |what: &str, len: usize, limit: usize, name: &str| {
         Verdict::Refuse(format!(
             "{what} of {len} bytes is larger than the node's {name} ({limit})"
@@ -254,7 +256,7 @@ fn verdict(item: &Item, stored: &HashMap<String, Stored>, limits: &NodeLimits) -
     if let Err(e) = ragsync_core::metadata::check_depth(&item.metadata, limits.max_metadata_depth) {
         return Verdict::Refuse(e.to_string());
     }
-    let same = stored.get(&item.id).is_some_and(|s| {
+    let same = stored.get(id.as_str()).is_some_and(|s| {
         s.cid == item.cid().to_string() && s.title == item.title && s.metadata == item.metadata
     });
     if same {
