@@ -29,9 +29,40 @@ const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
 pub const MAX_PHYSICAL_MS: u64 = (1 << 48) - 1;
 
 /// A hybrid logical clock value: physical milliseconds (48 bits) and a counter (16 bits).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// In JSON it is a decimal string (`"115964116992000001"`): its values pass 2^53, past which
+/// JavaScript numbers lose digits. States stored before this rule hold numbers, which are still
+/// read.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Hlc(pub u64);
+
+impl Serialize for Hlc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hlc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Hlc;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a clock value: a decimal string (or a number, as stored before)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Hlc, E> {
+                Ok(Hlc(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Hlc, E> {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(E::custom("a clock value is decimal digits"));
+                }
+                v.parse().map(Hlc).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 impl Hlc {
     pub fn new(physical_ms: u64, counter: u16) -> Self {
@@ -167,6 +198,24 @@ impl FromStr for Stamp {
 }
 
 serde_as_text!(Stamp);
+
+#[cfg(test)]
+mod wire_tests {
+    use super::Hlc;
+
+    #[test]
+    fn clock_values_are_strings_in_json_and_old_numbers_still_read() {
+        let h = Hlc::new(1_800_000_000_000, 7);
+        assert!(h.0 > 1 << 53);
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, format!("\"{}\"", h.0));
+        assert_eq!(serde_json::from_str::<Hlc>(&json).unwrap(), h);
+        assert_eq!(serde_json::from_str::<Hlc>(&h.0.to_string()).unwrap(), h);
+        for bad in ["\"\"", "\"-1\"", "\"1e3\"", "\" 1\"", "-1", "1.5"] {
+            assert!(serde_json::from_str::<Hlc>(bad).is_err(), "{bad}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -142,6 +142,12 @@ async fn sync_info_and_changes_serve_the_feed() {
         (&row["id"], &row["versions"][0]["deleted"]),
         (&json!("a"), &json!(true))
     );
+    // Clock values pass 2^53: they travel as strings, as stamps do (JavaScript would round them).
+    let clock = row["versions"][0]["clock"].as_object().unwrap();
+    assert!(
+        !clock.is_empty() && clock.values().all(|h| h.is_string()),
+        "{clock:?}"
+    );
     assert_eq!(
         (&rest["next_since"], &rest["has_more"]),
         (&json!(4), &json!(false))
