@@ -106,9 +106,13 @@ impl Store {
                 now_ms,
             };
             let out = f(&mut tx)?;
-            let hlc = tx.clock.last();
-            meta_set(&tx.tx, "hlc", hlc.0.to_string().as_bytes())?;
+            // Every stored change takes a seq. With none, nothing was written: the commit
+            // writes no page and syncs nothing (a mesh echoes every change back; merging
+            // what is known must cost nothing). Stamps ticked without being stored were
+            // never given to anyone, so the durable clock mark need not cover them.
             if tx.next_seq != w.next_seq {
+                let hlc = tx.clock.last();
+                meta_set(&tx.tx, "hlc", hlc.0.to_string().as_bytes())?;
                 // Kept apart from the tables so that a seq is never given out twice, even
                 // after the rows holding the highest ones are purged.
                 meta_set(&tx.tx, "seq", (tx.next_seq - 1).to_string().as_bytes())?;

@@ -557,3 +557,30 @@ fn a_node_is_made_only_in_an_empty_directory() {
     assert!(!crashed.join("ragsync.db.init").exists());
     drop(s);
 }
+
+/// Merging a state the node already has, or writing what a document already holds, changes
+/// nothing on disk: no page is written to the WAL (so nothing is synced).
+#[test]
+fn writes_that_change_nothing_write_nothing() {
+    let (d, s) = setup();
+    let id = DocId::new("a").unwrap();
+    let state = remote_state(7, Hlc::new(NOW_MS, 1), "known");
+    assert!(s.merge_remote(&coll(), &id, &state).unwrap());
+    s.write(&coll(), vec![put("b", "same")]).unwrap();
+    let wal = d.path().join("ragsync.db-wal");
+    let size = || std::fs::metadata(&wal).unwrap().len();
+    let (before, head) = (size(), s.head_seq().unwrap());
+    for _ in 0..20 {
+        assert!(!s.merge_remote(&coll(), &id, &state).unwrap());
+        let r = s.write(&coll(), vec![put("b", "same")]).unwrap();
+        assert_eq!(r[0].effect, ragsync_store::WriteEffect::Unchanged);
+    }
+    assert_eq!(
+        (size(), s.head_seq().unwrap()),
+        (before, head),
+        "no-op writes wrote to the WAL"
+    );
+    // A real change still lands, with a clock past everything before it.
+    let r = s.write(&coll(), vec![put("b", "new")]).unwrap();
+    assert!(size() > before && r[0].version > state.winner().stamp);
+}
