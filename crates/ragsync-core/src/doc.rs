@@ -3,8 +3,11 @@
 //! A [`Version`] is one write of a document (or a delete: a tombstone). Its `stamp` names it and
 //! its `clock` says which writes it has seen; a version always includes its own stamp.
 //! A [`DocState`] is the set of known versions that no other known version has seen: usually
-//! one, several after concurrent writes. The version with the greatest stamp is the *winner*;
-//! the others are *conflicts*, shown on reads and resolved by a write that has seen them.
+//! one, several after concurrent writes. The *winner* is the live version with the greatest
+//! stamp, or, when every version is a tombstone, the tombstone with the greatest stamp: as in
+//! CouchDB, a delete concurrent with an update never hides the update. The others are
+//! *conflicts*, shown on reads and resolved by a write that has seen them. This one rule
+//! serves reads, lists, counts, `If-Match: *`, the feed and search alike.
 //!
 //! # Merge laws
 //!
@@ -64,6 +67,12 @@ pub struct Body {
     pub content: Option<ContentRef>,
 }
 
+/// The order of versions in a state, greatest first: a live version outranks any tombstone,
+/// and among equals the greater stamp wins. Stamps are unique, so no two versions tie.
+fn rank(v: &Version) -> (bool, Stamp) {
+    (!v.deleted, v.stamp)
+}
+
 impl Version {
     /// True when this version has seen `other` (and is not `other` itself).
     pub fn has_seen(&self, other: &Version) -> bool {
@@ -84,11 +93,28 @@ impl Version {
     }
 }
 
-/// The set of versions of one document that no other known version has seen, sorted by stamp,
-/// greatest (the winner) first. Never empty.
+/// The set of versions of one document that no other known version has seen, winner first:
+/// sorted by [`rank`] (live versions before tombstones, then by stamp), greatest first.
+/// Never empty.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StateOnTheWire")]
 pub struct DocState {
     versions: Vec<Version>,
+}
+
+/// A state as read: its versions are put in [`rank`] order (states stored by earlier builds
+/// are ordered by stamp alone), everything else is left to [`DocState::check_invariants`].
+#[derive(Deserialize)]
+struct StateOnTheWire {
+    versions: Vec<Version>,
+}
+
+impl From<StateOnTheWire> for DocState {
+    fn from(s: StateOnTheWire) -> Self {
+        let mut versions = s.versions;
+        versions.sort_by_key(|v| std::cmp::Reverse(rank(v)));
+        Self { versions }
+    }
 }
 
 /// What [`DocState::write`] did.
@@ -158,7 +184,7 @@ impl DocState {
             && rest.is_none_or(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
     }
 
-    /// True when the winner is a tombstone and nothing concurrent is alive.
+    /// True when every version is a tombstone (the winner is one only then).
     pub fn is_deleted(&self) -> bool {
         self.versions.iter().all(|v| v.deleted)
     }
@@ -194,7 +220,7 @@ impl DocState {
             return;
         }
         self.versions.retain(|x| !v.has_seen(x));
-        let at = self.versions.partition_point(|x| x.stamp > v.stamp);
+        let at = self.versions.partition_point(|x| rank(x) > rank(&v));
         self.versions.insert(at, v);
         self.debug_check_invariants();
     }
@@ -245,7 +271,7 @@ impl DocState {
         }
     }
 
-    /// Checks the state's invariants: non-empty, sorted by stamp descending with no duplicate,
+    /// Checks the state's invariants: non-empty, sorted by [`rank`] descending with no duplicate,
     /// every version's clock holds its own stamp as its writer's entry and only older values
     /// for other nodes (a writer's stamp is greater than everything it has seen, so an entry at
     /// or ahead of the stamp is forged and would hide that node's later writes), no version
@@ -256,7 +282,7 @@ impl DocState {
             return Err("empty state".into());
         }
         for w in self.versions.windows(2) {
-            if w[0].stamp <= w[1].stamp {
+            if rank(&w[0]) <= rank(&w[1]) {
                 return Err(format!(
                     "not sorted: {:?} before {:?}",
                     w[0].stamp, w[1].stamp

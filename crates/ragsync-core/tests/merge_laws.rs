@@ -140,11 +140,16 @@ proptest! {
     }
 
     #[test]
-    fn winner_is_the_greatest_stamp_everywhere((states, idx) in history()) {
+    fn winner_is_the_greatest_live_stamp_everywhere((states, idx) in history()) {
         let [a, b, _] = idx.map(|i| i.get(&states).clone());
         let ab = merged(&a, &b);
-        let max = ab.versions().iter().map(|v| v.stamp).max().unwrap();
-        prop_assert_eq!(ab.winner().stamp, max);
+        let live = ab.versions().iter().filter(|v| !v.deleted).map(|v| v.stamp).max();
+        let any = ab.versions().iter().map(|v| v.stamp).max().unwrap();
+        // A live version wins over any tombstone; a tombstone wins only when all are.
+        prop_assert_eq!(ab.winner().stamp, live.unwrap_or(any));
+        prop_assert_eq!(ab.winner().deleted, ab.is_deleted());
+        let ba = merged(&b, &a);
+        prop_assert_eq!(ba.winner(), ab.winner());
     }
 }
 
@@ -174,4 +179,39 @@ fn an_old_write_arriving_late_does_not_undo_a_delete() {
     late.merge(&old);
     assert!(late.is_deleted());
     assert_eq!(late, deleted);
+}
+
+#[test]
+fn a_live_version_beats_a_newer_concurrent_delete() {
+    let (n1, n2) = (NodeId(1), NodeId(2));
+    let base = DocState::create(Stamp::new(HlcClock::new(0).tick(10), n1), body(1));
+    let (mut updated, mut deleted) = (base.clone(), base.clone());
+    updated.write(Stamp::new(HlcClock::new(0).tick(20), n1), body(2));
+    // The delete is later, and concurrent with the update.
+    deleted.delete(Stamp::new(HlcClock::new(0).tick(30), n2));
+    for state in [merged(&updated, &deleted), merged(&deleted, &updated)] {
+        assert!(!state.is_deleted());
+        assert!(!state.winner().deleted, "the tombstone won");
+        assert_eq!(state.winner().stamp.node, n1);
+        assert!(
+            state.conflicts()[0].deleted,
+            "the tombstone is listed as a conflict"
+        );
+    }
+}
+
+#[test]
+fn a_state_stored_in_stamp_order_reads_in_rank_order() {
+    let (n1, n2) = (NodeId(1), NodeId(2));
+    let base = DocState::create(Stamp::new(HlcClock::new(0).tick(10), n1), body(1));
+    let (mut updated, mut deleted) = (base.clone(), base);
+    updated.write(Stamp::new(HlcClock::new(0).tick(20), n1), body(2));
+    deleted.delete(Stamp::new(HlcClock::new(0).tick(30), n2));
+    let state = merged(&updated, &deleted);
+    // As an earlier build stored it: the greater stamp (the tombstone) first.
+    let mut json = serde_json::to_value(&state).unwrap();
+    json["versions"].as_array_mut().unwrap().reverse();
+    let read: DocState = serde_json::from_value(json).unwrap();
+    assert_eq!(read.check_invariants(), Ok(()));
+    assert_eq!(read, state);
 }

@@ -221,3 +221,58 @@ async fn concurrent_conditional_writes_lose_no_update() {
     assert_eq!(d["text"], json!(total.to_string()));
     assert_eq!(total, 90);
 }
+
+/// One rule everywhere: a live version beats a concurrent tombstone, even a newer one. The
+/// document reads, lists and matches `If-Match: *` as live, with the tombstone listed among
+/// its conflicts; a write that has seen both resolves them.
+#[tokio::test]
+async fn a_live_version_beats_a_newer_concurrent_delete() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let put = |text: &'static str| {
+        n.req(Method::PUT, "/v1/collections/c/docs/a")
+            .json(&json!({"text": text}))
+            .send()
+    };
+    put("first").await.unwrap();
+    let (c, id) = (CollectionName::new("c").unwrap(), DocId::new("a").unwrap());
+    let first = n.store.get(&c, &id).unwrap().unwrap().state;
+    put("updated").await.unwrap();
+    // Another node deleted the first version, later, without seeing the update.
+    let mut deleted = first.clone();
+    let later = first.winner().stamp.hlc.physical_ms() + 1000;
+    deleted.delete(Stamp::new(Hlc::new(later, 0), NodeId(99)));
+    assert!(n.store.merge_remote(&c, &id, &deleted).unwrap());
+
+    let (status, doc) = json(
+        n.req(Method::GET, "/v1/collections/c/docs/a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&doc["text"], &doc["deleted"]),
+        (&json!("updated"), &json!(false))
+    );
+    assert_eq!(doc["conflicts"][0]["deleted"], json!(true), "{doc}");
+    let (_, list) = json(
+        n.req(Method::GET, "/v1/collections/c/docs")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list["docs"][0]["conflicts"], json!(1));
+    let r = n
+        .req(Method::PUT, "/v1/collections/c/docs/a")
+        .header("if-match", "*")
+        .json(&json!({"text": "resolved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let state = n.store.get(&c, &id).unwrap().unwrap().state;
+    assert_eq!(state.versions().len(), 1);
+}
