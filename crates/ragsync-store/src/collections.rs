@@ -111,6 +111,32 @@ impl Store {
         })
     }
 
+    /// Merges a collection record received from another node: the record with the greater
+    /// stamp wins (settings are never merged field by field), whatever order records and
+    /// documents arrive in. A deletion that wins hides the collection's documents; it
+    /// tombstones nothing here (the deleting node's tombstones replicate on their own, and a
+    /// write it never saw stays in the document's state, hidden, identically on every node).
+    /// Returns true when the stored record changed.
+    pub fn merge_remote_collection(&self, incoming: &Collection) -> Result<bool, StoreError> {
+        self.write_tx(|tx| {
+            let existing = get(&tx.tx, &incoming.name)?;
+            if let Some(c) = &existing {
+                if c.stamp == incoming.stamp && c != incoming {
+                    return Err(StoreError::InvalidState(format!(
+                        "collection {} record {} differs from the stored one with the same stamp",
+                        incoming.name, incoming.stamp
+                    )));
+                }
+                if c.stamp >= incoming.stamp {
+                    return Ok(false);
+                }
+            }
+            tx.observe_remote(incoming.stamp.hlc)?;
+            put(tx, incoming)?;
+            Ok(true)
+        })
+    }
+
     /// The live collection `name`.
     pub fn collection(&self, name: &CollectionName) -> Result<Option<Collection>, StoreError> {
         self.read(|tx| Ok(get(tx, name)?.filter(|c| !c.deleted)))

@@ -76,6 +76,14 @@ impl WriteTx<'_> {
         Stamp::new(self.clock.tick(self.now_ms), self.node)
     }
 
+    /// Takes in a clock value from another node: refused when it is more than the drift bound
+    /// ahead of local time (the clock does not move), else the clock moves past it.
+    pub(crate) fn observe_remote(&mut self, hlc: ragsync_core::Hlc) -> Result<(), StoreError> {
+        self.clock.check_drift(hlc, self.now_ms)?;
+        self.clock.observe(hlc, self.now_ms)?;
+        Ok(())
+    }
+
     /// The `seq` for the next change.
     pub(crate) fn next_seq(&mut self) -> u64 {
         let s = self.next_seq;
@@ -146,6 +154,11 @@ impl Store {
     /// the feed (and later search) sees both. Refuses the whole state, moving nothing, when a
     /// version's clock is more than `hlc_max_drift_ms` ahead of local time. Returns true when
     /// the stored state changed (it then gets a new `seq`); merging a known state changes nothing.
+    ///
+    /// The state is merged whether or not its collection is known here or live: documents and
+    /// their collection's record may arrive in any order, and every node ends with the same
+    /// states and the same record. A document shows (reads, lists, counts) only while its
+    /// collection's record is live.
     pub fn merge_remote(
         &self,
         collection: &CollectionName,
@@ -156,7 +169,6 @@ impl Store {
             .check_invariants()
             .map_err(StoreError::InvalidState)?;
         self.write_tx(|tx| {
-            collections::require_live(&tx.tx, collection)?;
             // A version's clock entries are at most its stamp (checked above), so bounding
             // the stamps bounds everything the state claims to have seen.
             for v in incoming.versions() {

@@ -23,7 +23,11 @@ impl Store {
             };
             Ok(Stats {
                 collections: count("SELECT count(*) FROM collections WHERE deleted = 0")?,
-                documents: count("SELECT count(*) FROM docs WHERE deleted = 0")?,
+                // Documents show only while their collection is live (see `merge_remote`).
+                documents: count(
+                    "SELECT count(*) FROM docs d JOIN collections c \
+                     ON c.name = d.collection AND c.deleted = 0 WHERE d.deleted = 0",
+                )?,
                 tombstones: count("SELECT count(*) FROM docs WHERE deleted = 1")?,
                 contents: count("SELECT count(*) FROM contents")?,
                 content_bytes: count("SELECT coalesce(sum(len), 0) FROM contents")?,

@@ -584,3 +584,93 @@ fn writes_that_change_nothing_write_nothing() {
     let r = s.write(&coll(), vec![put("b", "new")]).unwrap();
     assert!(size() > before && r[0].version > state.winner().stamp);
 }
+
+/// Applies every row of `from`'s feed to `to`, in feed order or reversed.
+fn replicate(from: &Store, to: &Store, reversed: bool) {
+    let mut rows = from.changes(0, 100_000, INLINE).unwrap().entries;
+    if reversed {
+        rows.reverse();
+    }
+    for row in rows {
+        match row.item {
+            FeedItem::Doc {
+                collection,
+                id,
+                state,
+            } => {
+                to.merge_remote(&collection, &id, &state).unwrap();
+            }
+            FeedItem::Collection(c) => {
+                to.merge_remote_collection(&c).unwrap();
+            }
+        }
+    }
+}
+
+/// Every row a store holds: collection records and document states, as JSON.
+fn everything(s: &Store) -> BTreeMap<String, serde_json::Value> {
+    s.changes(0, 100_000, INLINE)
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| match e.item {
+            FeedItem::Doc {
+                collection,
+                id,
+                state,
+            } => (
+                format!("doc {collection}/{id}"),
+                serde_json::to_value(state).unwrap(),
+            ),
+            FeedItem::Collection(c) => (
+                format!("collection {}", c.name),
+                serde_json::to_value(c).unwrap(),
+            ),
+        })
+        .collect()
+}
+
+/// Issue 12, item 1: a settings change puts the collection row after its documents in the
+/// feed; documents must apply before their collection arrives.
+#[test]
+fn documents_apply_before_their_collection_arrives() {
+    for reversed in [false, true] {
+        let (_a_dir, a) = setup();
+        a.write(&coll(), vec![put("x", "one"), put("y", "two")])
+            .unwrap();
+        let mut settings = CollectionSettings::default();
+        settings.chunking.max_tokens += 1;
+        a.put_collection(&coll(), settings).unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let b = open(b_dir.path());
+        replicate(&a, &b, reversed);
+        assert_eq!(everything(&b), everything(&a), "reversed: {reversed}");
+        let x = b.get(&coll(), &DocId::new("x").unwrap()).unwrap().unwrap();
+        assert!(!x.state.is_deleted());
+        assert_eq!(b.stats().unwrap().documents, 2);
+    }
+}
+
+/// Issue 12, item 1: a collection deleted on one node while a document is written on another
+/// ends the same on both, whatever order the rows arrive in.
+#[test]
+fn a_collection_deleted_while_written_elsewhere_ends_the_same_everywhere() {
+    for reversed in [false, true] {
+        let (_a_dir, a) = setup();
+        a.write(&coll(), vec![put("x", "one")]).unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let b = open(b_dir.path());
+        replicate(&a, &b, false);
+        // Concurrently: A deletes the collection, B writes into it.
+        a.delete_collection(&coll()).unwrap();
+        b.write(&coll(), vec![put("x", "edited"), put("y", "new")])
+            .unwrap();
+        replicate(&a, &b, reversed);
+        replicate(&b, &a, reversed);
+        assert_eq!(everything(&a), everything(&b), "reversed: {reversed}");
+        for s in [&a, &b] {
+            assert!(s.collection(&coll()).unwrap().is_none());
+            assert_eq!(s.stats().unwrap().documents, 0);
+        }
+    }
+}
