@@ -274,9 +274,8 @@ impl DocState {
     /// Checks the state's invariants: non-empty, sorted by [`rank`] descending with no duplicate,
     /// every version's clock holds its own stamp as its writer's entry and only older values
     /// for other nodes (a writer's stamp is greater than everything it has seen, so an entry at
-    /// or ahead of the stamp is forged and would hide that node's later writes), no version
-    /// has seen another, and no metadata nests deeper than
-    /// [`crate::metadata::MAX_METADATA_DEPTH_CEILING`] (deeper would not read back).
+    /// or ahead of the stamp is forged and would hide that node's later writes), and no version
+    /// has seen another.
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.versions.is_empty() {
             return Err("empty state".into());
@@ -290,10 +289,6 @@ impl DocState {
             }
         }
         for v in &self.versions {
-            let depth = crate::metadata::depth(&v.metadata);
-            if depth > crate::metadata::MAX_METADATA_DEPTH_CEILING {
-                return Err(format!("{:?} has metadata {depth} levels deep", v.stamp));
-            }
             if !v.clock.contains(&v.stamp) {
                 return Err(format!("{:?} does not include its own stamp", v.stamp));
             }

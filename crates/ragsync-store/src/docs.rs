@@ -168,6 +168,14 @@ impl Store {
         incoming
             .check_invariants()
             .map_err(StoreError::InvalidState)?;
+        for v in incoming.versions() {
+            // Deeper metadata would not read back from the stored and wire forms.
+            ragsync_core::metadata::check_depth(
+                &v.metadata,
+                ragsync_core::metadata::MAX_METADATA_DEPTH_CEILING,
+            )
+            .map_err(|e| StoreError::InvalidState(format!("{}: {e}", v.stamp)))?;
+        }
         self.write_tx(|tx| {
             // A version's clock entries are at most its stamp (checked above), so bounding
             // the stamps bounds everything the state claims to have seen.
@@ -211,11 +219,12 @@ impl Store {
         })
     }
 
-    /// Documents of `collection` that are not deleted, by id, starting after `after`.
+    /// Documents of `collection` that are not deleted, by id, starting after `after` (any
+    /// string: ids are compared as stored, byte for byte).
     pub fn list(
         &self,
         collection: &CollectionName,
-        after: Option<&DocId>,
+        after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StoredDoc>, StoreError> {
         self.read(|tx| {
@@ -225,11 +234,7 @@ impl Store {
                  WHERE collection = ?1 AND doc_id > ?2 AND deleted = 0 ORDER BY doc_id LIMIT ?3",
             )?;
             let rows = stmt.query_map(
-                params![
-                    collection.as_str(),
-                    after.map_or("", |a| a.as_str()),
-                    limit as i64
-                ],
+                params![collection.as_str(), after.unwrap_or(""), limit as i64],
                 |r| {
                     Ok((
                         r.get::<_, String>(0)?,
@@ -242,7 +247,7 @@ impl Store {
                 let (id, seq, state) = r?;
                 Ok(StoredDoc {
                     collection: collection.clone(),
-                    id: DocId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    id: DocId::from_stored(id),
                     seq: seq as u64,
                     state: decode_state(&state)?,
                 })
@@ -375,7 +380,7 @@ pub(crate) fn tombstone_all(
     };
     let n = live.len() as u64;
     for (id, state) in live {
-        let id = DocId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let id = DocId::from_stored(id);
         let mut state = decode_state(&state)?;
         let stamp = tx.stamp();
         state.delete(stamp);
@@ -384,7 +389,7 @@ pub(crate) fn tombstone_all(
     Ok(n)
 }
 
-fn load(
+pub(crate) fn load(
     tx: &Transaction<'_>,
     collection: &CollectionName,
     id: &DocId,

@@ -101,7 +101,7 @@ impl Store {
                     seq: seq as u64,
                     item: FeedItem::Doc {
                         collection: CollectionName::new(collection).map_err(corrupt)?,
-                        id: DocId::new(id).map_err(corrupt)?,
+                        id: DocId::from_stored(id),
                         state: decode_state(&state)?,
                     },
                 });

@@ -2,13 +2,21 @@
 //! `user_version = i - 1` to `i`, inside the transaction that opens the store. Never edit a
 //! migration that has shipped: add the next one.
 
-use rusqlite::Connection;
+use ragsync_core::{CollectionName, DocId};
+use rusqlite::{Connection, Transaction, params};
 
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[
+/// One step of the schema: SQL, or code for what SQL cannot do.
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction<'_>) -> Result<(), StoreError>),
+}
+
+const MIGRATIONS: &[Migration] = &[
     // 1: node identity, collections, document states with the change feed, contents.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY,
         value BLOB NOT NULL
@@ -42,6 +50,9 @@ const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL
     );
     "#,
+    ),
+    // 2: document ids in NFC (earlier builds kept them byte for byte).
+    Migration::Code(nfc_document_ids),
 ];
 
 /// The schema version this build writes.
@@ -57,11 +68,70 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "database schema version {current} is newer than this build's {SCHEMA_VERSION}"
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        tx.execute_batch(sql)?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Code(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tracing::info!(version = i + 1, "applied schema migration");
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Moves every document stored under an id that is not in NFC to its NFC id, merging it with
+/// a document already there (the two were one name spelt two ways), with a new feed `seq` so
+/// peers learn of it. Ids that hold characters no longer allowed keep their row as it is:
+/// they stay readable in lists and the feed, and deletable with their collection.
+fn nfc_document_ids(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let rows: Vec<(String, String, Vec<u8>)> = {
+        let mut stmt = tx.prepare("SELECT collection, doc_id, state FROM docs")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|(_, id, _)| !DocId::is_nfc(id))
+            .collect()
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut seq = crate::feed::head_seq(tx)?;
+    for (collection, old_id, state) in rows {
+        let Ok(id) = DocId::new(old_id.clone()) else {
+            continue;
+        };
+        let coll = CollectionName::new(collection.clone())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut merged = crate::docs::decode_state(&state)?;
+        if let Some((_, there)) = crate::docs::load(tx, &coll, &id)? {
+            merged.merge(&there);
+        }
+        seq += 1;
+        tx.execute(
+            "DELETE FROM docs WHERE collection = ?1 AND doc_id = ?2",
+            params![collection, old_id],
+        )?;
+        let bytes = serde_json::to_vec(&merged).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO docs (collection, doc_id, seq, deleted, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                collection,
+                id.as_str(),
+                seq as i64,
+                merged.is_deleted(),
+                bytes
+            ],
+        )?;
+        tracing::info!(%collection, from = %old_id, to = %id, "document id normalised to NFC");
+    }
+    crate::meta_set(tx, "seq", seq.to_string().as_bytes())?;
     Ok(())
 }

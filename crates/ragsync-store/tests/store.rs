@@ -674,3 +674,56 @@ fn a_collection_deleted_while_written_elsewhere_ends_the_same_everywhere() {
         }
     }
 }
+
+/// A database written by an earlier build (schema 1) may hold ids in NFD and ids with
+/// characters now refused: the NFD ones move to their NFC id (merged with what is there),
+/// the others stay readable, listable, in the feed and deletable with their collection.
+#[test]
+fn ids_stored_by_earlier_builds_stay_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        s.put_collection(&coll(), CollectionSettings::default())
+            .unwrap();
+        s.write(&coll(), vec![put("caf\u{e9}", "nfc"), put("other", "nfd")])
+            .unwrap();
+    }
+    {
+        let db = rusqlite::Connection::open(dir.path().join("ragsync.db")).unwrap();
+        let state: Vec<u8> = db
+            .query_row("SELECT state FROM docs WHERE doc_id = 'other'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        for (seq, id) in [(100, "cafe\u{301}"), (101, "zero\u{200B}width")] {
+            db.execute(
+                "INSERT INTO docs (collection, doc_id, seq, deleted, state) VALUES ('c', ?1, ?2, 0, ?3)",
+                rusqlite::params![id, seq, state],
+            )
+            .unwrap();
+        }
+        db.execute("DELETE FROM docs WHERE doc_id = 'other'", [])
+            .unwrap();
+        db.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let s = open(dir.path());
+    let cafe = s
+        .get(&coll(), &DocId::new("caf\u{e9}").unwrap())
+        .unwrap()
+        .unwrap();
+    // Both spellings' states merged: the NFD row's version was written later by the same
+    // node, so it has seen the other and wins alone.
+    assert_eq!(cafe.state.versions().len(), 1);
+    let content = cafe.state.winner().content.as_ref().unwrap();
+    assert_eq!(content.cid, ragsync_core::ContentId::of(b"nfd"));
+    assert!(cafe.seq > 101, "the merged state gets a new seq");
+    let ids: Vec<String> = s
+        .list(&coll(), None, 100)
+        .unwrap()
+        .iter()
+        .map(|d| d.id.to_string())
+        .collect();
+    assert_eq!(ids, ["caf\u{e9}", "zero\u{200B}width"]);
+    assert_eq!(s.changes(0, 100, INLINE).unwrap().entries.len(), 3);
+    assert_eq!(s.delete_collection(&coll()).unwrap(), 2);
+}

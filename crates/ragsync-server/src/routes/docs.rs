@@ -248,10 +248,12 @@ pub(crate) async fn list(
 ) -> ApiResult<Json<Value>> {
     let c = CollectionName::new(c)?;
     who.require(Permission::ReadDocs, Some(&c))?;
-    let after = q.after.map(DocId::new).transpose()?;
+    // A position, not a name to address: any id a page ended on (also one stored by an
+    // earlier build under rules since tightened) must continue the listing.
+    let after = q.after;
     let limit = super::page_limit(q.limit, DEFAULT_LIST_LIMIT, node.limits.max_page_rows)?;
     let mut docs = node
-        .blocking(move |s| s.list(&c, after.as_ref(), limit + 1))
+        .blocking(move |s| s.list(&c, after.as_deref(), limit + 1))
         .await?;
     let has_more = docs.len() > limit;
     docs.truncate(limit);
