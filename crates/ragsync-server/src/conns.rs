@@ -2,10 +2,14 @@
 //!
 //! A connection is *waiting* when no request of it is in the router, no response of it is
 //! being produced or written, and it has been quiet for [`MIN_QUIET`]: it is idle between
-//! requests or still sending a request head. When the node is at `max_connections`, or out
-//! of file descriptors, the accept loop closes the connection that has waited longest, so
-//! that connections which never finish their request cannot lock out one that would.
-//! A connection inside a request is never chosen.
+//! requests or still sending a request head. It is *stalled* when its client has taken no
+//! byte of a response for the stall limit (`header_read_timeout_ms`): a client that sends
+//! requests and never reads the answers. When the node is at `max_connections`, or out of
+//! file descriptors, the accept loop asks the connection that has waited (or stalled)
+//! longest to close, so that connections which never finish cannot lock out one that would.
+//! The connection's own task checks again, between two polls of the connection, that it is
+//! still waiting or stalled before it closes: a connection that started a request in the
+//! meantime is never closed this way.
 
 use std::collections::HashMap;
 use std::io;
@@ -34,17 +38,20 @@ pub(crate) struct Conn {
     /// When it last made progress, in ms since `epoch`.
     quiet_since_ms: AtomicU64,
     epoch: Instant,
+    /// How long a blocked write may make no progress before the connection counts as stalled.
+    stall_ms: u64,
     /// Notified to close the connection.
     pub(crate) close: Notify,
 }
 
 impl Conn {
-    fn new(epoch: Instant) -> Self {
+    fn new(epoch: Instant, stall_ms: u64) -> Self {
         let c = Self {
             active: AtomicU64::new(0),
             write_blocked: AtomicBool::new(false),
             quiet_since_ms: AtomicU64::new(0),
             epoch,
+            stall_ms,
             close: Notify::new(),
         };
         c.touch();
@@ -67,13 +74,18 @@ impl Conn {
         self.active.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Since when it has been waiting, or `None` when it is busy.
-    fn waiting_since_ms(&self, now_ms: u64) -> Option<u64> {
+    /// Since when it has been waiting or stalled (see the module docs), or `None` when it is
+    /// busy and may not be closed.
+    pub(crate) fn closable_since_ms(&self) -> Option<u64> {
+        // The flags first: a progress mark read before them could be older than a request
+        // that just ended, and pass for a long wait.
+        let active = self.active.load(Ordering::Acquire);
+        let blocked = self.write_blocked.load(Ordering::Acquire);
         let since = self.quiet_since_ms.load(Ordering::Acquire);
-        let idle = self.active.load(Ordering::Acquire) == 0
-            && !self.write_blocked.load(Ordering::Acquire)
-            && now_ms.saturating_sub(since) >= MIN_QUIET.as_millis() as u64;
-        idle.then_some(since)
+        let quiet = (self.epoch.elapsed().as_millis() as u64).saturating_sub(since);
+        let waiting = active == 0 && !blocked && quiet >= MIN_QUIET.as_millis() as u64;
+        let stalled = blocked && quiet >= self.stall_ms;
+        (waiting || stalled).then_some(since)
     }
 }
 
@@ -83,21 +95,24 @@ pub(crate) struct Registry {
     conns: Arc<Mutex<HashMap<u64, Arc<Conn>>>>,
     next: Arc<AtomicU64>,
     epoch: Instant,
+    stall_ms: u64,
 }
 
 impl Registry {
-    pub(crate) fn new() -> Self {
+    /// A registry whose connections count as stalled after `stall` without write progress.
+    pub(crate) fn new(stall: Duration) -> Self {
         Self {
             conns: Arc::default(),
             next: Arc::default(),
             epoch: Instant::now(),
+            stall_ms: stall.as_millis() as u64,
         }
     }
 
     /// Registers a new connection; it leaves the registry when the guard is dropped.
     pub(crate) fn open(&self) -> (Arc<Conn>, Registered) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(Conn::new(self.epoch));
+        let conn = Arc::new(Conn::new(self.epoch, self.stall_ms));
         self.lock().insert(id, conn.clone());
         (
             conn,
@@ -112,13 +127,13 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks the connection that has waited longest to close. False when none is waiting.
+    /// Asks the connection that has waited (or stalled) longest to close. False when none
+    /// may be closed.
     pub(crate) fn close_longest_waiting(&self) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64;
         let victim = self
             .lock()
             .values()
-            .filter_map(|c| c.waiting_since_ms(now).map(|since| (since, c.clone())))
+            .filter_map(|c| c.closable_since_ms().map(|since| (since, c.clone())))
             .min_by_key(|(since, _)| *since);
         match victim {
             Some((_, c)) => {

@@ -1,10 +1,11 @@
 //! Accepting and serving connections, within named limits.
 //!
 //! Invariants:
-//! - at most `max_connections` connections are open; at that cap, or when file descriptors
-//!   run out, the connection that has waited longest for a request is closed to make room
-//!   (never one inside a request, see [`crate::conns`]); when none is waiting, new
-//!   connections wait in the kernel's listen backlog;
+//! - at most `max_connections` connections are open; when one more arrives at that cap, or
+//!   file descriptors run out, the connection that has waited longest for a request (or
+//!   whose client has taken nothing for `header_read_timeout_ms`) is closed to make room
+//!   (never one busy with a request, see [`crate::conns`]); when none qualifies, new
+//!   connections wait;
 //! - a connection that has not sent a complete request head within `header_read_timeout_ms`
 //!   (including a kept-alive one idle between requests) is closed, and a request body that
 //!   pauses for `body_read_timeout_ms` is refused with 408 (see [`crate::router`]);
@@ -54,16 +55,28 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
-    let registry = Registry::new();
+    let registry = Registry::new(Duration::from_millis(limits.header_read_timeout_ms));
     let mut errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     'accepting: loop {
+        let stream = tokio::select! {
+            biased;
+            _ = &mut shutdown => break 'accepting,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    errors.failed(e, &registry).await;
+                    continue;
+                }
+            },
+        };
+        // A connection is here: find it a slot, making room at the cap (or look again
+        // shortly: a connection may start waiting).
         let mut warned = false;
         let slot = loop {
             if let Ok(slot) = slots.clone().try_acquire_owned() {
                 break slot;
             }
-            // At the cap: make room, or look again shortly (a connection may start waiting).
             let made_room = registry.close_longest_waiting();
             if !made_room && !warned {
                 warned = true;
@@ -79,17 +92,6 @@ pub async fn serve(
                 _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
             }
         };
-        let stream = tokio::select! {
-            biased;
-            _ = &mut shutdown => break 'accepting,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    errors.failed(e, &registry).await;
-                    continue;
-                }
-            },
-        };
         let _ = stream.set_nodelay(true);
         let (conn, registered) = registry.open();
         let reached_router = Arc::new(AtomicBool::new(false));
@@ -99,14 +101,26 @@ pub async fn serve(
         let serving = graceful.watch(http.serve_connection(io, svc));
         let mut closed = closed.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                r = serving => if let Err(e) = r {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                },
-                _ = conn.close.notified() => {
-                    tracing::debug!("closed a waiting connection to make room");
+            tokio::pin!(serving);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = closed.wait_for(|c| *c) => break,
+                    _ = conn.close.notified() => {
+                        // Between two polls of the connection nothing in it moves: if it is
+                        // still waiting or stalled now, closing it interrupts no request.
+                        if conn.closable_since_ms().is_some() {
+                            tracing::debug!("closed a waiting connection to make room");
+                            break;
+                        }
+                    }
+                    r = &mut serving => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
                 }
-                _ = closed.wait_for(|c| *c) => {}
             }
             drop((registered, slot));
         });

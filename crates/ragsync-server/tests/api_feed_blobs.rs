@@ -298,3 +298,41 @@ async fn large_contents_stream_back_exactly() {
     assert_eq!(r.headers()["content-length"], "951436");
     assert!(r.bytes().await.unwrap().as_ref() == &bytes[1_048_570..2_000_006]);
 }
+
+/// A replicated version may reference a large content that is not stored here yet: its read
+/// is a whole JSON answer without the content, never a 200 cut off mid-body.
+#[tokio::test]
+async fn a_large_content_not_stored_here_reads_without_it() {
+    use ragsync_core::doc::Body;
+    use ragsync_core::{CollectionName, ContentRef, DocId, DocState, Hlc, NodeId, Stamp};
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let body = Body {
+        title: Some("far".into()),
+        content: Some(ContentRef {
+            cid: ContentId::of(b"bytes that live on another node"),
+            len: 2 << 20,
+            content_type: "text/plain; charset=utf-8".into(),
+        }),
+        ..Body::default()
+    };
+    let state = DocState::create(Stamp::new(Hlc::new(now, 0), NodeId(99)), body);
+    let (c, id) = (
+        CollectionName::new("c").unwrap(),
+        DocId::new("far").unwrap(),
+    );
+    assert!(n.store.merge_remote(&c, &id, &state).unwrap());
+    let (status, doc) = json(
+        n.req(Method::GET, "/v1/collections/c/docs/far")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &doc["title"]), (200, &json!("far")));
+    assert!(doc.get("text").is_none() && doc.get("content_base64").is_none());
+}

@@ -145,7 +145,16 @@ impl Store {
             return Err(bad_dir("exists and is not a directory"));
         }
         std::fs::create_dir_all(dir)?;
-        let lock = File::create(dir.join(LOCK_FILE))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_existed = lock_path.exists();
+        // A directory refused below is left as it was found.
+        let refuse = |e: StoreError| {
+            if !lock_existed {
+                let _ = std::fs::remove_file(&lock_path);
+            }
+            e
+        };
+        let lock = File::create(&lock_path)?;
         lock.try_lock()
             .map_err(|_| StoreError::Locked(dir.display().to_string()))?;
         let path = dir.join(DB_FILE);
@@ -155,19 +164,20 @@ impl Store {
                 e.file_name() != LOCK_FILE && !INIT_FILES.iter().any(|f| e.file_name() == *f)
             });
             if let Some(e) = other {
-                return Err(bad_dir(&format!(
+                return Err(refuse(bad_dir(&format!(
                     "holds {:?} but no {DB_FILE}: a new node is made only in an empty \
                      directory (pass --init to make one here)",
                     e.file_name()
-                )));
+                ))));
             }
         }
         if !existed {
             create_node_db(dir, &path)?;
         }
         let mut conn = Connection::open(&path)?;
-        check_recognised(&conn)
-            .map_err(|reason| StoreError::DataDir(format!("{}: {reason}", path.display())))?;
+        check_recognised(&conn).map_err(|reason| {
+            refuse(StoreError::DataDir(format!("{}: {reason}", path.display())))
+        })?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", opts.durability.pragma())?;
         if opts.durability == Durability::Extra {

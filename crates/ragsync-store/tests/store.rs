@@ -532,6 +532,10 @@ fn a_node_is_made_only_in_an_empty_directory() {
         assert_eq!(err.code(), "invalid_data_dir", "{err}");
         assert!(err.to_string().contains("ragsync.db"), "{err}");
         assert_eq!(std::fs::read(dir.join("ragsync.db")).unwrap(), contents);
+        assert!(
+            !dir.join("LOCK").exists(),
+            "a refused directory was changed"
+        );
     }
 
     let file = root.path().join("a-file");
@@ -545,6 +549,11 @@ fn a_node_is_made_only_in_an_empty_directory() {
     std::fs::write(busy.join("notes.txt"), b"mine").unwrap();
     let err = open(&busy, false).err().expect("refused");
     assert!(err.to_string().contains("--init"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&busy).unwrap().count(),
+        1,
+        "left as found"
+    );
     let id = open(&busy, true).unwrap().node_id();
     // Made once; later opens keep the same node.
     assert_eq!(open(&busy, false).unwrap().node_id(), id);

@@ -492,8 +492,16 @@ fn collect_sources(paths: &[PathBuf], report: &mut IngestReport) -> anyhow::Resu
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
         for entry in walker {
-            let entry = entry?;
-            let len = if entry.path_is_symlink() {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let at = e.path().unwrap_or(root).display().to_string();
+                    report.refuse(at, format!("cannot be read: {e}"));
+                    continue;
+                }
+            };
+            // The folder given may itself be a link; links inside it are checked.
+            let len = if entry.depth() > 0 && entry.path_is_symlink() {
                 match link_to_file_within(entry.path(), &real_root) {
                     Ok(len) => len,
                     Err(reason) => {
@@ -585,8 +593,14 @@ impl Source {
                 "the file name is not UTF-8, so it cannot be a document id".into(),
             ))))),
             SourceKind::File { id: Some(id) } => {
-                let bytes = std::fs::read(&self.path)
-                    .with_context(|| format!("reading {}", self.path.display()))?;
+                let bytes = match std::fs::read(&self.path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let reason = format!("cannot be read: {e}");
+                        let item = Item::unreadable(origin, self.bytes, reason);
+                        return Ok(Box::new(std::iter::once(Ok(item))));
+                    }
+                };
                 let content = match String::from_utf8(bytes) {
                     Ok(t) => Content::Text(t),
                     Err(e) => Content::Bytes(e.into_bytes()),
@@ -603,19 +617,35 @@ impl Source {
                 Ok(Box::new(std::iter::once(Ok(item))))
             }
             SourceKind::Corpus => {
-                let file = std::fs::File::open(&self.path)
-                    .with_context(|| format!("opening {}", self.path.display()))?;
-                let lines = std::io::BufReader::new(file).lines().enumerate();
+                let file = match std::fs::File::open(&self.path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let reason = format!("cannot be read: {e}");
+                        let item = Item::unreadable(origin, self.bytes, reason);
+                        return Ok(Box::new(std::iter::once(Ok(item))));
+                    }
+                };
+                // Lines as bytes: one that is not UTF-8 is a record to report, not the end.
+                let lines = std::io::BufReader::new(file).split(b'\n').enumerate();
                 Ok(Box::new(lines.filter_map(move |(i, line)| {
                     let at = format!("{origin}:{}", i + 1);
                     let line = match line {
                         Ok(l) => l,
                         Err(e) => return Some(Err(anyhow::Error::from(e).context(at))),
                     };
+                    let len = line.len() as u64 + 1;
+                    let line = match String::from_utf8(line) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let reason = format!("the line is not UTF-8: {}", e.utf8_error());
+                            return Some(Ok(Item::unreadable(at, len, reason)));
+                        }
+                    };
+                    let line = line.strip_suffix('\r').unwrap_or(&line);
                     if line.trim().is_empty() {
                         return None;
                     }
-                    Some(Ok(corpus_item(&line, at)))
+                    Some(Ok(corpus_item(line, at)))
                 })))
             }
         }

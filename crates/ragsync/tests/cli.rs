@@ -367,7 +367,8 @@ fn ingest_sends_large_files_reports_bad_records_and_follows_links_within() {
     assert!(big.len() > 10_000_000);
     write(&docs.join("big.txt"), &big);
     std::os::unix::fs::symlink(docs.join("a.md"), docs.join("link.md")).unwrap();
-    std::os::unix::fs::symlink("/etc/hostname", docs.join("outside")).unwrap();
+    write(&dir.path().join("elsewhere.txt"), "not in the folder");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere.txt"), docs.join("outside")).unwrap();
     std::fs::create_dir(docs.join("sub")).unwrap();
     std::os::unix::fs::symlink(docs.join("sub"), docs.join("dirlink")).unwrap();
     std::os::unix::fs::symlink(docs.join("gone"), docs.join("dangling")).unwrap();
@@ -383,17 +384,27 @@ fn ingest_sends_large_files_reports_bad_records_and_follows_links_within() {
              {{\"_id\": \"ok2\", \"text\": \"two\"}}\n"
         ),
     );
+    // A line that is not UTF-8 is one more bad record, not the end of the corpus.
+    let mut bytes = std::fs::read(&corpus).unwrap();
+    bytes.extend_from_slice(
+        b"{\"_id\": \"latin1\", \"text\": \"caf\xe9\"}\n{\"_id\": \"ok3\", \"text\": \"three\"}\n",
+    );
+    std::fs::write(&corpus, bytes).unwrap();
+    // The folder is given through a link: the link itself is no refusal.
+    let docs_link = dir.path().join("docs-link");
+    std::os::unix::fs::symlink(&docs, &docs_link).unwrap();
     let node = NodeProcess::spawn(Path::new(EXE), &dir.path().join("node"), TOKEN, &[]).unwrap();
-    let (docs_s, corpus_s) = (docs.to_str().unwrap(), corpus.to_str().unwrap());
+    let (docs_s, corpus_s) = (docs_link.to_str().unwrap(), corpus.to_str().unwrap());
     let args = ["ingest", docs_s, corpus_s, "--collection", "kb", "--quiet"];
     let (ok, out, err) = ragsync(&args, &node.url);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("sent 5 documents (5 created"), "{out}");
-    assert!(out.contains("6 records not stored:"), "{out}");
+    assert!(out.contains("sent 6 documents (6 created"), "{out}");
+    assert!(out.contains("7 records not stored:"), "{out}");
     for expected in [
         format!("{corpus_s}:2: title of 2000 bytes is larger than the node's max_title_bytes"),
         format!("{corpus_s}:3: not a corpus record"),
         format!("{corpus_s}:4: invalid metadata: integer 99999999999999999999"),
+        format!("{corpus_s}:6: the line is not UTF-8"),
         "outside: a symbolic link that leads outside the folder given".to_string(),
         "dirlink: a symbolic link to a folder".to_string(),
         "dangling: a symbolic link that leads nowhere".to_string(),
@@ -418,5 +429,5 @@ fn ingest_sends_large_files_reports_bad_records_and_follows_links_within() {
     let (ok, out, err) = ragsync(&args, &node.url);
     assert!(ok, "{out}{err}");
     assert!(out.contains("sent 0 documents"), "{out}");
-    assert!(out.contains("6 records not stored:"), "{out}");
+    assert!(out.contains("7 records not stored:"), "{out}");
 }

@@ -202,3 +202,72 @@ fn sigterm_stops_within_the_grace_period_and_keeps_acknowledged_writes() {
         .unwrap();
     assert_eq!(doc["text"], "acknowledged");
 }
+
+/// Clients that send requests and never read the answers hold connections inside a request
+/// (their responses stall on full sockets): once such a connection has taken nothing for the
+/// stall limit (`header_read_timeout_ms`), it is closed to make room, so they cannot lock
+/// the node out either.
+#[test]
+fn clients_that_never_read_their_answers_do_not_lock_out_a_request() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::spawn(
+        Path::new(EXE),
+        &dir.path().join("node"),
+        TOKEN,
+        &["--max-connections", "4", "--header-read-timeout-ms", "1000"],
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = node.client();
+        client
+            .put(&["collections", "c"], &serde_json::json!({}))
+            .await
+            .unwrap();
+        let text = "x".repeat(4 << 20);
+        client
+            .put(
+                &["collections", "c", "docs", "big"],
+                &serde_json::json!({"text": text}),
+            )
+            .await
+            .unwrap();
+        let cid = ragsync_core::ContentId::of(text.as_bytes());
+        // Four downloads of 4 MiB each, pipelined, on a 4 KiB receive buffer never read.
+        let requests = format!(
+            "GET /v1/blobs/{cid} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        )
+        .repeat(4);
+        let addr: std::net::SocketAddr = addr(&node).parse().unwrap();
+        let mut hogs = Vec::new();
+        for _ in 0..6 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            let mut stream = socket.connect(addr).await.unwrap();
+            let requests = requests.clone();
+            hogs.push(tokio::spawn(async move {
+                let _ = stream.write_all(requests.as_bytes()).await;
+                std::future::pending::<()>().await;
+                drop(stream);
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let answered = tokio::time::timeout(Duration::from_secs(15), client.get(&["status"], &[]))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        assert!(
+            answered,
+            "no answer while 6 clients never read theirs (cap 4)"
+        );
+        eprintln!("answered in {:?} past 6 stalled readers", started.elapsed());
+        for h in hogs {
+            h.abort();
+        }
+    });
+}

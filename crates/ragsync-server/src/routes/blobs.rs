@@ -97,7 +97,10 @@ fn resolve_range(header: Option<&str>, len: u64) -> RangeAnswer {
     };
     let ranges = match http_range_header::parse_range_header(header) {
         Ok(parsed) => parsed.ranges,
-        Err(RangeUnsatisfiableError::ZeroSuffix) => return RangeAnswer::Unsatisfiable,
+        // `-0` asks for nothing; beside other ranges it is one unsatisfiable range of several.
+        Err(RangeUnsatisfiableError::ZeroSuffix) if !header.contains(',') => {
+            return RangeAnswer::Unsatisfiable;
+        }
         Err(_) => return RangeAnswer::Whole,
     };
     let mut satisfiable = Vec::new();
@@ -142,6 +145,7 @@ mod tests {
             (Some("bytes=-11"), Part(0, 10)),
             (Some("bytes=10-"), Unsatisfiable),
             (Some("bytes=-0"), Unsatisfiable),
+            (Some("bytes=0-5,-0"), Whole),
             (Some("bytes=20-30, 40-50"), Unsatisfiable),
             (Some("bytes=0-1, 4-5"), Whole),
             (Some("bytes=0-5, 3-8"), Whole),

@@ -2,9 +2,9 @@
 //! concurrent reads of a large document hold [`CHUNK_BYTES`] each in memory rather than
 //! the whole content (and its JSON copy) each.
 //!
-//! A blocking task reads `CHUNK_BYTES` at a time in place (SQLite incremental blob IO) and
-//! hands them through a channel of [`CHUNKS_IN_FLIGHT`]; when the client goes away the
-//! channel closes and the task stops. A content is immutable under its id, so reading it in
+//! A task reads `CHUNK_BYTES` at a time in place (SQLite incremental blob IO, each read on the
+//! blocking pool) and hands them through a channel of [`CHUNKS_IN_FLIGHT`]; a slow client
+//! holds no thread, and when it goes away the channel closes and the task stops. A content is immutable under its id, so reading it in
 //! several transactions reads the same bytes.
 
 use std::pin::Pin;
@@ -112,29 +112,34 @@ impl ContentBody {
     ) -> Self {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let store = node.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let send = |b: Result<Vec<u8>, String>| tx.blocking_send(b.map(Bytes::from)).is_ok();
-            if !prefix.is_empty() && !send(Ok(prefix)) {
+        // An async task, so that a client that reads slowly holds no thread: only each
+        // chunk's read runs on the blocking pool.
+        tokio::spawn(async move {
+            if !prefix.is_empty() && tx.send(Ok(Bytes::from(prefix))).await.is_err() {
                 return;
             }
             let mut at = start;
             while at < end {
                 let n = CHUNK_BYTES.min(end - at);
-                let chunk = match store.content_range(&cid, at, n) {
-                    Ok(Some(c)) if c.len() as u64 == n => Ok(c),
-                    Ok(_) => Err(format!("content {cid} ended early")),
-                    Err(e) => Err(e.to_string()),
+                let store = store.clone();
+                let read =
+                    tokio::task::spawn_blocking(move || store.content_range(&cid, at, n)).await;
+                let chunk = match read {
+                    Ok(Ok(Some(c))) if c.len() as u64 == n => Ok(c),
+                    Ok(Ok(_)) => Err(format!("content {cid} ended early")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(format!("content read task: {e}")),
                 }
                 .and_then(|c| {
                     at += n;
                     encoding.encode(c, at == end)
                 });
                 let failed = chunk.is_err();
-                if !send(chunk) || failed {
+                if tx.send(chunk.map(Bytes::from)).await.is_err() || failed {
                     return;
                 }
             }
-            let _ = send(Ok(suffix));
+            let _ = tx.send(Ok(Bytes::from(suffix))).await;
         });
         Self { rx, exact_len }
     }

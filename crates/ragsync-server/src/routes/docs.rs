@@ -173,14 +173,21 @@ pub(crate) async fn get(
                 return Ok(None);
             };
             let winner = doc.state.winner();
-            let content = match &winner.content {
-                Some(r) if winner.deleted || r.len > max_content => Content::Inline(None),
-                Some(r) if r.len > CHUNK_BYTES => Content::Streamed {
+            // The length of the bytes stored here, not the one the version claims (a content
+            // replicated by reference may not be here yet).
+            let stored = match &winner.content {
+                Some(r) if !winner.deleted && r.len <= max_content => {
+                    s.content_len(&r.cid)?.map(|len| (r, len))
+                }
+                _ => None,
+            };
+            let content = match stored {
+                Some((r, len)) if len > CHUNK_BYTES => Content::Streamed {
                     cid: r.cid,
-                    len: r.len,
-                    text: r.content_type.starts_with("text/") && is_utf8(s, &r.cid, r.len)?,
+                    len,
+                    text: r.content_type.starts_with("text/") && is_utf8(s, &r.cid, len)?,
                 },
-                Some(r) => Content::Inline(s.content(&r.cid)?),
+                Some((r, _)) => Content::Inline(s.content(&r.cid)?),
                 None => Content::Inline(None),
             };
             Ok(Some((doc, content)))
