@@ -300,7 +300,8 @@ async fn large_contents_stream_back_exactly() {
 }
 
 /// A replicated version may reference a large content that is not stored here yet: its read
-/// is a whole JSON answer without the content, never a 200 cut off mid-body.
+/// is a whole JSON answer that says the content is pending, never a 200 cut off mid-body;
+/// once the bytes are fetched, it reads whole.
 #[tokio::test]
 async fn a_large_content_not_stored_here_reads_without_it() {
     use ragsync_core::doc::Body;
@@ -325,7 +326,11 @@ async fn a_large_content_not_stored_here_reads_without_it() {
         CollectionName::new("c").unwrap(),
         DocId::new("far").unwrap(),
     );
-    assert!(n.store.merge_remote(&c, &id, &state).unwrap());
+    assert!(
+        n.store
+            .merge_remote(&c, &id, &state, &Default::default())
+            .unwrap()
+    );
     let (status, doc) = json(
         n.req(Method::GET, "/v1/collections/c/docs/far")
             .send()
@@ -335,4 +340,5 @@ async fn a_large_content_not_stored_here_reads_without_it() {
     .await;
     assert_eq!((status, &doc["title"]), (200, &json!("far")));
     assert!(doc.get("text").is_none() && doc.get("content_base64").is_none());
+    assert_eq!(doc["content_pending"], json!(true));
 }

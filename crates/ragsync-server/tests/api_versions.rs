@@ -92,7 +92,11 @@ async fn reads_show_conflicts_from_concurrent_writes() {
         },
     );
     let (c, id) = (CollectionName::new("c").unwrap(), DocId::new("a").unwrap());
-    assert!(n.store.merge_remote(&c, &id, &remote).unwrap());
+    assert!(
+        n.store
+            .merge_remote(&c, &id, &remote, &Default::default())
+            .unwrap()
+    );
     let (_, d) = json(
         n.req(Method::GET, "/v1/collections/c/docs/a")
             .send()
@@ -144,7 +148,9 @@ async fn if_match_takes_the_version_of_the_whole_state() {
         },
     );
     let (c, id) = (CollectionName::new("c").unwrap(), DocId::new("a").unwrap());
-    n.store.merge_remote(&c, &id, &remote).unwrap();
+    n.store
+        .merge_remote(&c, &id, &remote, &Default::default())
+        .unwrap();
     let stale = before["version"].as_str().unwrap();
     let r = n
         .req(Method::PUT, url)
@@ -242,7 +248,11 @@ async fn a_live_version_beats_a_newer_concurrent_delete() {
     let mut deleted = first.clone();
     let later = first.winner().stamp.hlc.physical_ms() + 1000;
     deleted.delete(Stamp::new(Hlc::new(later, 0), NodeId(99)));
-    assert!(n.store.merge_remote(&c, &id, &deleted).unwrap());
+    assert!(
+        n.store
+            .merge_remote(&c, &id, &deleted, &Default::default())
+            .unwrap()
+    );
 
     let (status, doc) = json(
         n.req(Method::GET, "/v1/collections/c/docs/a")

@@ -1,16 +1,51 @@
 //! Content bytes, stored once per BLAKE3 id.
 
-use ragsync_core::ContentId;
+use std::collections::BTreeMap;
+
+use ragsync_core::{ContentId, ContentRef};
 use rusqlite::{MAIN_DB, OptionalExtension, Transaction, params};
 
 use crate::{Store, StoreError};
 
-/// Stores `bytes` under their id unless they are already there. Returns the id.
+/// Stores `bytes` under their id unless they are already there, and no longer wants them.
+/// Returns the id.
 pub(crate) fn put(tx: &Transaction<'_>, bytes: &[u8]) -> Result<ContentId, StoreError> {
     let cid = ContentId::of(bytes);
+    let key = &cid.as_bytes()[..];
     tx.prepare_cached("INSERT OR IGNORE INTO contents (cid, len, data) VALUES (?1, ?2, ?3)")?
-        .execute(params![&cid.as_bytes()[..], bytes.len() as i64, bytes])?;
+        .execute(params![key, bytes.len() as i64, bytes])?;
+    tx.prepare_cached("DELETE FROM wanted WHERE cid = ?1")?
+        .execute([key])?;
     Ok(cid)
+}
+
+/// Makes sure a replicated version's content will be here: already stored, stored now from
+/// `inline` (when its bytes hash to its id), or recorded as wanted. Bytes that do not hash to
+/// the id they came under are refused: nothing unverified is stored.
+pub(crate) fn receive(
+    tx: &Transaction<'_>,
+    content: &ContentRef,
+    inline: &BTreeMap<ContentId, Vec<u8>>,
+) -> Result<(), StoreError> {
+    if locate(tx, &content.cid)?.is_some() {
+        return Ok(());
+    }
+    match inline.get(&content.cid) {
+        Some(bytes) => {
+            if ContentId::of(bytes) != content.cid {
+                return Err(StoreError::InvalidState(format!(
+                    "inline content {} does not hash to its id",
+                    content.cid
+                )));
+            }
+            put(tx, bytes)?;
+        }
+        None => {
+            tx.prepare_cached("INSERT OR IGNORE INTO wanted (cid, len) VALUES (?1, ?2)")?
+                .execute(params![&content.cid.as_bytes()[..], content.len as i64])?;
+        }
+    }
+    Ok(())
 }
 
 fn locate(tx: &Transaction<'_>, cid: &ContentId) -> Result<Option<(i64, u64)>, StoreError> {
@@ -23,6 +58,44 @@ fn locate(tx: &Transaction<'_>, cid: &ContentId) -> Result<Option<(i64, u64)>, S
 }
 
 impl Store {
+    /// Contents that replicated states reference and that are not stored here, with the
+    /// length their versions claim, at most `limit`.
+    pub fn wanted(&self, limit: usize) -> Result<Vec<(ContentId, u64)>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached("SELECT cid, len FROM wanted LIMIT ?1")?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            rows.map(|r| {
+                let (cid, len) = r?;
+                let cid: [u8; 32] = cid.try_into().map_err(|_| {
+                    StoreError::Corrupt("a wanted content id is not 32 bytes".into())
+                })?;
+                Ok((ContentId(cid), len as u64))
+            })
+            .collect()
+        })
+    }
+
+    /// Stores fetched bytes if they are a wanted content (their BLAKE3 id is the check), and
+    /// no longer wants them, in one transaction. False, storing nothing, when no stored
+    /// version references them: a peer cannot fill the store with bytes nobody asked for.
+    pub fn put_wanted(&self, bytes: &[u8]) -> Result<bool, StoreError> {
+        let cid = ContentId::of(bytes);
+        self.write_tx(|tx| {
+            let wanted = tx
+                .tx
+                .prepare_cached("SELECT 1 FROM wanted WHERE cid = ?1")?
+                .query_row([&cid.as_bytes()[..]], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if wanted {
+                put(&tx.tx, bytes)?;
+            }
+            Ok(wanted)
+        })
+    }
+
     /// The length of a stored content, or `None` when it is not stored here.
     pub fn content_len(&self, cid: &ContentId) -> Result<Option<u64>, StoreError> {
         self.read(|tx| Ok(locate(tx, cid)?.map(|(_, len)| len)))

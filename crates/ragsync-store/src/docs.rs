@@ -3,7 +3,11 @@
 //! search rows in the same transaction.
 
 use ragsync_core::doc::{Body, WriteEffect as StateEffect};
-use ragsync_core::{CollectionName, ContentRef, DocId, DocState, HlcClock, NodeId, Stamp};
+use std::collections::BTreeMap;
+
+use ragsync_core::{
+    CollectionName, ContentId, ContentRef, DocId, DocState, HlcClock, NodeId, Stamp,
+};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
 
@@ -159,11 +163,16 @@ impl Store {
     /// their collection's record may arrive in any order, and every node ends with the same
     /// states and the same record. A document shows (reads, lists, counts) only while its
     /// collection's record is live.
+    ///
+    /// The contents the merged state references are stored in the same transaction, from
+    /// `inline` (the contents that travelled with the page, each checked against its BLAKE3
+    /// id), or, when not there, recorded as wanted ([`Store::wanted`]) until they are fetched.
     pub fn merge_remote(
         &self,
         collection: &CollectionName,
         id: &DocId,
         incoming: &DocState,
+        inline: &BTreeMap<ContentId, Vec<u8>>,
     ) -> Result<bool, StoreError> {
         incoming
             .check_invariants()
@@ -197,6 +206,9 @@ impl Store {
                 return Ok(false);
             };
             state.check_invariants().map_err(StoreError::InvalidState)?;
+            for c in state.versions().iter().filter_map(|v| v.content.as_ref()) {
+                contents::receive(&tx.tx, c, inline)?;
+            }
             store_state(tx, collection, id, &state)?;
             Ok(true)
         })

@@ -53,6 +53,17 @@ const MIGRATIONS: &[Migration] = &[
     ),
     // 2: document ids in NFC (earlier builds kept them byte for byte).
     Migration::Code(nfc_document_ids),
+    // 3: contents that replicated states reference and that are not stored here yet.
+    Migration::Sql(
+        r#"
+    -- Recorded in the transaction that stores the state referencing it, so a crash cannot
+    -- forget a content still to fetch; removed in the transaction that stores its bytes.
+    CREATE TABLE wanted (
+        cid BLOB PRIMARY KEY,
+        len INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

@@ -186,10 +186,14 @@ fn merging_a_concurrent_remote_write_keeps_both_versions() {
     s.write(&coll(), vec![put("a", "local")]).unwrap();
     let id = DocId::new("a").unwrap();
     let remote = remote_state(7, Hlc::new(NOW_MS, 9), "remote");
-    assert!(s.merge_remote(&coll(), &id, &remote).unwrap());
+    assert!(
+        s.merge_remote(&coll(), &id, &remote, &Default::default())
+            .unwrap()
+    );
     let head = s.head_seq().unwrap();
     assert!(
-        !s.merge_remote(&coll(), &id, &remote).unwrap(),
+        !s.merge_remote(&coll(), &id, &remote, &Default::default())
+            .unwrap(),
         "a known state changes nothing"
     );
     assert_eq!(s.head_seq().unwrap(), head);
@@ -207,7 +211,9 @@ fn a_far_future_remote_state_is_refused_without_moving_the_clock() {
     let (_d, s) = setup();
     let id = DocId::new("a").unwrap();
     let future = remote_state(7, Hlc::new(NOW_MS + 3_600_000, 0), "future");
-    let err = s.merge_remote(&coll(), &id, &future).unwrap_err();
+    let err = s
+        .merge_remote(&coll(), &id, &future, &Default::default())
+        .unwrap_err();
     assert_eq!(err.code(), "clock_drift");
     assert!(s.get(&coll(), &id).unwrap().is_none());
     let r = s.write(&coll(), vec![put("b", "x")]).unwrap();
@@ -232,17 +238,21 @@ fn forged_states_from_elsewhere_are_refused() {
         .add(Stamp::new(Hlc::new(NOW_MS, 500), NodeId(1)));
     ahead = DocState::new(forged);
     assert_eq!(
-        s.merge_remote(&coll(), &id, &ahead).unwrap_err().code(),
+        s.merge_remote(&coll(), &id, &ahead, &Default::default())
+            .unwrap_err()
+            .code(),
         "invalid_state"
     );
     // The same stamp for different content: stamp reuse.
     assert!(
-        s.merge_remote(&coll(), &id, &DocState::new(v.clone()))
+        s.merge_remote(&coll(), &id, &DocState::new(v.clone()), &Default::default())
             .unwrap()
     );
     let reused = remote_state(7, Hlc::new(NOW_MS, 1), "different");
     assert_eq!(
-        s.merge_remote(&coll(), &id, &reused).unwrap_err().code(),
+        s.merge_remote(&coll(), &id, &reused, &Default::default())
+            .unwrap_err()
+            .code(),
         "invalid_state"
     );
     let state = s.get(&coll(), &id).unwrap().unwrap().state;
@@ -261,7 +271,9 @@ fn remote_metadata_deeper_than_the_ceiling_is_refused() {
         deep = serde_json::json!([deep]);
     }
     v.metadata.insert("a".into(), deep);
-    let err = s.merge_remote(&coll(), &id, &DocState::new(v)).unwrap_err();
+    let err = s
+        .merge_remote(&coll(), &id, &DocState::new(v), &Default::default())
+        .unwrap_err();
     assert_eq!(err.code(), "invalid_state");
     assert_eq!(s.head_seq().unwrap(), head);
 }
@@ -417,11 +429,15 @@ fn a_version_read_back_from_disk_merges_as_itself() {
         let s = open(dir.path());
         s.put_collection(&coll(), CollectionSettings::default())
             .unwrap();
-        assert!(s.merge_remote(&coll(), &id, &state).unwrap());
+        assert!(
+            s.merge_remote(&coll(), &id, &state, &Default::default())
+                .unwrap()
+        );
     }
     let s = open(dir.path());
     assert!(
-        !s.merge_remote(&coll(), &id, &state).unwrap(),
+        !s.merge_remote(&coll(), &id, &state, &Default::default())
+            .unwrap(),
         "the same version changes nothing"
     );
     assert_eq!(s.get(&coll(), &id).unwrap().unwrap().state, state);
@@ -574,13 +590,19 @@ fn writes_that_change_nothing_write_nothing() {
     let (d, s) = setup();
     let id = DocId::new("a").unwrap();
     let state = remote_state(7, Hlc::new(NOW_MS, 1), "known");
-    assert!(s.merge_remote(&coll(), &id, &state).unwrap());
+    assert!(
+        s.merge_remote(&coll(), &id, &state, &Default::default())
+            .unwrap()
+    );
     s.write(&coll(), vec![put("b", "same")]).unwrap();
     let wal = d.path().join("ragsync.db-wal");
     let size = || std::fs::metadata(&wal).unwrap().len();
     let (before, head) = (size(), s.head_seq().unwrap());
     for _ in 0..20 {
-        assert!(!s.merge_remote(&coll(), &id, &state).unwrap());
+        assert!(
+            !s.merge_remote(&coll(), &id, &state, &Default::default())
+                .unwrap()
+        );
         let r = s.write(&coll(), vec![put("b", "same")]).unwrap();
         assert_eq!(r[0].effect, ragsync_store::WriteEffect::Unchanged);
     }
@@ -607,7 +629,8 @@ fn replicate(from: &Store, to: &Store, reversed: bool) {
                 id,
                 state,
             } => {
-                to.merge_remote(&collection, &id, &state).unwrap();
+                to.merge_remote(&collection, &id, &state, &Default::default())
+                    .unwrap();
             }
             FeedItem::Collection(c) => {
                 to.merge_remote_collection(&c).unwrap();
@@ -713,6 +736,8 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
         }
         db.execute("DELETE FROM docs WHERE doc_id = 'other'", [])
             .unwrap();
+        // As schema 1 was: without what later migrations add.
+        db.execute_batch("DROP TABLE wanted").unwrap();
         db.pragma_update(None, "user_version", 1).unwrap();
     }
     let s = open(dir.path());
@@ -735,4 +760,57 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
     assert_eq!(ids, ["caf\u{e9}", "zero\u{200B}width"]);
     assert_eq!(s.changes(0, 100, INLINE).unwrap().entries.len(), 3);
     assert_eq!(s.delete_collection(&coll()).unwrap(), 2);
+}
+
+/// Issue 12, item 3: a replicated state's contents are stored with it (inline, checked
+/// against their id) or recorded as wanted in the same transaction, and fetched bytes are
+/// taken only when wanted and when they hash to their id.
+#[test]
+fn replicated_contents_are_stored_or_wanted_never_unverified() {
+    let (_d, s) = setup();
+    let small = remote_state(7, Hlc::new(NOW_MS, 1), "small");
+    let small_cid = small.winner().content.as_ref().unwrap().cid;
+    let inline = BTreeMap::from([(small_cid, b"small".to_vec())]);
+    assert!(
+        s.merge_remote(&coll(), &DocId::new("a").unwrap(), &small, &inline)
+            .unwrap()
+    );
+    assert_eq!(s.content(&small_cid).unwrap().unwrap(), b"small");
+
+    // Bytes that do not hash to the id they came under: the whole state is refused.
+    let forged = remote_state(7, Hlc::new(NOW_MS, 2), "real");
+    let forged_cid = forged.winner().content.as_ref().unwrap().cid;
+    let lie = BTreeMap::from([(forged_cid, b"not the real bytes".to_vec())]);
+    let head = s.head_seq().unwrap();
+    let err = s
+        .merge_remote(&coll(), &DocId::new("b").unwrap(), &forged, &lie)
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_state");
+    assert_eq!(s.head_seq().unwrap(), head);
+    assert!(s.get(&coll(), &DocId::new("b").unwrap()).unwrap().is_none());
+
+    // Not inline: stored by reference, wanted until fetched.
+    let far = remote_state(8, Hlc::new(NOW_MS, 3), "far away");
+    let far_cid = far.winner().content.as_ref().unwrap().cid;
+    assert!(
+        s.merge_remote(&coll(), &DocId::new("c").unwrap(), &far, &BTreeMap::new())
+            .unwrap()
+    );
+    assert_eq!(s.wanted(10).unwrap(), vec![(far_cid, 8)]);
+    assert!(!s.put_wanted(b"nobody asked for these").unwrap());
+    assert!(
+        s.content(&ragsync_core::ContentId::of(b"nobody asked for these"))
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.put_wanted(b"far away").unwrap());
+    assert!(s.wanted(10).unwrap().is_empty());
+    assert_eq!(s.content(&far_cid).unwrap().unwrap(), b"far away");
+
+    // A local write of wanted bytes also fills the want.
+    let later = remote_state(9, Hlc::new(NOW_MS, 4), "local too");
+    s.merge_remote(&coll(), &DocId::new("d").unwrap(), &later, &BTreeMap::new())
+        .unwrap();
+    s.write(&coll(), vec![put("e", "local too")]).unwrap();
+    assert!(s.wanted(10).unwrap().is_empty());
 }

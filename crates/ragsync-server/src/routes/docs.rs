@@ -150,6 +150,8 @@ pub(crate) async fn batch(
 enum Content {
     /// Small: inside the JSON value.
     Inline(Option<Vec<u8>>),
+    /// Replicated by reference and not fetched yet: the read says so.
+    Pending,
     /// Larger than one chunk: streamed into the JSON from the store, as text or base64.
     Streamed {
         cid: ContentId,
@@ -175,20 +177,23 @@ pub(crate) async fn get(
             let winner = doc.state.winner();
             // The length of the bytes stored here, not the one the version claims (a content
             // replicated by reference may not be here yet).
-            let stored = match &winner.content {
-                Some(r) if !winner.deleted && r.len <= max_content => {
-                    s.content_len(&r.cid)?.map(|len| (r, len))
-                }
+            let wanted = match &winner.content {
+                Some(r) if !winner.deleted && r.len <= max_content => Some(r),
                 _ => None,
             };
-            let content = match stored {
-                Some((r, len)) if len > CHUNK_BYTES => Content::Streamed {
+            let here = match wanted {
+                Some(r) => Some((r, s.content_len(&r.cid)?)),
+                None => None,
+            };
+            let content = match here {
+                None => Content::Inline(None),
+                Some((_, None)) => Content::Pending,
+                Some((r, Some(len))) if len > CHUNK_BYTES => Content::Streamed {
                     cid: r.cid,
                     len,
                     text: r.content_type.starts_with("text/") && is_utf8(s, &r.cid, len)?,
                 },
-                Some((r, _)) => Content::Inline(s.content(&r.cid)?),
-                None => Content::Inline(None),
+                Some((r, Some(_))) => Content::Inline(s.content(&r.cid)?),
             };
             Ok(Some((doc, content)))
         })
@@ -208,6 +213,11 @@ pub(crate) async fn get(
     let tag = [(header::ETAG, etag(&doc.state.tag()))];
     let (cid, len, text) = match content {
         Content::Inline(bytes) => return Ok((tag, Json(doc_view(&doc, bytes))).into_response()),
+        Content::Pending => {
+            let mut view = doc_view(&doc, None);
+            view["content_pending"] = json!(true);
+            return Ok((tag, Json(view)).into_response());
+        }
         Content::Streamed { cid, len, text } => (cid, len, text),
     };
     // The view without the content, its closing brace replaced by the content's field.
