@@ -208,9 +208,24 @@ impl DocState {
         self.versions != before
     }
 
+    /// The first version of `other` whose stamp names a different version here: a stamp
+    /// names one write, so this is a broken or hostile writer. The store refuses such a state
+    /// before merging it; [`DocState::merge`] keeps the same one of the two everywhere (see
+    /// `insert`) so that its laws hold even for states that were not checked.
+    pub fn reused_stamp(&self, other: &DocState) -> Option<Stamp> {
+        other.versions.iter().find_map(|v| {
+            self.versions
+                .iter()
+                .any(|mine| mine.stamp == v.stamp && mine != v)
+                .then_some(v.stamp)
+        })
+    }
+
     /// Adds one version, keeping only versions that no other has seen.
     fn insert(&mut self, v: Version) {
         if let Some(same) = self.versions.iter_mut().find(|x| x.stamp == v.stamp) {
+            // A reused stamp (what `reused_stamp` finds): both sides keep the version with
+            // the greater hash, whichever arrived first.
             if *same != v && v.tie_break_hash().as_bytes() > same.tie_break_hash().as_bytes() {
                 *same = v;
             }

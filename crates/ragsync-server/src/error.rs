@@ -85,7 +85,9 @@ impl From<StoreError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             StoreError::VersionMismatch { .. } => StatusCode::CONFLICT,
-            StoreError::InvalidState(_) | StoreError::Core(_) => StatusCode::BAD_REQUEST,
+            StoreError::InvalidState(_) | StoreError::InvalidPage(_) | StoreError::Core(_) => {
+                StatusCode::BAD_REQUEST
+            }
             StoreError::Locked(_)
             | StoreError::DataDir(_)
             | StoreError::Corrupt(_)

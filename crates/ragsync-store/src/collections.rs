@@ -86,6 +86,28 @@ pub(crate) fn select_feed(
     .collect()
 }
 
+/// [`Store::merge_remote_collection`] inside an open transaction.
+pub(crate) fn merge_collection(
+    tx: &mut WriteTx<'_>,
+    incoming: &Collection,
+) -> Result<bool, StoreError> {
+    let existing = get(&tx.tx, &incoming.name)?;
+    if let Some(c) = &existing {
+        if c.stamp == incoming.stamp && c != incoming {
+            return Err(StoreError::InvalidState(format!(
+                "collection {} record {} differs from the stored one with the same stamp",
+                incoming.name, incoming.stamp
+            )));
+        }
+        if c.stamp >= incoming.stamp {
+            return Ok(false);
+        }
+    }
+    tx.observe_remote(incoming.stamp.hlc)?;
+    put(tx, incoming)?;
+    Ok(true)
+}
+
 impl Store {
     /// Creates collection `name` or changes its settings. Returns the record and whether it was
     /// created (it did not exist or had been deleted). Writing the same settings changes nothing.
@@ -118,23 +140,7 @@ impl Store {
     /// write it never saw stays in the document's state, hidden, identically on every node).
     /// Returns true when the stored record changed.
     pub fn merge_remote_collection(&self, incoming: &Collection) -> Result<bool, StoreError> {
-        self.write_tx(|tx| {
-            let existing = get(&tx.tx, &incoming.name)?;
-            if let Some(c) = &existing {
-                if c.stamp == incoming.stamp && c != incoming {
-                    return Err(StoreError::InvalidState(format!(
-                        "collection {} record {} differs from the stored one with the same stamp",
-                        incoming.name, incoming.stamp
-                    )));
-                }
-                if c.stamp >= incoming.stamp {
-                    return Ok(false);
-                }
-            }
-            tx.observe_remote(incoming.stamp.hlc)?;
-            put(tx, incoming)?;
-            Ok(true)
-        })
+        self.write_tx(|tx| merge_collection(tx, incoming))
     }
 
     /// The live collection `name`.

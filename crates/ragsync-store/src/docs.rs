@@ -88,6 +88,17 @@ impl WriteTx<'_> {
         Ok(())
     }
 
+    /// What a savepoint must restore besides the rows: the next `seq` and the clock.
+    pub(crate) fn checkpoint(&self) -> (u64, HlcClock) {
+        (self.next_seq, self.clock.clone())
+    }
+
+    /// Goes back to a [`WriteTx::checkpoint`] after its savepoint was rolled back.
+    pub(crate) fn restore(&mut self, next_seq: u64, clock: HlcClock) {
+        self.next_seq = next_seq;
+        *self.clock = clock;
+    }
+
     /// The `seq` for the next change.
     pub(crate) fn next_seq(&mut self) -> u64 {
         let s = self.next_seq;
@@ -174,44 +185,7 @@ impl Store {
         incoming: &DocState,
         inline: &BTreeMap<ContentId, Vec<u8>>,
     ) -> Result<bool, StoreError> {
-        incoming
-            .check_invariants()
-            .map_err(StoreError::InvalidState)?;
-        for v in incoming.versions() {
-            // Deeper metadata would not read back from the stored and wire forms.
-            ragsync_core::metadata::check_depth(
-                &v.metadata,
-                ragsync_core::metadata::MAX_METADATA_DEPTH_CEILING,
-            )
-            .map_err(|e| StoreError::InvalidState(format!("{}: {e}", v.stamp)))?;
-        }
-        self.write_tx(|tx| {
-            // A version's clock entries are at most its stamp (checked above), so bounding
-            // the stamps bounds everything the state claims to have seen.
-            for v in incoming.versions() {
-                tx.clock.check_drift(v.stamp.hlc, tx.now_ms)?;
-            }
-            let existing = load(&tx.tx, collection, id)?.map(|(_, s)| s);
-            if let Some(state) = &existing {
-                refuse_reused_stamps(state, incoming)?;
-            }
-            for v in incoming.versions() {
-                tx.clock.observe(v.stamp.hlc, tx.now_ms)?;
-            }
-            let merged = match existing {
-                Some(mut state) => state.merge(incoming).then_some(state),
-                None => Some(incoming.clone()),
-            };
-            let Some(state) = merged else {
-                return Ok(false);
-            };
-            state.check_invariants().map_err(StoreError::InvalidState)?;
-            for c in state.versions().iter().filter_map(|v| v.content.as_ref()) {
-                contents::receive(&tx.tx, c, inline)?;
-            }
-            store_state(tx, collection, id, &state)?;
-            Ok(true)
-        })
+        self.write_tx(|tx| merge_doc(tx, collection, id, incoming, inline))
     }
 
     /// The stored state of one document (deleted ones included).
@@ -269,20 +243,62 @@ impl Store {
     }
 }
 
-/// Refuses an incoming version that carries the stamp of a stored version but differs from
-/// it: a stamp names one write, so this is a broken or hostile peer.
-fn refuse_reused_stamps(stored: &DocState, incoming: &DocState) -> Result<(), StoreError> {
+/// [`Store::merge_remote`] inside an open transaction (also used a row at a time by
+/// [`Store::apply_page`]).
+pub(crate) fn merge_doc(
+    tx: &mut WriteTx<'_>,
+    collection: &CollectionName,
+    id: &DocId,
+    incoming: &DocState,
+    inline: &BTreeMap<ContentId, Vec<u8>>,
+) -> Result<bool, StoreError> {
+    incoming
+        .check_invariants()
+        .map_err(StoreError::InvalidState)?;
     for v in incoming.versions() {
-        if let Some(mine) = stored.versions().iter().find(|m| m.stamp == v.stamp)
-            && mine != v
-        {
-            return Err(StoreError::InvalidState(format!(
-                "version {} differs from the stored version with the same stamp",
-                v.stamp
-            )));
-        }
+        // Deeper metadata would not read back from the stored and wire forms.
+        ragsync_core::metadata::check_depth(
+            &v.metadata,
+            ragsync_core::metadata::MAX_METADATA_DEPTH_CEILING,
+        )
+        .map_err(|e| StoreError::InvalidState(format!("{}: {e}", v.stamp)))?;
     }
-    Ok(())
+    // A version's clock entries are at most its stamp (checked above), so bounding the
+    // stamps bounds everything the state claims to have seen.
+    for v in incoming.versions() {
+        tx.clock.check_drift(v.stamp.hlc, tx.now_ms)?;
+    }
+    let existing = load(&tx.tx, collection, id)?.map(|(_, s)| s);
+    if let Some(state) = &existing {
+        refuse_reused_stamps(state, incoming)?;
+    }
+    for v in incoming.versions() {
+        tx.clock.observe(v.stamp.hlc, tx.now_ms)?;
+    }
+    let merged = match existing {
+        Some(mut state) => state.merge(incoming).then_some(state),
+        None => Some(incoming.clone()),
+    };
+    let Some(state) = merged else {
+        return Ok(false);
+    };
+    state.check_invariants().map_err(StoreError::InvalidState)?;
+    for c in state.versions().iter().filter_map(|v| v.content.as_ref()) {
+        contents::receive(&tx.tx, c, inline)?;
+    }
+    store_state(tx, collection, id, &state)?;
+    Ok(true)
+}
+
+/// Refuses an incoming state with a version that carries the stamp of a stored version but
+/// differs from it ([`DocState::reused_stamp`]): a stamp names one write.
+fn refuse_reused_stamps(stored: &DocState, incoming: &DocState) -> Result<(), StoreError> {
+    match stored.reused_stamp(incoming) {
+        Some(stamp) => Err(StoreError::InvalidState(format!(
+            "version {stamp} differs from the stored version with the same stamp"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn apply(

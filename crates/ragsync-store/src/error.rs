@@ -20,6 +20,10 @@ pub enum StoreError {
     /// A document state from elsewhere that breaks the state invariants.
     #[error("invalid document state: {0}")]
     InvalidState(String),
+    /// A page of a peer's feed that contradicts itself (a `next_since` past its head or before
+    /// its rows, rows out of order): refused whole, moving nothing.
+    #[error("invalid page: {0}")]
+    InvalidPage(String),
     /// A refusal of the core layer (for example a clock too far ahead).
     #[error(transparent)]
     Core(#[from] ragsync_core::CoreError),
@@ -39,6 +43,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when a row from a peer failed because of the row itself: broken state invariants,
+    /// a stamp reused for other content, bytes that do not hash to their id, an invalid name.
+    /// It would fail the same way on every try, so the replication apply path parks it (and
+    /// moves on). Every other failure is transient (the database busy or failing, the disk,
+    /// a remote clock ahead by more than the drift bound, which time cures): the cursor stops
+    /// before the row and the page is retried.
+    pub fn is_invalid_row(&self) -> bool {
+        match self {
+            StoreError::InvalidState(_) => true,
+            StoreError::Core(ragsync_core::CoreError::ClockDrift { .. }) => false,
+            StoreError::Core(_) => true,
+            _ => false,
+        }
+    }
+
     /// The stable machine-readable code of this error, as the HTTP API returns it.
     pub fn code(&self) -> &'static str {
         match self {
@@ -46,6 +65,7 @@ impl StoreError {
             StoreError::DocumentNotFound(_) => "document_not_found",
             StoreError::VersionMismatch { .. } => "version_conflict",
             StoreError::InvalidState(_) => "invalid_state",
+            StoreError::InvalidPage(_) => "invalid_page",
             StoreError::Core(e) => e.code(),
             StoreError::Locked(_) => "data_dir_locked",
             StoreError::DataDir(_) => "invalid_data_dir",

@@ -16,7 +16,8 @@ use crate::collections::{self, Collection};
 use crate::docs::decode_state;
 use crate::{Store, StoreError, contents, meta_get, parse_meta};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FeedItem {
     Doc {
         collection: CollectionName,

@@ -17,6 +17,7 @@ mod contents;
 mod docs;
 mod error;
 mod feed;
+mod replica;
 mod schema;
 mod stats;
 
@@ -33,6 +34,7 @@ pub use collections::Collection;
 pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
 pub use error::StoreError;
 pub use feed::{ChangesPage, FeedEntry, FeedItem, InlinePolicy};
+pub use replica::{Applied, Cursor, Page, Parked};
 pub use schema::SCHEMA_VERSION;
 pub use stats::Stats;
 

@@ -64,6 +64,28 @@ const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 4: replication from peers: a cursor per peer, and the rows that could not be applied.
+    Migration::Sql(
+        r#"
+    -- The last seq of a peer's feed applied here, for that peer's database incarnation.
+    CREATE TABLE peer_cursors (
+        peer  TEXT PRIMARY KEY,
+        epoch TEXT NOT NULL,
+        since INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Rows of a peer's feed refused for what they are, kept until applied by a retry.
+    CREATE TABLE parked (
+        peer         TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        item         BLOB NOT NULL,
+        code         TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        parked_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (peer, seq)
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,10 @@ pub struct Stats {
     pub contents: u64,
     pub content_bytes: u64,
     pub head_seq: u64,
+    /// Rows from peers parked because they could not be applied.
+    pub parked: u64,
+    /// Contents referenced by replicated states and not fetched yet.
+    pub wanted: u64,
 }
 
 impl Store {
@@ -32,6 +36,8 @@ impl Store {
                 contents: count("SELECT count(*) FROM contents")?,
                 content_bytes: count("SELECT coalesce(sum(len), 0) FROM contents")?,
                 head_seq: feed::head_seq(tx)?,
+                parked: count("SELECT count(*) FROM parked")?,
+                wanted: count("SELECT count(*) FROM wanted")?,
             })
         })
     }

@@ -814,3 +814,112 @@ fn replicated_contents_are_stored_or_wanted_never_unverified() {
     s.write(&coll(), vec![put("e", "local too")]).unwrap();
     assert!(s.wanted(10).unwrap().is_empty());
 }
+
+fn doc_row(seq: u64, id: &str, state: DocState) -> ragsync_store::FeedEntry {
+    ragsync_store::FeedEntry {
+        seq,
+        item: FeedItem::Doc {
+            collection: coll(),
+            id: DocId::new(id).unwrap(),
+            state,
+        },
+    }
+}
+
+fn page<'a>(
+    rows: &'a [ragsync_store::FeedEntry],
+    inline: &'a BTreeMap<ContentId, Vec<u8>>,
+    next_since: u64,
+    head: u64,
+) -> ragsync_store::Page<'a> {
+    ragsync_store::Page {
+        peer: NodeId(7),
+        epoch: ragsync_core::Epoch(1),
+        rows,
+        inline,
+        next_since,
+        head,
+    }
+}
+
+/// Issue 12, item 2: an invalid row is parked in the transaction that moves the cursor past
+/// it, and the rows after it apply; a transient failure (a clock too far ahead) stops the
+/// cursor at the row before it; a far-future `next_since` moves nothing.
+#[test]
+fn a_page_applies_with_its_cursor_parking_invalid_rows_and_stopping_at_transient_ones() {
+    let (_d, s) = setup();
+    let none = BTreeMap::new();
+    let good = |n: u64, id: &str| doc_row(n, id, remote_state(7, Hlc::new(NOW_MS, n as u16), id));
+    // A state whose clock claims more than its own stamp: invalid whatever the time.
+    let mut forged = remote_state(7, Hlc::new(NOW_MS, 50), "forged").versions()[0].clone();
+    forged
+        .clock
+        .add(Stamp::new(Hlc::new(NOW_MS, 900), NodeId(1)));
+    let rows = vec![
+        good(1, "a"),
+        doc_row(2, "bad", DocState::new(forged)),
+        good(3, "b"),
+    ];
+    let applied = s.apply_page(&page(&rows, &none, 5, 9)).unwrap();
+    assert_eq!((applied.changed, applied.cursor), (2, 5));
+    assert_eq!(applied.parked.len(), 1);
+    assert_eq!(applied.parked[0].0, 2);
+    assert_eq!(s.cursor(NodeId(7)).unwrap().unwrap().since, 5);
+    let parked = s.parked(None).unwrap();
+    assert_eq!(
+        (parked.len(), parked[0].code.as_str()),
+        (1, "invalid_state")
+    );
+    assert_eq!(s.stats().unwrap().parked, 1);
+    // Still invalid on retry: stays parked.
+    assert_eq!(s.retry_parked(Some(NodeId(7))).unwrap(), 0);
+    assert_eq!(s.parked(None).unwrap().len(), 1);
+
+    // A clock an hour ahead: transient. Rows before it commit, the cursor stops before it.
+    let future = remote_state(7, Hlc::new(NOW_MS + 3_600_000, 0), "future");
+    let rows = vec![good(6, "c"), doc_row(7, "future", future), good(8, "d")];
+    let applied = s.apply_page(&page(&rows, &none, 8, 9)).unwrap();
+    assert_eq!(applied.stopped.map(|e| e.code()), Some("clock_drift"));
+    assert_eq!((applied.changed, applied.cursor), (1, 6));
+    assert_eq!(s.cursor(NodeId(7)).unwrap().unwrap().since, 6);
+    assert!(s.get(&coll(), &DocId::new("d").unwrap()).unwrap().is_none());
+
+    // A next_since past the head the peer reported: refused whole, the cursor stays.
+    let rows = vec![good(7, "e")];
+    let err = s.apply_page(&page(&rows, &none, 1 << 60, 9)).unwrap_err();
+    assert_eq!(err.code(), "invalid_page");
+    assert_eq!(s.cursor(NodeId(7)).unwrap().unwrap().since, 6);
+    assert!(s.get(&coll(), &DocId::new("e").unwrap()).unwrap().is_none());
+
+    // A page of rows already here (an echo) changes and writes nothing.
+    let rows = vec![good(1, "a"), good(3, "b")];
+    let head = s.head_seq().unwrap();
+    let applied = s.apply_page(&page(&rows, &none, 6, 9)).unwrap();
+    assert_eq!((applied.changed, applied.unchanged), (0, 2));
+    assert_eq!(s.head_seq().unwrap(), head);
+}
+
+/// A row parked for a stamp reused with other content applies on retry once a later write
+/// has seen the stamp (the forged version is then dominated, and merges away).
+#[test]
+fn a_parked_row_applies_on_retry_once_it_can() {
+    let (_d, s) = setup();
+    let none = BTreeMap::new();
+    let honest = remote_state(7, Hlc::new(NOW_MS, 1), "honest");
+    s.merge_remote(&coll(), &DocId::new("a").unwrap(), &honest, &none)
+        .unwrap();
+    let reused = remote_state(7, Hlc::new(NOW_MS, 1), "same stamp, other text");
+    let rows = vec![doc_row(1, "a", reused)];
+    let applied = s.apply_page(&page(&rows, &none, 1, 1)).unwrap();
+    assert_eq!(applied.parked.len(), 1);
+    s.write(&coll(), vec![put("a", "resolved locally")])
+        .unwrap();
+    assert_eq!(s.retry_parked(None).unwrap(), 1);
+    assert!(s.parked(None).unwrap().is_empty());
+    let state = s
+        .get(&coll(), &DocId::new("a").unwrap())
+        .unwrap()
+        .unwrap()
+        .state;
+    assert_eq!(state.versions().len(), 1);
+}

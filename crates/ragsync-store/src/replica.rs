@@ -1,0 +1,294 @@
+//! The replication apply path: pages of a peer's feed applied together with that peer's
+//! cursor, and the rows that cannot be applied, parked.
+//!
+//! Invariants:
+//! - a page's rows and the cursor after them commit in one transaction: a crash leaves both or
+//!   neither, so no row is skipped and none is lost;
+//! - each row applies through the same merge as [`Store::merge_remote`], under a savepoint;
+//! - a row refused for what it is ([`StoreError::is_invalid_row`]) is parked, with its reason,
+//!   in the same transaction that moves the cursor past it: it never wedges the link and is
+//!   never silently dropped; [`Store::retry_parked`] applies it again;
+//! - a transient failure stops the cursor at the row before it: the rows before it commit,
+//!   and the failed row is the first of the next try;
+//! - the cursor moves to the page's `next_since` only when every row was examined, and never
+//!   past the head the peer reported for the page;
+//! - a page whose rows are all known here writes nothing (its cursor is kept by the caller)
+//!   until the durable cursor lags by [`CURSOR_LAG_ROWS`].
+
+use std::collections::BTreeMap;
+
+use ragsync_core::{ContentId, Epoch, NodeId};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::docs::{WriteTx, merge_doc};
+use crate::feed::{FeedEntry, FeedItem};
+use crate::{Store, StoreError, collections};
+
+/// How far the durable cursor may lag the applied one over pages that changed nothing.
+const CURSOR_LAG_ROWS: u64 = 1024;
+
+/// Where replication from one peer stands: the peer's database incarnation and the last
+/// `seq` of its feed applied here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub epoch: Epoch,
+    pub since: u64,
+}
+
+/// One page of a peer's feed, as received.
+#[derive(Clone, Debug)]
+pub struct Page<'a> {
+    pub peer: NodeId,
+    pub epoch: Epoch,
+    pub rows: &'a [FeedEntry],
+    /// Contents that travelled with the page, by id (checked against their ids when used).
+    pub inline: &'a BTreeMap<ContentId, Vec<u8>>,
+    /// The last `seq` the peer examined for this page.
+    pub next_since: u64,
+    /// The peer's feed head when it read the page.
+    pub head: u64,
+}
+
+/// What applying a page did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Rows that changed something here.
+    pub changed: usize,
+    /// Rows already known here.
+    pub unchanged: usize,
+    /// Rows parked, by `seq`, with the error code and reason.
+    pub parked: Vec<(u64, &'static str, String)>,
+    /// The cursor after the page.
+    pub cursor: u64,
+    /// The transient failure that stopped the page before the row after `cursor`.
+    pub stopped: Option<StoreError>,
+}
+
+/// A row parked because it could not be applied.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Parked {
+    pub peer: NodeId,
+    pub seq: u64,
+    pub item: FeedItem,
+    pub code: String,
+    pub reason: String,
+    pub parked_at_ms: u64,
+}
+
+impl Store {
+    /// The cursor of `peer`, when replication from it has applied anything.
+    pub fn cursor(&self, peer: NodeId) -> Result<Option<Cursor>, StoreError> {
+        self.read(|tx| read_cursor(tx, peer))
+    }
+
+    /// Applies one page of `page.peer`'s feed and stores the cursor after it, in one
+    /// transaction; see the module docs. A `next_since` past the page's head, or before its
+    /// own rows, is refused whole (`invalid_page`), moving nothing.
+    pub fn apply_page(&self, page: &Page<'_>) -> Result<Applied, StoreError> {
+        let last_row = page.rows.last().map(|r| r.seq);
+        if page.next_since > page.head || last_row.is_some_and(|s| s > page.next_since) {
+            return Err(StoreError::InvalidPage(format!(
+                "next_since {} with rows up to {last_row:?} and head {}",
+                page.next_since, page.head
+            )));
+        }
+        if page.rows.windows(2).any(|w| w[0].seq >= w[1].seq) {
+            return Err(StoreError::InvalidPage("rows not in seq order".into()));
+        }
+        let now_ms = self.now_ms();
+        self.write_tx(|tx| {
+            let start = read_cursor(&tx.tx, page.peer)?
+                .filter(|c| c.epoch == page.epoch)
+                .map_or(0, |c| c.since);
+            let mut out = Applied {
+                cursor: start,
+                ..Applied::default()
+            };
+            for row in page.rows {
+                match apply_row(tx, &row.item, page.inline) {
+                    Ok(true) => out.changed += 1,
+                    Ok(false) => out.unchanged += 1,
+                    Err(e) if e.is_invalid_row() => {
+                        park(tx, page.peer, row, &e, now_ms)?;
+                        out.parked.push((row.seq, e.code(), e.to_string()));
+                    }
+                    Err(e) => {
+                        out.stopped = Some(e);
+                        break;
+                    }
+                }
+                out.cursor = row.seq;
+            }
+            if out.stopped.is_none() {
+                out.cursor = page.next_since;
+            }
+            // A page of rows all known here (a mesh echoes every change back) writes nothing
+            // until the durable cursor lags by CURSOR_LAG_ROWS: the caller keeps the cursor,
+            // and after a crash those rows are read again and change nothing.
+            let lagging = out.cursor.saturating_sub(start) >= CURSOR_LAG_ROWS;
+            if out.changed > 0 || !out.parked.is_empty() || lagging || start == 0 {
+                write_cursor(tx, page.peer, page.epoch, out.cursor)?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Rows parked from `peer` (or from every peer), oldest first.
+    pub fn parked(&self, peer: Option<NodeId>) -> Result<Vec<Parked>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT peer, seq, item, code, reason, parked_at_ms FROM parked \
+                 WHERE ?1 IS NULL OR peer = ?1 ORDER BY parked_at_ms, peer, seq",
+            )?;
+            let rows = stmt.query_map([peer.map(|p| p.to_string())], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })?;
+            rows.map(|r| {
+                let (peer, seq, item, code, reason, at) = r?;
+                let corrupt = |what: &str| StoreError::Corrupt(format!("a parked row's {what}"));
+                Ok(Parked {
+                    peer: peer.parse().map_err(|_| corrupt("peer"))?,
+                    seq: seq as u64,
+                    item: serde_json::from_slice(&item).map_err(|_| corrupt("item"))?,
+                    code,
+                    reason,
+                    parked_at_ms: at as u64,
+                })
+            })
+            .collect()
+        })
+    }
+
+    /// Applies the parked rows of `peer` (or of every peer) again: a row that applies now
+    /// leaves the parking, one still refused stays with its new reason. Stops at a transient
+    /// failure. Returns how many rows applied.
+    pub fn retry_parked(&self, peer: Option<NodeId>) -> Result<usize, StoreError> {
+        let parked = self.parked(peer)?;
+        let now_ms = self.now_ms();
+        let none = BTreeMap::new();
+        self.write_tx(|tx| {
+            let mut applied = 0;
+            for p in &parked {
+                match apply_row(tx, &p.item, &none) {
+                    Ok(_) => {
+                        tx.tx
+                            .prepare_cached("DELETE FROM parked WHERE peer = ?1 AND seq = ?2")?
+                            .execute(params![p.peer.to_string(), p.seq as i64])?;
+                        applied += 1;
+                    }
+                    Err(e) if e.is_invalid_row() => {
+                        let row = FeedEntry {
+                            seq: p.seq,
+                            item: p.item.clone(),
+                        };
+                        park(tx, p.peer, &row, &e, now_ms)?;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retry of parked rows stopped");
+                        break;
+                    }
+                }
+            }
+            Ok(applied)
+        })
+    }
+}
+
+/// One row, under a savepoint: a refused row leaves nothing behind.
+fn apply_row(
+    tx: &mut WriteTx<'_>,
+    item: &FeedItem,
+    inline: &BTreeMap<ContentId, Vec<u8>>,
+) -> Result<bool, StoreError> {
+    tx.tx.execute_batch("SAVEPOINT row")?;
+    let (saved_seq, saved_clock) = tx.checkpoint();
+    let r = match item {
+        FeedItem::Doc {
+            collection,
+            id,
+            state,
+        } => merge_doc(tx, collection, id, state, inline),
+        FeedItem::Collection(c) => collections::merge_collection(tx, c),
+    };
+    match r {
+        Ok(changed) => {
+            tx.tx.execute_batch("RELEASE row")?;
+            Ok(changed)
+        }
+        Err(e) => {
+            tx.tx.execute_batch("ROLLBACK TO row; RELEASE row")?;
+            tx.restore(saved_seq, saved_clock);
+            Err(e)
+        }
+    }
+}
+
+fn park(
+    tx: &WriteTx<'_>,
+    peer: NodeId,
+    row: &FeedEntry,
+    e: &StoreError,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let item = serde_json::to_vec(&row.item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tracing::warn!(
+        target: "ragsync::audit",
+        %peer,
+        seq = row.seq,
+        code = e.code(),
+        reason = %e,
+        "refused a replicated row; parked"
+    );
+    tx.tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO parked (peer, seq, item, code, reason, parked_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            peer.to_string(),
+            row.seq as i64,
+            item,
+            e.code(),
+            e.to_string(),
+            now_ms as i64
+        ])?;
+    Ok(())
+}
+
+fn read_cursor(tx: &Transaction<'_>, peer: NodeId) -> Result<Option<Cursor>, StoreError> {
+    let row: Option<(String, i64)> = tx
+        .prepare_cached("SELECT epoch, since FROM peer_cursors WHERE peer = ?1")?
+        .query_row([peer.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(epoch, since)| {
+        Ok(Cursor {
+            epoch: epoch
+                .parse()
+                .map_err(|_| StoreError::Corrupt("a cursor's epoch".into()))?,
+            since: since as u64,
+        })
+    })
+    .transpose()
+}
+
+fn write_cursor(
+    tx: &WriteTx<'_>,
+    peer: NodeId,
+    epoch: Epoch,
+    since: u64,
+) -> Result<(), StoreError> {
+    tx.tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO peer_cursors (peer, epoch, since) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![peer.to_string(), epoch.to_string(), since as i64])?;
+    Ok(())
+}
