@@ -4,7 +4,7 @@ pub use ragsync_core::Collection;
 use ragsync_core::{CollectionName, CollectionSettings};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use crate::docs::{self, WriteTx};
+use crate::tx::{WriteTx, decode_state, store_state};
 use crate::{Store, StoreError};
 
 const COLUMNS: &str = "name, settings, stamp, deleted";
@@ -164,11 +164,34 @@ impl Store {
     pub fn delete_collection(&self, name: &CollectionName) -> Result<u64, StoreError> {
         self.write_tx(|tx| {
             let mut c = require_live(&tx.tx, name)?;
-            let deleted = docs::tombstone_all(tx, name)?;
+            let deleted = tombstone_all(tx, name)?;
             c.deleted = true;
             c.stamp = tx.stamp();
             put(tx, &c)?;
             Ok(deleted)
         })
     }
+}
+
+/// Puts a tombstone on every live document of `collection`. Returns how many.
+pub(crate) fn tombstone_all(
+    tx: &mut WriteTx<'_>,
+    collection: &CollectionName,
+) -> Result<u64, StoreError> {
+    let live: Vec<(String, Vec<u8>)> = {
+        let mut stmt = tx.tx.prepare_cached(
+            "SELECT doc_id, state FROM docs WHERE collection = ?1 AND deleted = 0",
+        )?;
+        let rows = stmt.query_map([collection.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let n = live.len() as u64;
+    for (id, state) in live {
+        let id = ragsync_core::DocId::from_stored(id);
+        let mut state = decode_state(&state)?;
+        let stamp = tx.stamp();
+        state.delete(stamp);
+        store_state(tx, collection, &id, &state)?;
+    }
+    Ok(n)
 }

@@ -5,13 +5,12 @@
 use ragsync_core::doc::{Body, WriteEffect as StateEffect};
 use std::collections::BTreeMap;
 
-use ragsync_core::{
-    CollectionName, ContentId, ContentRef, DocId, DocState, HlcClock, NodeId, Stamp,
-};
-use rusqlite::{OptionalExtension, Transaction, params};
+use ragsync_core::{CollectionName, ContentId, ContentRef, DocId, DocState, Stamp};
+use rusqlite::params;
 use serde_json::{Map, Value};
 
-use crate::{Store, StoreError, collections, contents, meta_set};
+use crate::tx::{WriteTx, decode_state, load, store_state};
+use crate::{Store, StoreError, collections, contents};
 
 /// One document operation of a write.
 #[derive(Clone, Debug)]
@@ -65,90 +64,7 @@ pub struct StoredDoc {
     pub state: DocState,
 }
 
-/// An open write transaction with the node's clock and the next feed `seq`.
-pub(crate) struct WriteTx<'a> {
-    pub(crate) tx: Transaction<'a>,
-    clock: &'a mut HlcClock,
-    next_seq: u64,
-    node: NodeId,
-    now_ms: u64,
-}
-
-impl WriteTx<'_> {
-    /// A fresh stamp, greater than every stamp this node issued or accepted.
-    pub(crate) fn stamp(&mut self) -> Stamp {
-        Stamp::new(self.clock.tick(self.now_ms), self.node)
-    }
-
-    /// Takes in a clock value from another node: refused when it is more than the drift bound
-    /// ahead of local time (the clock does not move), else the clock moves past it.
-    pub(crate) fn observe_remote(&mut self, hlc: ragsync_core::Hlc) -> Result<(), StoreError> {
-        self.clock.check_drift(hlc, self.now_ms)?;
-        self.clock.observe(hlc, self.now_ms)?;
-        Ok(())
-    }
-
-    /// What a savepoint must restore besides the rows: the next `seq` and the clock.
-    pub(crate) fn checkpoint(&self) -> (u64, HlcClock) {
-        (self.next_seq, self.clock.clone())
-    }
-
-    /// Goes back to a [`WriteTx::checkpoint`] after its savepoint was rolled back.
-    pub(crate) fn restore(&mut self, next_seq: u64, clock: HlcClock) {
-        self.next_seq = next_seq;
-        *self.clock = clock;
-    }
-
-    /// The `seq` for the next change.
-    pub(crate) fn next_seq(&mut self) -> u64 {
-        let s = self.next_seq;
-        self.next_seq += 1;
-        s
-    }
-}
-
 impl Store {
-    /// Runs `f` in one write transaction and commits it, with the clock's new high-water mark.
-    /// Nothing `f` did is kept when it fails.
-    pub(crate) fn write_tx<T>(
-        &self,
-        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let now_ms = self.now_ms();
-        let mut guard = self.writer();
-        let w = &mut *guard;
-        // The transaction ticks and observes a copy of the clock, kept only if it commits:
-        // a refused request leaves even the clock as it was.
-        let mut clock = w.clock.clone();
-        let (out, next_seq) = {
-            let mut tx = WriteTx {
-                tx: w.conn.transaction()?,
-                clock: &mut clock,
-                next_seq: w.next_seq,
-                node: self.node_id,
-                now_ms,
-            };
-            let out = f(&mut tx)?;
-            // Every stored change takes a seq. With none, nothing was written: the commit
-            // writes no page and syncs nothing (a mesh echoes every change back; merging
-            // what is known must cost nothing). Stamps ticked without being stored were
-            // never given to anyone, so the durable clock mark need not cover them.
-            if tx.next_seq != w.next_seq {
-                let hlc = tx.clock.last();
-                meta_set(&tx.tx, "hlc", hlc.0.to_string().as_bytes())?;
-                // Kept apart from the tables so that a seq is never given out twice, even
-                // after the rows holding the highest ones are purged.
-                meta_set(&tx.tx, "seq", (tx.next_seq - 1).to_string().as_bytes())?;
-            }
-            let next_seq = tx.next_seq;
-            tx.tx.commit()?;
-            (out, next_seq)
-        };
-        w.next_seq = next_seq;
-        w.clock = clock;
-        Ok(out)
-    }
-
     /// Applies `ops` to documents of `collection` in one transaction: all of them, or none
     /// when one fails (a missing collection, a failed If-Match, a delete of a missing document).
     pub fn write(
@@ -265,15 +181,13 @@ pub(crate) fn merge_doc(
     }
     // A version's clock entries are at most its stamp (checked above), so bounding the
     // stamps bounds everything the state claims to have seen.
-    for v in incoming.versions() {
-        tx.clock.check_drift(v.stamp.hlc, tx.now_ms)?;
-    }
+    tx.check_drift(incoming.versions().iter().map(|v| v.stamp.hlc))?;
     let existing = load(&tx.tx, collection, id)?.map(|(_, s)| s);
     if let Some(state) = &existing {
         refuse_reused_stamps(state, incoming)?;
     }
     for v in incoming.versions() {
-        tx.clock.observe(v.stamp.hlc, tx.now_ms)?;
+        tx.observe_remote(v.stamp.hlc)?;
     }
     let merged = match existing {
         Some(mut state) => state.merge(incoming).then_some(state),
@@ -368,73 +282,4 @@ fn apply(
         version: state.winner().stamp,
         tag: state.tag(),
     })
-}
-
-/// Writes a document's new state with the next feed `seq`.
-pub(crate) fn store_state(
-    tx: &mut WriteTx<'_>,
-    collection: &CollectionName,
-    id: &DocId,
-    state: &DocState,
-) -> Result<(), StoreError> {
-    let seq = tx.next_seq();
-    let bytes = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.tx
-        .prepare_cached(
-            "INSERT OR REPLACE INTO docs (collection, doc_id, seq, deleted, state) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            collection.as_str(),
-            id.as_str(),
-            seq as i64,
-            state.is_deleted(),
-            bytes
-        ])?;
-    Ok(())
-}
-
-/// Puts a tombstone on every live document of `collection`. Returns how many.
-pub(crate) fn tombstone_all(
-    tx: &mut WriteTx<'_>,
-    collection: &CollectionName,
-) -> Result<u64, StoreError> {
-    let live: Vec<(String, Vec<u8>)> = {
-        let mut stmt = tx.tx.prepare_cached(
-            "SELECT doc_id, state FROM docs WHERE collection = ?1 AND deleted = 0",
-        )?;
-        let rows = stmt.query_map([collection.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let n = live.len() as u64;
-    for (id, state) in live {
-        let id = DocId::from_stored(id);
-        let mut state = decode_state(&state)?;
-        let stamp = tx.stamp();
-        state.delete(stamp);
-        store_state(tx, collection, &id, &state)?;
-    }
-    Ok(n)
-}
-
-pub(crate) fn load(
-    tx: &Transaction<'_>,
-    collection: &CollectionName,
-    id: &DocId,
-) -> Result<Option<(u64, DocState)>, StoreError> {
-    let row: Option<(i64, Vec<u8>)> = tx
-        .prepare_cached("SELECT seq, state FROM docs WHERE collection = ?1 AND doc_id = ?2")?
-        .query_row(params![collection.as_str(), id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    row.map(|(seq, s)| Ok((seq as u64, decode_state(&s)?)))
-        .transpose()
-}
-
-pub(crate) fn decode_state(bytes: &[u8]) -> Result<DocState, StoreError> {
-    let state: DocState = serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("document state: {e}")))?;
-    state.check_invariants().map_err(StoreError::Corrupt)?;
-    Ok(state)
 }

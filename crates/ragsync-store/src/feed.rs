@@ -13,7 +13,7 @@ use ragsync_core::{CollectionName, ContentId, DocId, DocState};
 use rusqlite::{Connection, params};
 
 use crate::collections::{self, Collection};
-use crate::docs::decode_state;
+use crate::tx::decode_state;
 use crate::{Store, StoreError, contents, meta_get, parse_meta};
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

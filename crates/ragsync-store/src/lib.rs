@@ -20,6 +20,7 @@ mod feed;
 mod replica;
 mod schema;
 mod stats;
+mod tx;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -21,8 +21,9 @@ use ragsync_core::{ContentId, Epoch, NodeId};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::docs::{WriteTx, merge_doc};
+use crate::docs::merge_doc;
 use crate::feed::{FeedEntry, FeedItem};
+use crate::tx::WriteTx;
 use crate::{Store, StoreError, collections};
 
 /// How far the durable cursor may lag the applied one over pages that changed nothing.

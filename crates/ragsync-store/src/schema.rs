@@ -142,8 +142,8 @@ fn nfc_document_ids(tx: &Transaction<'_>) -> Result<(), StoreError> {
         };
         let coll = CollectionName::new(collection.clone())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut merged = crate::docs::decode_state(&state)?;
-        if let Some((_, there)) = crate::docs::load(tx, &coll, &id)? {
+        let mut merged = crate::tx::decode_state(&state)?;
+        if let Some((_, there)) = crate::tx::load(tx, &coll, &id)? {
             merged.merge(&there);
         }
         seq += 1;
