@@ -92,6 +92,7 @@ impl From<StoreError> for ApiError {
             | StoreError::DataDir(_)
             | StoreError::Corrupt(_)
             | StoreError::Sqlite(_)
+            | StoreError::GroupCommit(_)
             | StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.code(), e.to_string())

@@ -33,12 +33,18 @@ pub use auth::{Auth, Role, TokenSpec};
 pub use error::ApiError;
 pub use listen::{ACCEPT_BACKOFF, serve};
 
+/// Most writes handed to the blocking pool at once. A write waits there for the store's
+/// writer (and is committed with others waiting, see the store's group commit); more would
+/// only take threads that reads and feed pages need. Further writes wait here, holding none.
+pub const MAX_WRITES_IN_BLOCKING_POOL: usize = 64;
+
 /// What every handler can reach.
 pub struct Node {
     pub store: Arc<Store>,
     pub auth: Auth,
     pub limits: Limits,
     pub started: Instant,
+    writes: tokio::sync::Semaphore,
 }
 
 pub type AppState = Arc<Node>;
@@ -50,7 +56,22 @@ impl Node {
             auth,
             limits,
             started: Instant::now(),
+            writes: tokio::sync::Semaphore::new(MAX_WRITES_IN_BLOCKING_POOL),
         })
+    }
+
+    /// [`Node::blocking`] for a call that writes: at most [`MAX_WRITES_IN_BLOCKING_POOL`]
+    /// of them hold a blocking thread at once.
+    pub(crate) async fn writing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _turn = self
+            .writes
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal("the write queue is closed"))?;
+        self.blocking(f).await
     }
 
     /// Runs a blocking store call off the async workers.

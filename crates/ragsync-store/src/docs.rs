@@ -65,21 +65,6 @@ pub struct StoredDoc {
 }
 
 impl Store {
-    /// Applies `ops` to documents of `collection` in one transaction: all of them, or none
-    /// when one fails (a missing collection, a failed If-Match, a delete of a missing document).
-    pub fn write(
-        &self,
-        collection: &CollectionName,
-        ops: Vec<DocOp>,
-    ) -> Result<Vec<WriteResult>, StoreError> {
-        self.write_tx(|tx| {
-            collections::require_live(&tx.tx, collection)?;
-            ops.into_iter()
-                .map(|op| apply(tx, collection, op))
-                .collect()
-        })
-    }
-
     /// Merges a document state received from another node into the stored one, in one
     /// transaction: the replication apply path, the same store function local writes use, so
     /// the feed (and later search) sees both. Refuses the whole state, moving nothing, when a
@@ -157,6 +142,18 @@ impl Store {
             .collect()
         })
     }
+}
+
+/// [`Store::write`] inside an open transaction: every op, or an error.
+pub(crate) fn write_ops(
+    tx: &mut WriteTx<'_>,
+    collection: &CollectionName,
+    ops: Vec<DocOp>,
+) -> Result<Vec<WriteResult>, StoreError> {
+    collections::require_live(&tx.tx, collection)?;
+    ops.into_iter()
+        .map(|op| apply(tx, collection, op))
+        .collect()
 }
 
 /// [`Store::merge_remote`] inside an open transaction (also used a row at a time by

@@ -38,6 +38,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The transaction a write was grouped into failed (see `group.rs`); nothing of it is kept.
+    #[error("the group of writes failed to commit: {0}")]
+    GroupCommit(String),
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -70,7 +73,7 @@ impl StoreError {
             StoreError::Locked(_) => "data_dir_locked",
             StoreError::DataDir(_) => "invalid_data_dir",
             StoreError::Corrupt(_) => "store_corrupt",
-            StoreError::Sqlite(_) | StoreError::Io(_) => "store_error",
+            StoreError::Sqlite(_) | StoreError::Io(_) | StoreError::GroupCommit(_) => "store_error",
         }
     }
 }

@@ -17,6 +17,7 @@ mod contents;
 mod docs;
 mod error;
 mod feed;
+mod group;
 mod replica;
 mod schema;
 mod stats;
@@ -103,10 +104,10 @@ impl Default for StoreOptions {
 }
 
 /// The single writer: its connection, the node's clock and the next feed `seq`.
-struct Writer {
-    conn: Connection,
-    clock: HlcClock,
-    next_seq: u64,
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    pub(crate) clock: HlcClock,
+    pub(crate) next_seq: u64,
 }
 
 /// Page size of a new database. Larger pages mean fewer page splits and fewer WAL frames
@@ -132,6 +133,9 @@ pub struct Store {
     durability: Durability,
     physical: Arc<dyn PhysicalClock>,
     writer: Mutex<Writer>,
+    /// Client writes waiting to be committed together (see `group.rs`).
+    write_queue: Mutex<Vec<group::Queued>>,
+    group_stats: group::GroupStats,
     readers: Mutex<Vec<Connection>>,
     /// Held for the life of the store: one process per data directory.
     _lock: File,
@@ -218,6 +222,8 @@ impl Store {
                 clock,
                 next_seq,
             }),
+            write_queue: Mutex::new(Vec::new()),
+            group_stats: group::GroupStats::default(),
             readers: Mutex::new(Vec::new()),
             _lock: lock,
         })
@@ -252,7 +258,7 @@ impl Store {
         self.physical.now_ms()
     }
 
-    fn writer(&self) -> MutexGuard<'_, Writer> {
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
         // A panic while holding the writer leaves no half-done transaction behind (SQLite
         // rolled it back when the Transaction was dropped), so the guard is safe to reuse.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())

@@ -18,7 +18,7 @@
 use ragsync_core::{CollectionName, DocId, DocState, Hlc, HlcClock, NodeId, Stamp};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::{Store, StoreError, meta_set};
+use crate::{Store, StoreError, Writer, meta_set};
 
 /// An open write transaction with the node's clock and the next feed `seq`.
 pub(crate) struct WriteTx<'a> {
@@ -81,9 +81,16 @@ impl Store {
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.run_tx(&mut self.writer(), f)
+    }
+
+    /// [`Store::write_tx`] with the writer already held.
+    pub(crate) fn run_tx<T>(
+        &self,
+        w: &mut Writer,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let now_ms = self.now_ms();
-        let mut guard = self.writer();
-        let w = &mut *guard;
         // The transaction ticks and observes a copy of the clock, kept only if it commits:
         // a refused request leaves even the clock as it was.
         let mut clock = w.clock.clone();

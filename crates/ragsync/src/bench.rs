@@ -1,6 +1,7 @@
 //! `ragsync bench ingest`: a node in its own process on a temporary directory, written to
 //! through the batch endpoint over real HTTP, one request at a time, with every request body
-//! built before the clock starts. Prints figures as `ragsync <name>: <value> <unit>`, the same
+//! built before the clock starts. `ragsync bench writes`: single-document writes from one
+//! client, then from `--clients` at once, on the same node in the same run. Prints figures as `ragsync <name>: <value> <unit>`, the same
 //! shape as the peer benchmarks in `../shared/peers`.
 
 use std::time::Instant;
@@ -23,6 +24,24 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Batch-write throughput of one node over HTTP.
     Ingest(IngestBench),
+    /// Single-document writes from one client, then from many at once (group commit).
+    Writes(WritesBench),
+}
+
+#[derive(Debug, Args)]
+pub struct WritesBench {
+    /// Documents each phase writes, one per request.
+    #[arg(long, default_value_t = 2000)]
+    pub docs: usize,
+    /// Bytes of text per document.
+    #[arg(long, default_value_t = 1024)]
+    pub doc_bytes: usize,
+    /// Concurrent clients of the second phase.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Durability of the node under test: relaxed, full (default) or extra.
+    #[arg(long, default_value = "full")]
+    pub durability: String,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +66,7 @@ pub struct IngestBench {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Ingest(a) => ingest(a).await,
+        BenchWhat::Writes(a) => writes(a).await,
     }
 }
 
@@ -141,5 +161,88 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
     figure("ingest_seconds", secs, "s");
     figure("ingest_server_cpu", cpu, "cpu-s");
     figure("ingest_server_peak_rss", rss_mib, "MiB");
+    Ok(())
+}
+
+/// One phase of `bench writes`: `docs` single-document PUTs spread over `clients` concurrent
+/// clients. Returns the elapsed seconds.
+async fn write_phase(
+    node: &NodeProcess,
+    phase: &str,
+    docs: usize,
+    clients: usize,
+    text: &str,
+) -> anyhow::Result<f64> {
+    let body = serde_json::to_vec(&json!({ "text": text }))?;
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, body) = (http.clone(), body.clone());
+            let (url, token) = (node.url.clone(), node.token.clone());
+            let phase = phase.to_string();
+            tokio::spawn(async move {
+                for n in (c..docs).step_by(clients) {
+                    let resp = http
+                        .put(format!("{url}/v1/collections/bench/docs/{phase}-{n:07}"))
+                        .bearer_auth(&token)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    ensure!(resp.status() == 201, "write {n}: {}", resp.status());
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+async fn writes(a: WritesBench) -> anyhow::Result<()> {
+    ensure!(
+        a.docs > 0 && a.clients > 0,
+        "--docs and --clients must be positive"
+    );
+    let dir = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let token = format!("bench-{:032x}", rand::random::<u128>());
+    let node = NodeProcess::start(
+        &exe,
+        &dir.path().join("node"),
+        &token,
+        &["--durability", &a.durability],
+    )
+    .await?;
+    let client = node.client();
+    client.put(&["collections", "bench"], &json!({})).await?;
+    let text = text(&mut Mulberry32::new(42), a.doc_bytes);
+    eprintln!(
+        "ragsync bench writes: {} single-document writes of {} bytes per phase, durability {}",
+        a.docs, a.doc_bytes, a.durability
+    );
+    let one = write_phase(&node, "one", a.docs, 1, &text).await?;
+    let status = client.get(&["status"], &[]).await?;
+    let commits_one = status["group_commit"]["commits"].as_u64().unwrap_or(0);
+    let many = write_phase(&node, "many", a.docs, a.clients, &text).await?;
+    let status = client.get(&["status"], &[]).await?;
+    let commits_many = status["group_commit"]["commits"].as_u64().unwrap_or(0) - commits_one;
+    node.shutdown().await?;
+
+    figure("writes_1_client_docs_per_s", a.docs as f64 / one, "docs/s");
+    figure(
+        &format!("writes_{}_clients_docs_per_s", a.clients),
+        a.docs as f64 / many,
+        "docs/s",
+    );
+    figure("writes_speedup", one / many, "x");
+    figure(
+        &format!("writes_{}_clients_per_commit", a.clients),
+        a.docs as f64 / commits_many.max(1) as f64,
+        "writes",
+    );
     Ok(())
 }

@@ -61,7 +61,7 @@ pub(crate) async fn put(
     };
     settings.validate()?;
     let (c, created) = node
-        .blocking(move |s| s.put_collection(&name, settings))
+        .writing(move |s| s.put_collection(&name, settings))
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -80,7 +80,7 @@ pub(crate) async fn delete(
     let name = CollectionName::new(name)?;
     who.require(Permission::ManageCollections, Some(&name))?;
     let n = name.clone();
-    let deleted = node.blocking(move |s| s.delete_collection(&n)).await?;
+    let deleted = node.writing(move |s| s.delete_collection(&n)).await?;
     Ok(Json(
         json!({"name": name, "deleted": true, "documents_deleted": deleted}),
     ))

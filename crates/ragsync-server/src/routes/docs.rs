@@ -73,7 +73,7 @@ fn names(c: String, id: String) -> Result<(CollectionName, DocId), ApiError> {
 }
 
 async fn write_one(node: &AppState, c: CollectionName, op: DocOp) -> ApiResult<WriteResult> {
-    let mut results = node.blocking(move |s| s.write(&c, vec![op])).await?;
+    let mut results = node.writing(move |s| s.write(&c, vec![op])).await?;
     results
         .pop()
         .ok_or_else(|| ApiError::internal("write returned no result"))
@@ -134,7 +134,7 @@ pub(crate) async fn batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let results = node.blocking(move |s| s.write(&c, ops)).await?;
+    let results = node.writing(move |s| s.write(&c, ops)).await?;
     let count = |e: WriteEffect| results.iter().filter(|r| r.effect == e).count();
     let view = BatchView {
         created: count(WriteEffect::Created),

@@ -18,6 +18,7 @@ pub(crate) async fn status(
 ) -> ApiResult<Json<Value>> {
     who.require(Permission::Status, None)?;
     let stats = node.blocking(|s| s.stats()).await?;
+    let (commits, writes) = node.store.group_commit_stats();
     Ok(Json(json!({
         "node_id": node.store.node_id(),
         "epoch": node.store.epoch(),
@@ -25,6 +26,7 @@ pub(crate) async fn status(
         "durability": node.store.durability(),
         "uptime_s": node.started.elapsed().as_secs(),
         "counts": stats,
+        "group_commit": {"commits": commits, "writes": writes},
         "limits": node.limits,
         "peers": [],
     })))
