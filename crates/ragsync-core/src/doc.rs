@@ -109,6 +109,14 @@ struct StateOnTheWire {
     versions: Vec<Version>,
 }
 
+impl DocState {
+    /// A state as another node sent it: its versions put in order, nothing else checked
+    /// (that is [`DocState::check_invariants`]'s job, which the store runs before merging).
+    pub fn from_wire(versions: Vec<Version>) -> Self {
+        StateOnTheWire { versions }.into()
+    }
+}
+
 impl From<StateOnTheWire> for DocState {
     fn from(s: StateOnTheWire) -> Self {
         let mut versions = s.versions;

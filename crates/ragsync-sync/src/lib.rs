@@ -1,6 +1,14 @@
-//! The replication engine of ragsync, sans-IO: messages in, messages out, no sockets.
+//! The replication engine of ragsync, sans-IO: messages in, messages out, no sockets, no
+//! disk. Time and randomness come in as arguments, so a simulation drives the same code the
+//! server does.
 //!
-//! Today this crate holds the wire messages of the change feed ([`wire`]), which the server
-//! answers and the puller (next: pull/push state machines, anti-entropy) reads.
+//! - [`wire`]: the versioned messages of the change feed, and their conversion to and from
+//!   the store's rows.
+//! - [`pull`]: pulling from one peer: paging, pipelining, the cursor the store commits,
+//!   resets, retries with backoff.
+//!
+//! The engine uses the store's types, never the store itself: its driver (the server, or a
+//! simulation) performs what it asks for and reports back.
 
+pub mod pull;
 pub mod wire;

@@ -18,7 +18,12 @@
 
 use std::collections::BTreeMap;
 
-use ragsync_core::{Collection, CollectionName, ContentId, DocId, Epoch, NodeId, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ragsync_core::{
+    Collection, CollectionName, ContentId, DocId, DocState, Epoch, NodeId, Version,
+};
+use ragsync_store::{ChangesPage, FeedEntry, FeedItem};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks.
@@ -72,5 +77,93 @@ impl Change {
         match self {
             Change::Doc { seq, .. } | Change::Collection { seq, .. } => *seq,
         }
+    }
+}
+
+/// A page as the store applies it: its rows, and its inline contents by id.
+pub type PageRows = (Vec<FeedEntry>, BTreeMap<ContentId, Vec<u8>>);
+
+/// A page that cannot be read: a content that is not base64.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid page: {0}")]
+pub struct WireError(pub String);
+
+impl ChangesResponse {
+    /// The answer of a node to `GET /v1/sync/changes?since=` for a page of its feed.
+    pub fn from_page(node_id: NodeId, epoch: Epoch, since: u64, page: ChangesPage) -> Self {
+        let changes = page
+            .entries
+            .into_iter()
+            .map(|e| match e.item {
+                FeedItem::Doc {
+                    collection,
+                    id,
+                    state,
+                } => Change::Doc {
+                    seq: e.seq,
+                    collection,
+                    id,
+                    versions: state.versions().to_vec(),
+                },
+                FeedItem::Collection(collection) => Change::Collection {
+                    seq: e.seq,
+                    collection,
+                },
+            })
+            .collect();
+        let contents = page
+            .contents
+            .into_iter()
+            .map(|(cid, b)| (cid, BASE64.encode(b)))
+            .collect();
+        Self {
+            node_id,
+            epoch,
+            since,
+            next_since: page.next_since,
+            has_more: page.has_more,
+            head: page.head,
+            changes,
+            contents,
+        }
+    }
+
+    /// The page's rows as the store applies them, and its inline contents decoded. The
+    /// states are taken as sent; the store checks them when it applies them.
+    pub fn into_entries(self) -> Result<PageRows, WireError> {
+        let contents = self
+            .contents
+            .into_iter()
+            .map(|(cid, b64)| {
+                BASE64
+                    .decode(b64.as_bytes())
+                    .map(|b| (cid, b))
+                    .map_err(|e| WireError(format!("content {cid}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let entries = self
+            .changes
+            .into_iter()
+            .map(|c| match c {
+                Change::Doc {
+                    seq,
+                    collection,
+                    id,
+                    versions,
+                } => FeedEntry {
+                    seq,
+                    item: FeedItem::Doc {
+                        collection,
+                        id,
+                        state: DocState::from_wire(versions),
+                    },
+                },
+                Change::Collection { seq, collection } => FeedEntry {
+                    seq,
+                    item: FeedItem::Collection(collection),
+                },
+            })
+            .collect();
+        Ok((entries, contents))
     }
 }

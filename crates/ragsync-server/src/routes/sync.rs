@@ -1,14 +1,10 @@
 //! The read side of replication: `GET /v1/sync/info` and `GET /v1/sync/changes`. The message
 //! shapes and the paging rules are documented in `ragsync_sync::wire`.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Extension, State};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use ragsync_store::{FeedItem, InlinePolicy};
-use ragsync_sync::wire::{Change, ChangesResponse, PROTOCOL_VERSION, SyncInfo};
+use ragsync_store::InlinePolicy;
+use ragsync_sync::wire::{ChangesResponse, PROTOCOL_VERSION, SyncInfo};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -62,39 +58,10 @@ pub(crate) async fn changes(
     let page = node
         .blocking(move |s| s.changes(since, limit, inline))
         .await?;
-    let changes = page
-        .entries
-        .into_iter()
-        .map(|e| match e.item {
-            FeedItem::Doc {
-                collection,
-                id,
-                state,
-            } => Change::Doc {
-                seq: e.seq,
-                collection,
-                id,
-                versions: state.versions().to_vec(),
-            },
-            FeedItem::Collection(collection) => Change::Collection {
-                seq: e.seq,
-                collection,
-            },
-        })
-        .collect();
-    let contents: BTreeMap<_, _> = page
-        .contents
-        .into_iter()
-        .map(|(cid, b)| (cid, BASE64.encode(b)))
-        .collect();
-    Ok(Json(ChangesResponse {
-        node_id: node.store.node_id(),
-        epoch: node.store.epoch(),
+    Ok(Json(ChangesResponse::from_page(
+        node.store.node_id(),
+        node.store.epoch(),
         since,
-        next_since: page.next_since,
-        has_more: page.has_more,
-        head: page.head,
-        changes,
-        contents,
-    }))
+        page,
+    )))
 }

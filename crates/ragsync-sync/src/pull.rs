@@ -1,0 +1,604 @@
+//! Pulling from one peer, sans-IO: the [`Puller`] says what to do next ([`Action`]: fetch a
+//! page of the peer's feed, apply a page to the store) and is told what came of it; time and
+//! randomness come in as arguments, so a simulation drives it exactly as the server does.
+//!
+//! Rules (the failure modes of similar systems, each kept here):
+//! - the cursor is what the store applied: it moves only when an apply reports it, to the
+//!   store's word, never to a page's claim alone;
+//! - the next page is fetched while the current one applies (one fetch and one page ahead at
+//!   most); a transient apply failure throws the page ahead away and fetches again from the
+//!   applied cursor;
+//! - a page that contradicts itself or the request (rows out of order, a `next_since` past
+//!   its head or before its rows, a different `since`) is refused and retried with backoff;
+//! - a changed peer epoch, or a peer that says our cursor is past its feed, starts again from
+//!   0 (merges are idempotent, so nothing is lost, and anti-entropy will make it cheap);
+//! - refusals are never silent: 401/403 put the puller in `Refused`, 429/503 honour
+//!   `Retry-After`, other failures back off with jitter; every one is in [`PullStatus`];
+//! - when caught up, the fetch long-polls (`wait_ms`), so a write reaches us as it happens.
+
+use std::collections::VecDeque;
+
+use ragsync_core::{Epoch, NodeId};
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt, SeedableRng};
+use serde::Serialize;
+
+use crate::wire::{Change, ChangesResponse};
+
+/// Retry delays: exponential from `base_ms` up to `max_ms`, each drawn from its upper half
+/// (jitter, so that peers cut off together do not come back together).
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub base_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Backoff {
+    /// The delay before try `attempt` (1 for the first retry).
+    pub fn delay_ms(&self, attempt: u32, rng: &mut impl Rng) -> u64 {
+        let cap = self
+            .base_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(30))
+            .min(self.max_ms)
+            .max(1);
+        rng.random_range(cap.div_ceil(2)..=cap)
+    }
+}
+
+/// Limits of one puller.
+#[derive(Clone, Copy, Debug)]
+pub struct PullConfig {
+    /// Rows asked for per page.
+    pub page_rows: usize,
+    /// How long a caught-up fetch waits on the peer for something new.
+    pub wait_ms: u64,
+    /// How long an answer may take beyond `wait_ms` before the fetch counts as failed.
+    pub request_timeout_ms: u64,
+    pub backoff: Backoff,
+}
+
+/// A fetch of one page: `GET /v1/sync/changes?since=&limit=&wait_ms=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fetch {
+    /// Names this fetch in [`Puller::on_fetched`]; answers to other ids are ignored.
+    pub id: u64,
+    pub since: u64,
+    pub limit: usize,
+    pub wait_ms: u64,
+}
+
+/// Why a fetch brought no page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// The peer answered with an error status.
+    Refused {
+        status: u16,
+        code: String,
+        retry_after_ms: Option<u64>,
+    },
+    /// The peer says our cursor is past its feed (it was restored or wiped): start over.
+    CursorReset(String),
+    /// No usable answer: refused connection, timeout, a body that does not parse.
+    Unreachable(String),
+}
+
+/// What the store did with a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The cursor after the page, as the store committed it.
+    pub cursor: u64,
+    pub changed: usize,
+    pub parked: usize,
+    /// A transient failure that stopped the page before the row after `cursor`.
+    pub stopped: Option<String>,
+}
+
+/// What the driver must do next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Fetch a page; report with [`Puller::on_fetched`].
+    Fetch(Fetch),
+    /// Apply a page to the store (rows and cursor in one transaction); report with
+    /// [`Puller::on_applied`].
+    Apply { id: u64, page: ChangesResponse },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullState {
+    /// Pages with more behind them are being pulled.
+    CatchingUp,
+    /// Caught up; waiting on the peer for what comes next.
+    Live,
+    /// A failure; trying again later.
+    BackingOff,
+    /// The peer refused our token (401, 403); trying again, slowly.
+    Refused,
+}
+
+/// What a puller shows in status.
+#[derive(Clone, Debug, Serialize)]
+pub struct PullStatus {
+    pub state: PullState,
+    pub peer_node: Option<NodeId>,
+    pub epoch: Option<Epoch>,
+    pub cursor: u64,
+    /// The peer's feed head, as its last page said.
+    pub peer_head: u64,
+    /// Rows of the peer's feed not applied here yet.
+    pub lag_rows: u64,
+    /// When the last page arrived, and when this node was last caught up (ms since epoch).
+    pub last_page_ms: Option<u64>,
+    pub caught_up_ms: Option<u64>,
+    pub pages_applied: u64,
+    pub rows_changed: u64,
+    pub rows_parked: u64,
+    pub resets: u64,
+    /// The last failure: its HTTP status when there was one, and what happened.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
+}
+
+/// The pull state machine of one peer; see the module docs.
+pub struct Puller {
+    cfg: PullConfig,
+    rng: StdRng,
+    status: PullStatus,
+    /// The fetch in flight, and when it counts as failed.
+    fetch: Option<(Fetch, u64)>,
+    /// The page being applied: its id and `next_since`.
+    applying: Option<(u64, u64)>,
+    /// A page fetched while another applies.
+    ready: Option<ChangesResponse>,
+    /// No fetch before this time (backing off).
+    wake_at_ms: u64,
+    attempt: u32,
+    /// The last page was empty and had nothing after it: long-poll.
+    caught_up: bool,
+    next_id: u64,
+    out: VecDeque<Action>,
+}
+
+impl Puller {
+    /// A puller starting from the cursor the store kept for this peer (`None`: from 0).
+    pub fn new(cfg: PullConfig, cursor: Option<(Epoch, u64)>, seed: u64) -> Self {
+        Self {
+            cfg,
+            rng: StdRng::seed_from_u64(seed),
+            status: PullStatus {
+                state: PullState::CatchingUp,
+                peer_node: None,
+                epoch: cursor.map(|c| c.0),
+                cursor: cursor.map_or(0, |c| c.1),
+                peer_head: 0,
+                lag_rows: 0,
+                last_page_ms: None,
+                caught_up_ms: None,
+                pages_applied: 0,
+                rows_changed: 0,
+                rows_parked: 0,
+                resets: 0,
+                last_status: None,
+                last_error: None,
+                last_error_ms: None,
+            },
+            fetch: None,
+            applying: None,
+            ready: None,
+            wake_at_ms: 0,
+            attempt: 0,
+            caught_up: false,
+            next_id: 1,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn status(&self) -> &PullStatus {
+        &self.status
+    }
+
+    /// True when nothing is in flight, nothing waits to be applied, and the last page was
+    /// caught up: the state a convergence check waits for.
+    pub fn is_quiet(&self) -> bool {
+        self.applying.is_none() && self.ready.is_none() && self.out.is_empty() && self.caught_up
+    }
+
+    /// The time the puller next wants to act without being told anything, if it waits: the
+    /// end of a backoff, or the deadline of the fetch in flight.
+    pub fn wake_at_ms(&self) -> Option<u64> {
+        match self.fetch {
+            Some((_, deadline)) => Some(deadline),
+            None => (self.wake_at_ms > 0).then_some(self.wake_at_ms),
+        }
+    }
+
+    /// Ends a backoff now (the operator asked to sync, or the link came back).
+    pub fn nudge(&mut self) {
+        self.wake_at_ms = 0;
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll(&mut self, now_ms: u64) -> Option<Action> {
+        if let Some(a) = self.out.pop_front() {
+            return Some(a);
+        }
+        if self.fetch.is_some_and(|(_, deadline)| now_ms >= deadline) {
+            // Lost on the way, or the peer never answered: try again, after a backoff.
+            self.fetch = None;
+            self.fail(
+                now_ms,
+                FetchFailure::Unreachable("no answer in time".into()),
+            );
+        }
+        if self.fetch.is_some() || self.ready.is_some() || now_ms < self.wake_at_ms {
+            return None;
+        }
+        // Fetch the page after the one being applied, or after the cursor.
+        let since = self.applying.map_or(self.status.cursor, |(_, next)| next);
+        let wait_ms = if self.caught_up && self.applying.is_none() {
+            self.cfg.wait_ms
+        } else {
+            0
+        };
+        let f = Fetch {
+            id: self.take_id(),
+            since,
+            limit: self.cfg.page_rows,
+            wait_ms,
+        };
+        let deadline = now_ms + wait_ms + self.cfg.request_timeout_ms;
+        self.fetch = Some((f, deadline));
+        Some(Action::Fetch(f))
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The answer to fetch `id` (answers to fetches no longer awaited are ignored).
+    pub fn on_fetched(
+        &mut self,
+        now_ms: u64,
+        id: u64,
+        answer: Result<ChangesResponse, FetchFailure>,
+    ) {
+        let Some((f, _)) = self.fetch.filter(|(f, _)| f.id == id) else {
+            return;
+        };
+        self.fetch = None;
+        let page = match answer {
+            Ok(page) => page,
+            Err(FetchFailure::CursorReset(why)) => return self.reset(now_ms, &why),
+            Err(failure) => return self.fail(now_ms, failure),
+        };
+        if let Some(known) = self.status.peer_node.filter(|n| *n != page.node_id) {
+            let why = format!("the peer is now node {}, was {known}", page.node_id);
+            return self.fail(now_ms, FetchFailure::Unreachable(why));
+        }
+        self.status.peer_node = Some(page.node_id);
+        if self.status.epoch.is_some_and(|e| e != page.epoch) {
+            self.status.epoch = Some(page.epoch);
+            return self.reset(now_ms, "the peer's database changed (new epoch)");
+        }
+        self.status.epoch = Some(page.epoch);
+        if let Err(why) = check_page(&page, f.since) {
+            return self.fail(now_ms, FetchFailure::Unreachable(why));
+        }
+        self.attempt = 0;
+        self.status.peer_head = page.head;
+        self.status.last_page_ms = Some(now_ms);
+        let nothing_new = page.changes.is_empty() && page.next_since == f.since;
+        self.caught_up = !page.has_more && nothing_new;
+        if self.caught_up && self.applying.is_none() {
+            self.status.caught_up_ms = Some(now_ms);
+        }
+        self.status.state = if page.has_more {
+            PullState::CatchingUp
+        } else {
+            PullState::Live
+        };
+        if nothing_new {
+            self.update_lag();
+            return;
+        }
+        if self.applying.is_none() {
+            self.start_apply(page);
+        } else {
+            self.ready = Some(page);
+        }
+    }
+
+    fn start_apply(&mut self, page: ChangesResponse) {
+        let id = self.take_id();
+        self.applying = Some((id, page.next_since));
+        self.out.push_back(Action::Apply { id, page });
+    }
+
+    /// What the store did with page `id`.
+    pub fn on_applied(&mut self, now_ms: u64, id: u64, outcome: ApplyOutcome) {
+        if self.applying.is_none_or(|(a, _)| a != id) {
+            return;
+        }
+        self.applying = None;
+        self.status.cursor = outcome.cursor;
+        self.status.pages_applied += 1;
+        self.status.rows_changed += outcome.changed as u64;
+        self.status.rows_parked += outcome.parked as u64;
+        self.update_lag();
+        if let Some(why) = outcome.stopped {
+            // Pages fetched past the failed row are no longer what comes next.
+            self.ready = None;
+            self.fetch = None;
+            self.caught_up = false;
+            return self.fail(now_ms, FetchFailure::Unreachable(format!("apply: {why}")));
+        }
+        if let Some(page) = self.ready.take() {
+            self.start_apply(page);
+        } else if self.caught_up {
+            self.status.caught_up_ms = Some(now_ms);
+        }
+    }
+
+    fn update_lag(&mut self) {
+        self.status.lag_rows = self.status.peer_head.saturating_sub(self.status.cursor);
+    }
+
+    fn reset(&mut self, now_ms: u64, why: &str) {
+        // The peer just answered: no reason to wait before starting over.
+        self.wake_at_ms = 0;
+        self.status.cursor = 0;
+        self.status.resets += 1;
+        self.ready = None;
+        self.caught_up = false;
+        self.note_error(now_ms, None, format!("starting over from 0: {why}"));
+    }
+
+    fn fail(&mut self, now_ms: u64, failure: FetchFailure) {
+        self.attempt += 1;
+        self.caught_up = false;
+        let delay = self.cfg.backoff.delay_ms(self.attempt, &mut self.rng);
+        let (state, status, why, wait) = match failure {
+            FetchFailure::Refused {
+                status,
+                code,
+                retry_after_ms,
+            } => {
+                let state = if matches!(status, 401 | 403) {
+                    PullState::Refused
+                } else {
+                    PullState::BackingOff
+                };
+                let wait = retry_after_ms.map_or(delay, |r| r.max(delay / 2));
+                (state, Some(status), format!("{status} {code}"), wait)
+            }
+            FetchFailure::Unreachable(why) | FetchFailure::CursorReset(why) => {
+                (PullState::BackingOff, None, why, delay)
+            }
+        };
+        self.status.state = state;
+        self.wake_at_ms = now_ms + wait;
+        self.note_error(now_ms, status, why);
+    }
+
+    fn note_error(&mut self, now_ms: u64, status: Option<u16>, why: String) {
+        self.status.last_status = status;
+        self.status.last_error = Some(why);
+        self.status.last_error_ms = Some(now_ms);
+    }
+}
+
+/// Checks what a page claims against itself and the fetch it answers.
+fn check_page(page: &ChangesResponse, since: u64) -> Result<(), String> {
+    if page.since != since {
+        return Err(format!(
+            "asked since {since}, answered since {}",
+            page.since
+        ));
+    }
+    let mut last = since;
+    for c in &page.changes {
+        let seq = c.seq();
+        if seq <= last {
+            return Err(format!("row {seq} is not after {last}"));
+        }
+        if let Change::Doc { versions, .. } = c
+            && versions.is_empty()
+        {
+            return Err(format!("row {seq} has no version"));
+        }
+        last = seq;
+    }
+    if page.next_since < last || page.next_since > page.head {
+        return Err(format!(
+            "next_since {} is before its rows ({last}) or past its head ({})",
+            page.next_since, page.head
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: PullConfig = PullConfig {
+        page_rows: 10,
+        wait_ms: 1000,
+        request_timeout_ms: 500,
+        backoff: Backoff {
+            base_ms: 100,
+            max_ms: 10_000,
+        },
+    };
+
+    fn page(since: u64, next_since: u64, head: u64, rows: &[u64]) -> ChangesResponse {
+        let collection = ragsync_core::CollectionName::new("c").unwrap();
+        let stamp = ragsync_core::Stamp::new(ragsync_core::Hlc::new(1, 0), NodeId(9));
+        ChangesResponse {
+            node_id: NodeId(9),
+            epoch: Epoch(1),
+            since,
+            next_since,
+            has_more: next_since < head,
+            head,
+            changes: rows
+                .iter()
+                .map(|seq| Change::Collection {
+                    seq: *seq,
+                    collection: ragsync_core::Collection {
+                        name: collection.clone(),
+                        settings: Default::default(),
+                        stamp,
+                        deleted: false,
+                    },
+                })
+                .collect(),
+            contents: Default::default(),
+        }
+    }
+
+    fn fetch(p: &mut Puller, now: u64) -> Fetch {
+        match p.poll(now) {
+            Some(Action::Fetch(f)) => f,
+            other => panic!("expected a fetch, got {other:?}"),
+        }
+    }
+
+    fn apply(p: &mut Puller, now: u64) -> (u64, ChangesResponse) {
+        match p.poll(now) {
+            Some(Action::Apply { id, page }) => (id, page),
+            other => panic!("expected an apply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pages_apply_in_order_and_the_next_is_fetched_meanwhile() {
+        let mut p = Puller::new(CFG, None, 1);
+        let f = fetch(&mut p, 0);
+        assert_eq!((f.since, f.wait_ms), (0, 0));
+        p.on_fetched(1, f.id, Ok(page(0, 2, 4, &[1, 2])));
+        let (a, _) = apply(&mut p, 1);
+        // While page 1 applies, page 2 is fetched from its next_since.
+        let f2 = fetch(&mut p, 1);
+        assert_eq!(f2.since, 2);
+        p.on_fetched(2, f2.id, Ok(page(2, 4, 4, &[3, 4])));
+        assert_eq!(p.poll(2), None, "one page applies at a time");
+        let done = ApplyOutcome {
+            cursor: 2,
+            changed: 2,
+            parked: 0,
+            stopped: None,
+        };
+        p.on_applied(3, a, done);
+        let (b, _) = apply(&mut p, 3);
+        p.on_applied(
+            4,
+            b,
+            ApplyOutcome {
+                cursor: 4,
+                changed: 2,
+                parked: 0,
+                stopped: None,
+            },
+        );
+        let f3 = fetch(&mut p, 4);
+        assert_eq!(f3.since, 4);
+        p.on_fetched(5, f3.id, Ok(page(4, 4, 4, &[])));
+        assert!(p.is_quiet());
+        assert_eq!(p.status().state, PullState::Live);
+        // Caught up: the next fetch long-polls.
+        assert_eq!(fetch(&mut p, 5).wait_ms, CFG.wait_ms);
+    }
+
+    #[test]
+    fn a_transient_apply_failure_refetches_from_the_applied_cursor() {
+        let mut p = Puller::new(CFG, None, 1);
+        let f = fetch(&mut p, 0);
+        p.on_fetched(1, f.id, Ok(page(0, 3, 6, &[1, 2, 3])));
+        let (a, _) = apply(&mut p, 1);
+        let f2 = fetch(&mut p, 1);
+        p.on_fetched(2, f2.id, Ok(page(3, 6, 6, &[4, 5, 6])));
+        let stopped = Some("database is locked".to_string());
+        p.on_applied(
+            3,
+            a,
+            ApplyOutcome {
+                cursor: 1,
+                changed: 1,
+                parked: 0,
+                stopped,
+            },
+        );
+        assert_eq!(p.status().state, PullState::BackingOff);
+        assert_eq!(p.poll(3), None, "backing off");
+        let f3 = fetch(&mut p, 3 + CFG.backoff.max_ms);
+        assert_eq!(f3.since, 1, "the page fetched ahead was thrown away");
+    }
+
+    #[test]
+    fn refusals_are_visible_and_retry_after_is_honoured() {
+        let mut p = Puller::new(CFG, None, 1);
+        let f = fetch(&mut p, 0);
+        let refused = FetchFailure::Refused {
+            status: 401,
+            code: "invalid_token".into(),
+            retry_after_ms: None,
+        };
+        p.on_fetched(1, f.id, Err(refused));
+        assert_eq!(
+            (p.status().state, p.status().last_status),
+            (PullState::Refused, Some(401))
+        );
+        let f = fetch(&mut p, 1 + CFG.backoff.max_ms);
+        let busy = FetchFailure::Refused {
+            status: 429,
+            code: "rate_limited".into(),
+            retry_after_ms: Some(5_000),
+        };
+        let now = 20_000;
+        p.on_fetched(now, f.id, Err(busy));
+        assert_eq!(p.status().state, PullState::BackingOff);
+        assert_eq!(p.poll(now + 4_000), None, "Retry-After is honoured");
+        assert!(p.poll(now + 5_000).is_some());
+    }
+
+    #[test]
+    fn a_page_that_contradicts_itself_is_refused_and_a_new_epoch_starts_over() {
+        let mut p = Puller::new(CFG, Some((Epoch(1), 5)), 1);
+        let f = fetch(&mut p, 0);
+        assert_eq!(f.since, 5);
+        // A next_since far past the head the page itself reports.
+        p.on_fetched(1, f.id, Ok(page(5, 1 << 60, 9, &[6])));
+        assert_eq!(p.status().cursor, 5);
+        assert_eq!(p.status().state, PullState::BackingOff);
+        let t = 1 + CFG.backoff.max_ms;
+        let f = fetch(&mut p, t);
+        // An answer to a fetch no longer awaited changes nothing.
+        p.on_fetched(t + 1, f.id + 100, Ok(page(5, 9, 9, &[6])));
+        assert_eq!(p.status().pages_applied, 0);
+        let mut restored = page(5, 9, 9, &[6]);
+        restored.epoch = Epoch(2);
+        p.on_fetched(t + 2, f.id, Ok(restored));
+        assert_eq!((p.status().cursor, p.status().resets), (0, 1));
+        assert_eq!(fetch(&mut p, t + 2).since, 0);
+    }
+
+    #[test]
+    fn a_lost_fetch_times_out_and_is_retried() {
+        let mut p = Puller::new(CFG, None, 1);
+        let f = fetch(&mut p, 0);
+        assert_eq!(p.poll(CFG.request_timeout_ms - 1), None);
+        assert_eq!(
+            p.poll(CFG.request_timeout_ms),
+            None,
+            "backing off after the timeout"
+        );
+        assert_eq!(p.status().last_error.as_deref(), Some("no answer in time"));
+        let again = fetch(&mut p, CFG.request_timeout_ms + CFG.backoff.max_ms);
+        assert_eq!(again.since, f.since);
+        assert_ne!(again.id, f.id);
+    }
+}

@@ -1,0 +1,647 @@
+//! A seeded simulation of replication: real stores (SQLite in temporary directories), the
+//! real pull engine, and an in-memory network that loses, duplicates, delays and reorders
+//! messages, cuts links, crashes nodes (the engine's memory is lost, the store kept) and skews
+//! clocks. Every decision comes from one seed, so a failing seed replays exactly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ragsync_core::{CollectionName, CollectionSettings, DocId, DocState, PhysicalClock, Stamp};
+use ragsync_store::{DocOp, Durability, FeedItem, InlinePolicy, OpKind, Page, Store, StoreOptions};
+use ragsync_sync::pull::{Action, ApplyOutcome, Backoff, FetchFailure, PullConfig, Puller};
+use ragsync_sync::wire::ChangesResponse;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// Simulated milliseconds per step.
+const STEP_MS: u64 = 5;
+/// The part of a run with writes and faults.
+const FAULTY_MS: u64 = 8_000;
+/// After healing, every node must agree within this much simulated time (liveness).
+const CONVERGE_WITHIN_MS: u64 = 30_000;
+const START_MS: u64 = 1_800_000_000_000;
+const DOC_IDS: u32 = 12;
+
+/// Simulated time, with a skew per node.
+struct SimClock {
+    now: Arc<AtomicU64>,
+    skew_ms: i64,
+}
+
+impl PhysicalClock for SimClock {
+    fn now_ms(&self) -> u64 {
+        (self.now.load(Ordering::Relaxed) as i64 + self.skew_ms) as u64
+    }
+}
+
+struct SimNode {
+    store: Store,
+    _dir: tempfile::TempDir,
+    /// Pullers by peer index; empty while the node is down.
+    pullers: BTreeMap<usize, Puller>,
+    up: bool,
+    /// Long-polls held by this node's server: (from, fetch id, since, limit, deadline).
+    held: Vec<(usize, u64, u64, usize, u64)>,
+}
+
+enum Msg {
+    Fetch {
+        from: usize,
+        to: usize,
+        id: u64,
+        since: u64,
+        limit: usize,
+        wait_ms: u64,
+    },
+    Page {
+        to: usize,
+        from: usize,
+        id: u64,
+        answer: Result<ChangesResponse, FetchFailure>,
+    },
+}
+
+/// What the run checks at the end.
+#[derive(Default)]
+struct Acked {
+    /// Every acknowledged write: the document and the stamp of its version.
+    puts: Vec<(String, Stamp)>,
+    /// Every acknowledged delete: the document and its tombstone's state.
+    deletes: Vec<(String, DocState)>,
+}
+
+pub struct Sim {
+    rng: StdRng,
+    now: Arc<AtomicU64>,
+    nodes: Vec<SimNode>,
+    /// Links by (min, max) node index; absent means up.
+    cut: HashMap<(usize, usize), bool>,
+    queue: Vec<(u64, u64, Msg)>,
+    next_msg: u64,
+    loss: f64,
+    dup: f64,
+    max_delay_ms: u64,
+    acked: Acked,
+    last_stamp: Vec<Option<Stamp>>,
+    coll: CollectionName,
+    /// Every node pulls from every other; else each from its two ring neighbours.
+    mesh: bool,
+}
+
+fn inline() -> InlinePolicy {
+    InlinePolicy {
+        max_content_bytes: 64 << 10,
+        max_page_bytes: 1 << 20,
+    }
+}
+
+fn pull_config(rng: &mut StdRng) -> PullConfig {
+    PullConfig {
+        page_rows: [1, 3, 50][rng.random_range(0..3)],
+        wait_ms: 300,
+        request_timeout_ms: 500,
+        backoff: Backoff {
+            base_ms: 20,
+            max_ms: 1_000,
+        },
+    }
+}
+
+impl Sim {
+    /// A run of `nodes` nodes; `mesh` pulls every node from every other, else a ring (each
+    /// node pulls from its two neighbours, so changes travel several hops).
+    pub fn new(seed: u64, nodes: usize, mesh: bool) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let now = Arc::new(AtomicU64::new(START_MS));
+        let coll = CollectionName::new("c").unwrap();
+        let mut sim_nodes = Vec::new();
+        for _ in 0..nodes {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = SimClock {
+                now: now.clone(),
+                skew_ms: rng.random_range(-20_000..=20_000),
+            };
+            let store = Store::open(
+                dir.path(),
+                StoreOptions {
+                    durability: Durability::Relaxed,
+                    clock: Arc::new(clock),
+                    ..StoreOptions::default()
+                },
+            )
+            .unwrap();
+            // Each node makes the collection on its own: the records converge by stamp.
+            store
+                .put_collection(&coll, CollectionSettings::default())
+                .unwrap();
+            sim_nodes.push(SimNode {
+                store,
+                _dir: dir,
+                pullers: BTreeMap::new(),
+                up: true,
+                held: Vec::new(),
+            });
+        }
+        let mut sim = Sim {
+            loss: rng.random_range(0.0..0.2),
+            dup: rng.random_range(0.0..0.1),
+            max_delay_ms: rng.random_range(1..60),
+            rng,
+            now,
+            nodes: sim_nodes,
+            cut: HashMap::new(),
+            queue: Vec::new(),
+            next_msg: 0,
+            acked: Acked::default(),
+            last_stamp: vec![None; nodes],
+            coll,
+            mesh,
+        };
+        for i in 0..nodes {
+            sim.start_pullers(i);
+        }
+        sim
+    }
+
+    fn start_pullers(&mut self, i: usize) {
+        let n = self.nodes.len();
+        let peers: Vec<usize> = if self.mesh {
+            (0..n).filter(|j| *j != i).collect()
+        } else {
+            vec![(i + 1) % n, (i + n - 1) % n]
+        };
+        for p in peers {
+            self.start_puller(i, p);
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    fn start_puller(&mut self, node: usize, peer: usize) {
+        let peer_id = self.nodes[peer].store.node_id();
+        let cursor = self.nodes[node]
+            .store
+            .cursor(peer_id)
+            .unwrap()
+            .map(|c| (c.epoch, c.since));
+        let cfg = pull_config(&mut self.rng);
+        let seed = self.rng.random();
+        self.nodes[node]
+            .pullers
+            .insert(peer, Puller::new(cfg, cursor, seed));
+    }
+
+    fn link_up(&self, a: usize, b: usize) -> bool {
+        !self
+            .cut
+            .get(&(a.min(b), a.max(b)))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn send(&mut self, msg: Msg, faulty: bool) {
+        let copies = if faulty && self.rng.random_bool(self.dup) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            if faulty && self.rng.random_bool(self.loss) {
+                continue;
+            }
+            let at = self.now() + self.rng.random_range(1..=self.max_delay_ms);
+            self.next_msg += 1;
+            let copy = match &msg {
+                Msg::Fetch {
+                    from,
+                    to,
+                    id,
+                    since,
+                    limit,
+                    wait_ms,
+                } => Msg::Fetch {
+                    from: *from,
+                    to: *to,
+                    id: *id,
+                    since: *since,
+                    limit: *limit,
+                    wait_ms: *wait_ms,
+                },
+                Msg::Page {
+                    to,
+                    from,
+                    id,
+                    answer,
+                } => Msg::Page {
+                    to: *to,
+                    from: *from,
+                    id: *id,
+                    answer: answer.clone(),
+                },
+            };
+            self.queue.push((at, self.next_msg, copy));
+        }
+    }
+
+    /// Runs every puller until it has nothing to do now.
+    fn drive(&mut self, faulty: bool) {
+        let now = self.now();
+        for i in 0..self.nodes.len() {
+            let peers: Vec<usize> = self.nodes[i].pullers.keys().copied().collect();
+            for p in peers {
+                while let Some(action) = self.nodes[i].pullers.get_mut(&p).and_then(|x| x.poll(now))
+                {
+                    match action {
+                        Action::Fetch(f) => self.send(
+                            Msg::Fetch {
+                                from: i,
+                                to: p,
+                                id: f.id,
+                                since: f.since,
+                                limit: f.limit,
+                                wait_ms: f.wait_ms,
+                            },
+                            faulty,
+                        ),
+                        Action::Apply { id, page } => {
+                            let outcome = apply(&self.nodes[i].store, page);
+                            if let Some(x) = self.nodes[i].pullers.get_mut(&p) {
+                                x.on_applied(now, id, outcome);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The page `node` serves for `since`, or `None` to hold a long-poll.
+    fn serve(
+        &self,
+        node: usize,
+        since: u64,
+        limit: usize,
+        hold: bool,
+    ) -> Option<Result<ChangesResponse, FetchFailure>> {
+        let s = &self.nodes[node].store;
+        let head = s.head_seq().unwrap();
+        if since > head {
+            return Some(Err(FetchFailure::CursorReset(format!(
+                "since {since} is past head {head}"
+            ))));
+        }
+        if hold && since == head {
+            return None;
+        }
+        let page = s.changes(since, limit, inline()).unwrap();
+        Some(Ok(ChangesResponse::from_page(
+            s.node_id(),
+            s.epoch(),
+            since,
+            page,
+        )))
+    }
+
+    fn deliver(&mut self, faulty: bool) {
+        let now = self.now();
+        self.queue.sort_by_key(|(at, n, _)| (*at, *n));
+        let due = self.queue.partition_point(|(at, _, _)| *at <= now);
+        let msgs: Vec<_> = self.queue.drain(..due).collect();
+        for (_, _, msg) in msgs {
+            match msg {
+                Msg::Fetch {
+                    from,
+                    to,
+                    id,
+                    since,
+                    limit,
+                    wait_ms,
+                } => {
+                    if !self.nodes[to].up || !self.link_up(from, to) {
+                        continue;
+                    }
+                    match self.serve(to, since, limit, wait_ms > 0) {
+                        Some(answer) => self.send(
+                            Msg::Page {
+                                to: from,
+                                from: to,
+                                id,
+                                answer,
+                            },
+                            faulty,
+                        ),
+                        None => self.nodes[to]
+                            .held
+                            .push((from, id, since, limit, now + wait_ms)),
+                    }
+                }
+                Msg::Page {
+                    to,
+                    from,
+                    id,
+                    answer,
+                } => {
+                    if !self.nodes[to].up || !self.link_up(from, to) {
+                        continue;
+                    }
+                    if let Some(p) = self.nodes[to].pullers.get_mut(&from) {
+                        p.on_fetched(now, id, answer);
+                    }
+                }
+            }
+        }
+        // Held long-polls answer when something new is there, or when they time out.
+        for node in 0..self.nodes.len() {
+            let head = self.nodes[node].store.head_seq().unwrap();
+            let held = std::mem::take(&mut self.nodes[node].held);
+            for h @ (from, id, since, limit, deadline) in held {
+                if head > since || now >= deadline {
+                    if let Some(answer) = self.serve(node, since, limit, false) {
+                        self.send(
+                            Msg::Page {
+                                to: from,
+                                from: node,
+                                id,
+                                answer,
+                            },
+                            faulty,
+                        );
+                    }
+                } else {
+                    self.nodes[node].held.push(h);
+                }
+            }
+        }
+    }
+
+    fn random_write(&mut self) {
+        let i = self.rng.random_range(0..self.nodes.len());
+        if !self.nodes[i].up {
+            return;
+        }
+        let id = format!("d{}", self.rng.random_range(0..DOC_IDS));
+        let doc = DocId::new(id.clone()).unwrap();
+        let delete = self.rng.random_bool(0.2);
+        let kind = if delete {
+            OpKind::Delete
+        } else {
+            OpKind::Put {
+                title: None,
+                metadata: Default::default(),
+                content: format!("{id} by node {i} at {}", self.now()).into_bytes(),
+                content_type: "text/plain".into(),
+            }
+        };
+        let store = &self.nodes[i].store;
+        let Ok(r) = store.write(
+            &self.coll,
+            vec![DocOp {
+                id: doc.clone(),
+                if_match: None,
+                kind,
+            }],
+        ) else {
+            return; // a delete of a document this node has not seen: refused, not acknowledged
+        };
+        let stamp = r[0].version;
+        if r[0].effect == ragsync_store::WriteEffect::Unchanged {
+            return;
+        }
+        if let Some(last) = self.last_stamp[i] {
+            assert!(stamp > last, "node {i} issued {stamp:?} after {last:?}");
+        }
+        self.last_stamp[i] = Some(stamp);
+        if delete {
+            let state = store.get(&self.coll, &doc).unwrap().unwrap().state;
+            self.acked.deletes.push((id, state));
+        } else {
+            self.acked.puts.push((id, stamp));
+        }
+    }
+
+    fn random_fault(&mut self) {
+        let n = self.nodes.len();
+        match self.rng.random_range(0..100) {
+            0..3 => {
+                let (a, b) = (self.rng.random_range(0..n), self.rng.random_range(0..n));
+                if a != b {
+                    let cut = self.cut.entry((a.min(b), a.max(b))).or_default();
+                    *cut = !*cut;
+                }
+            }
+            3 => {
+                // A crash: the engine's memory is gone, the store stays.
+                let i = self.rng.random_range(0..n);
+                if self.nodes[i].up {
+                    self.nodes[i].up = false;
+                    self.nodes[i].pullers.clear();
+                    self.nodes[i].held.clear();
+                }
+            }
+            4..7 => {
+                let i = self.rng.random_range(0..n);
+                if !self.nodes[i].up {
+                    self.restart(i);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.nodes[i].up = true;
+        self.start_pullers(i);
+    }
+
+    fn quiet(&self) -> bool {
+        self.queue.is_empty()
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.pullers.values().all(Puller::is_quiet))
+    }
+
+    /// The whole run: faults and writes, then healing until every node agrees. Returns the
+    /// simulated milliseconds convergence took after healing.
+    pub fn run(&mut self) -> u64 {
+        while self.now() < START_MS + FAULTY_MS {
+            if self.rng.random_bool(0.3) {
+                self.random_write();
+            }
+            self.random_fault();
+            self.drive(true);
+            self.deliver(true);
+            self.now.fetch_add(STEP_MS, Ordering::Relaxed);
+        }
+        // Heal: every link up, every node up, no more loss.
+        self.cut.clear();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].up {
+                self.restart(i);
+            }
+        }
+        for p in self.nodes.iter_mut().flat_map(|n| n.pullers.values_mut()) {
+            p.nudge();
+        }
+        let healed = self.now();
+        loop {
+            self.drive(false);
+            self.deliver(false);
+            if self.quiet() && self.agree() {
+                return self.now() - healed;
+            }
+            assert!(
+                self.now() - healed < CONVERGE_WITHIN_MS,
+                "no convergence {CONVERGE_WITHIN_MS} ms after healing:\n{}",
+                self.explain()
+            );
+            self.now.fetch_add(STEP_MS, Ordering::Relaxed);
+        }
+    }
+
+    /// Why the run has not converged: engines not quiet, and rows that differ from node 0's.
+    fn explain(&self) -> String {
+        let mut out = format!("messages in flight: {}\n", self.queue.len());
+        for (i, n) in self.nodes.iter().enumerate() {
+            for (p, x) in &n.pullers {
+                if !x.is_quiet() {
+                    out += &format!("node {i} <- {p}: not quiet: {:?}\n", x.status());
+                }
+            }
+            out += &format!(
+                "node {i}: held polls {}, head {}\n",
+                n.held.len(),
+                n.store.head_seq().unwrap()
+            );
+        }
+        let first = self.everything(0);
+        for i in 1..self.nodes.len() {
+            let other = self.everything(i);
+            for (k, v) in &first {
+                if other.get(k) != Some(v) {
+                    out += &format!(
+                        "node {i} differs on {k}: {:?}\n vs node 0: {v}\n",
+                        other.get(k)
+                    );
+                }
+            }
+            for k in other.keys().filter(|k| !first.contains_key(*k)) {
+                out += &format!("node {i} has {k}, node 0 not\n");
+            }
+        }
+        out
+    }
+
+    fn everything(&self, i: usize) -> BTreeMap<String, serde_json::Value> {
+        let s = &self.nodes[i].store;
+        let mut out = BTreeMap::new();
+        let mut since = 0;
+        loop {
+            let page = s.changes(since, 1000, inline()).unwrap();
+            for e in &page.entries {
+                let (k, v) = match &e.item {
+                    FeedItem::Doc { id, state, .. } => {
+                        (format!("doc {id}"), serde_json::to_value(state).unwrap())
+                    }
+                    FeedItem::Collection(c) => {
+                        (format!("coll {}", c.name), serde_json::to_value(c).unwrap())
+                    }
+                };
+                out.insert(k, v);
+            }
+            since = page.next_since;
+            if !page.has_more {
+                return out;
+            }
+        }
+    }
+
+    fn agree(&self) -> bool {
+        let first = self.everything(0);
+        (1..self.nodes.len()).all(|i| self.everything(i) == first)
+    }
+
+    /// The checks of a converged run: nothing acknowledged lost, nothing deleted resurrected,
+    /// no row parked, every cursor at or before its peer's head.
+    pub fn check(&self) {
+        let s = &self.nodes[0].store;
+        let state = |id: &str| {
+            s.get(&self.coll, &DocId::new(id).unwrap())
+                .unwrap()
+                .unwrap()
+                .state
+        };
+        for (id, stamp) in &self.acked.puts {
+            let st = state(id);
+            assert!(
+                st.versions()
+                    .iter()
+                    .any(|v| v.stamp == *stamp || v.clock.contains(stamp)),
+                "acknowledged write {stamp:?} of {id} was lost: {st:?}"
+            );
+        }
+        for (id, tomb) in &self.acked.deletes {
+            let seen = tomb.clock();
+            for v in state(id).versions().iter().filter(|v| !v.deleted) {
+                assert!(
+                    !seen.contains(&v.stamp),
+                    "{id}: {:?}, deleted by {:?}, is alive again",
+                    v.stamp,
+                    tomb.winner().stamp
+                );
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            assert_eq!(n.store.stats().unwrap().parked, 0, "node {i} parked rows");
+            for (p, puller) in &n.pullers {
+                let head = self.nodes[*p].store.head_seq().unwrap();
+                assert!(
+                    puller.status().cursor <= head,
+                    "node {i}'s cursor of {p} is past its head"
+                );
+            }
+        }
+    }
+}
+
+/// Applies a page as the server's driver does.
+fn apply(store: &Store, page: ChangesResponse) -> ApplyOutcome {
+    let (peer, epoch, next_since, head) = (page.node_id, page.epoch, page.next_since, page.head);
+    let before = store.cursor(peer).unwrap().map_or(0, |c| c.since);
+    let (rows, inline) = match page.into_entries() {
+        Ok(x) => x,
+        Err(e) => {
+            return ApplyOutcome {
+                cursor: before,
+                changed: 0,
+                parked: 0,
+                stopped: Some(e.to_string()),
+            };
+        }
+    };
+    let page = Page {
+        peer,
+        epoch,
+        rows: &rows,
+        inline: &inline,
+        next_since,
+        head,
+    };
+    match store.apply_page(&page) {
+        Ok(a) => ApplyOutcome {
+            cursor: a.cursor,
+            changed: a.changed,
+            parked: a.parked.len(),
+            stopped: a.stopped.map(|e| e.to_string()),
+        },
+        Err(e) => ApplyOutcome {
+            cursor: before,
+            changed: 0,
+            parked: 0,
+            stopped: Some(e.to_string()),
+        },
+    }
+}
