@@ -41,6 +41,8 @@ pub enum Permission {
     ManageCollections,
     ReadBlobs,
     Sync,
+    /// Add, remove and drive peers (admin only).
+    ManagePeers,
 }
 
 impl Role {

@@ -14,6 +14,7 @@ mod early_refusals;
 pub mod error;
 pub mod extract;
 mod listen;
+pub mod replication;
 mod routes;
 
 use std::sync::Arc;
@@ -45,6 +46,10 @@ pub struct Node {
     pub limits: Limits,
     pub started: Instant,
     writes: tokio::sync::Semaphore,
+    /// Set when the node starts to shut down: long-polls answer at once.
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
+    /// The peers this node pulls from, and their workers.
+    pub replication: replication::Replication,
 }
 
 pub type AppState = Arc<Node>;
@@ -52,11 +57,13 @@ pub type AppState = Arc<Node>;
 impl Node {
     pub fn new(store: Arc<Store>, auth: Auth, limits: Limits) -> AppState {
         Arc::new(Self {
+            replication: replication::Replication::new(store.clone()),
             store,
             auth,
             limits,
             started: Instant::now(),
             writes: tokio::sync::Semaphore::new(MAX_WRITES_IN_BLOCKING_POOL),
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 

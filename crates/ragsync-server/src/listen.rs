@@ -48,6 +48,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let limits = state.limits.clone();
+    let node = state.clone();
     let app = crate::router(state);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -126,6 +127,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Long-polls answer now rather than hold the shutdown for their wait.
+    node.closing.send_replace(true);
     let open = limits.max_connections - slots.available_permits();
     tracing::info!(open, "stopped accepting connections");
     let grace = Duration::from_millis(limits.shutdown_grace_ms);

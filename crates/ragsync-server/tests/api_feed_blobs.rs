@@ -213,8 +213,13 @@ async fn page_sizes_are_cut_to_the_limit_and_cursors_checked() {
         ),
         (200, 3, &json!(3))
     );
-    let past = format!("/v1/sync/changes?since={}", u64::MAX);
-    refused(n.as_token(PEER, Method::GET, &past), 400, "invalid_query").await;
+    // A since past the feed (the node was restored or replaced): a reset, never an empty page
+    // that would leave the puller waiting past rows it will never see.
+    let head = n.store.head_seq().unwrap();
+    for since in [head + 1, u64::MAX] {
+        let past = format!("/v1/sync/changes?since={since}");
+        refused(n.as_token(PEER, Method::GET, &past), 409, "cursor_reset").await;
+    }
 }
 
 #[tokio::test]

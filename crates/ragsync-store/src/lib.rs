@@ -18,6 +18,7 @@ mod docs;
 mod error;
 mod feed;
 mod group;
+mod peers;
 mod replica;
 mod schema;
 mod stats;
@@ -36,6 +37,7 @@ pub use collections::Collection;
 pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
 pub use error::StoreError;
 pub use feed::{ChangesPage, FeedEntry, FeedItem, InlinePolicy};
+pub use peers::PeerRecord;
 pub use replica::{Applied, Cursor, Page, Parked};
 pub use schema::SCHEMA_VERSION;
 pub use stats::Stats;
@@ -136,6 +138,8 @@ pub struct Store {
     /// Client writes waiting to be committed together (see `group.rs`).
     write_queue: Mutex<Vec<group::Queued>>,
     group_stats: group::GroupStats,
+    /// The feed's head, announced after every commit that moved it (long-polls wait on it).
+    head: tokio::sync::watch::Sender<u64>,
     readers: Mutex<Vec<Connection>>,
     /// Held for the life of the store: one process per data directory.
     _lock: File,
@@ -224,6 +228,7 @@ impl Store {
             }),
             write_queue: Mutex::new(Vec::new()),
             group_stats: group::GroupStats::default(),
+            head: tokio::sync::watch::Sender::new(next_seq - 1),
             readers: Mutex::new(Vec::new()),
             _lock: lock,
         })
@@ -240,6 +245,11 @@ impl Store {
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// The feed's head, as a watch that changes after every commit that moves it.
+    pub fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.head.subscribe()
     }
 
     pub fn epoch(&self) -> Epoch {

@@ -86,6 +86,19 @@ const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 5: the peers this node replicates from, known by the node id they report.
+    Migration::Sql(
+        r#"
+    CREATE TABLE peers (
+        node_id     TEXT PRIMARY KEY,
+        url         TEXT NOT NULL,
+        token       TEXT NOT NULL,
+        collections TEXT,
+        push        INTEGER NOT NULL,
+        added_ms    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

@@ -118,6 +118,9 @@ impl Store {
             tx.tx.commit()?;
             (out, next_seq)
         };
+        if next_seq != w.next_seq {
+            self.head.send_replace(next_seq - 1);
+        }
         w.next_seq = next_seq;
         w.clock = clock;
         Ok(out)

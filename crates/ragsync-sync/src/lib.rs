@@ -8,7 +8,9 @@
 //!   resets, retries with backoff.
 //!
 //! The engine uses the store's types, never the store itself: its driver (the server, or a
-//! simulation) performs what it asks for and reports back.
+//! simulation) performs what it asks for and reports back. [`apply`] holds the one call both
+//! drivers make into the store.
 
+pub mod apply;
 pub mod pull;
 pub mod wire;

@@ -5,7 +5,7 @@ use ragsync::config::{ServeArgs, ServeConfig};
 use ragsync::demo::{self, DemoArgs};
 use ragsync::ingest::{self, IngestArgs};
 use ragsync::serve;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -32,10 +32,48 @@ enum Command {
     Delete(DocArgs),
     /// Show a node's status.
     Status(ClientArgs),
+    /// Manage the peers a node pulls from.
+    Peers(PeersArgs),
     /// Run a guided demo on a temporary node.
     Demo(DemoArgs),
     /// Benchmarks that print figures.
     Bench(BenchArgs),
+}
+
+/// `ragsync peers`: `--token` names the peer's token here (as in `peers add URL --token T`),
+/// so the node's own token is `--node-token` or `RAGSYNC_TOKEN`.
+#[derive(Debug, clap::Args)]
+struct PeersArgs {
+    /// Base URL of the node to manage.
+    #[arg(long, env = "RAGSYNC_URL", default_value = "http://127.0.0.1:7070")]
+    url: String,
+    /// The managed node's admin token.
+    #[arg(long, env = "RAGSYNC_TOKEN", hide_env_values = true)]
+    node_token: String,
+    #[command(subcommand)]
+    what: PeersCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PeersCommand {
+    /// Add a peer by its URL: the node pulls from it at once.
+    Add {
+        url: String,
+        /// A token the peer accepts (its role must allow sync: peer or admin).
+        #[arg(long)]
+        token: String,
+        /// Only these collections (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        collections: Vec<String>,
+    },
+    /// List peers with their pull status.
+    List,
+    /// Forget a peer, by node id.
+    Remove { node_id: String },
+    /// Pull from a peer now (ends a backoff).
+    Sync { node_id: String },
+    /// Apply a peer's parked rows again.
+    Retry { node_id: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +145,35 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Status(a) => {
             print_json(&Client::new(&a)?.get(&["status"], &[]).await?);
+            Ok(())
+        }
+        Command::Peers(a) => {
+            let c = Client::new(&ClientArgs {
+                url: a.url,
+                token: a.node_token,
+            })?;
+            let answer = match a.what {
+                PeersCommand::Add {
+                    url,
+                    token,
+                    collections,
+                } => {
+                    let mut body = json!({"url": url, "token": token});
+                    if !collections.is_empty() {
+                        body["collections"] = json!(collections);
+                    }
+                    c.post(&["peers"], &body).await?
+                }
+                PeersCommand::List => c.get(&["peers"], &[]).await?,
+                PeersCommand::Remove { node_id } => c.delete(&["peers", &node_id]).await?,
+                PeersCommand::Sync { node_id } => {
+                    c.post(&["peers", &node_id, "sync"], &json!({})).await?
+                }
+                PeersCommand::Retry { node_id } => {
+                    c.post(&["peers", &node_id, "retry"], &json!({})).await?
+                }
+            };
+            print_json(&answer);
             Ok(())
         }
         Command::Demo(args) => until_interrupted(demo::run(args)).await,

@@ -54,11 +54,12 @@ impl NodeProcess {
             .append(true)
             .open(&log_file)
             .with_context(|| format!("opening {}", log_file.display()))?;
+        command.arg("serve").arg("--data").arg(data_dir);
+        // A free loopback port unless the caller names an address.
+        if !extra_args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         let mut child = command
-            .arg("serve")
-            .arg("--data")
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
             .env("RAGSYNC_ADMIN_TOKEN", token)
             .env_remove("RAGSYNC_CONFIG")

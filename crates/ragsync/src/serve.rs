@@ -44,7 +44,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         out.flush()?;
     }
     let node = Node::new(store, auth, limits);
-    ragsync_server::serve(listener, node, shutdown_signal()).await?;
+    node.replication
+        .start_all()
+        .context("starting replication from the stored peers")?;
+    ragsync_server::serve(listener, node.clone(), shutdown_signal()).await?;
+    node.replication.stop_all();
     tracing::info!("stopped");
     Ok(())
 }

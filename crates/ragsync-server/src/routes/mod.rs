@@ -5,6 +5,7 @@ mod collections;
 mod content_stream;
 mod docs;
 mod docs_wire;
+mod peers;
 mod status;
 mod sync;
 
@@ -40,6 +41,10 @@ pub(crate) fn authed() -> Router<AppState> {
         .route("/v1/blobs/{cid}", get(blobs::get))
         .route("/v1/sync/info", get(sync::info))
         .route("/v1/sync/changes", get(sync::changes))
+        .route("/v1/peers", get(peers::list).post(peers::add))
+        .route("/v1/peers/{node_id}", axum::routing::delete(peers::remove))
+        .route("/v1/peers/{node_id}/sync", post(peers::sync))
+        .route("/v1/peers/{node_id}/retry", post(peers::retry))
 }
 
 /// The page size a request asked for (or `default`), cut to `max`; 0 is refused.

@@ -28,6 +28,6 @@ pub(crate) async fn status(
         "counts": stats,
         "group_commit": {"commits": commits, "writes": writes},
         "limits": node.limits,
-        "peers": [],
+        "peers": node.replication.list(),
     })))
 }

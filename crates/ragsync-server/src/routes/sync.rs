@@ -3,7 +3,11 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use ragsync_store::InlinePolicy;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use ragsync_core::CollectionName;
+use ragsync_store::{FeedItem, InlinePolicy};
 use ragsync_sync::wire::{ChangesResponse, PROTOCOL_VERSION, SyncInfo};
 use serde::Deserialize;
 
@@ -35,7 +39,16 @@ pub(crate) struct ChangesQuery {
     #[serde(default)]
     since: u64,
     limit: Option<usize>,
+    /// Wait this long for something past `since` when there is nothing yet (long-poll).
+    #[serde(default)]
+    wait_ms: u64,
+    /// Comma-separated collection names: only their rows are sent (`next_since` still
+    /// passes the rows left out).
+    collections: Option<String>,
 }
+
+/// Longest long-poll a request may ask for.
+pub const MAX_POLL_WAIT_MS: u64 = 60_000;
 
 pub(crate) async fn changes(
     State(node): State<AppState>,
@@ -45,19 +58,50 @@ pub(crate) async fn changes(
     who.require(Permission::Sync, None)?;
     let limit = super::page_limit(q.limit, DEFAULT_PAGE_ROWS, node.limits.max_page_rows)?;
     let since = q.since;
-    if since > i64::MAX as u64 {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "since is beyond any seq",
+    let only = q
+        .collections
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(|c| CollectionName::new(c.trim()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    // Subscribed before the head is read, so that no commit slips between the two.
+    let mut head = node.store.watch_head();
+    let now = *head.borrow_and_update();
+    if since > now {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cursor_reset",
+            format!(
+                "since {since} is past this node's feed ({now}): it was restored or replaced; \
+                 start again from 0"
+            ),
         ));
+    }
+    if since == now && q.wait_ms > 0 {
+        let wait = Duration::from_millis(q.wait_ms.min(MAX_POLL_WAIT_MS));
+        let mut closing = node.closing.subscribe();
+        tokio::select! {
+            _ = head.wait_for(|h| *h > since) => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = closing.wait_for(|c| *c) => {}
+        }
     }
     let inline = InlinePolicy {
         max_content_bytes: node.limits.max_inline_bytes as u64,
         max_page_bytes: node.limits.max_page_inline_bytes as u64,
     };
-    let page = node
+    let mut page = node
         .blocking(move |s| s.changes(since, limit, inline))
         .await?;
+    if let Some(only) = only {
+        page.entries.retain(|e| match &e.item {
+            FeedItem::Doc { collection, .. } => only.contains(collection),
+            FeedItem::Collection(c) => only.contains(&c.name),
+        });
+    }
     Ok(Json(ChangesResponse::from_page(
         node.store.node_id(),
         node.store.epoch(),

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ragsync_core::{CollectionName, CollectionSettings, DocId, DocState, PhysicalClock, Stamp};
-use ragsync_store::{DocOp, Durability, FeedItem, InlinePolicy, OpKind, Page, Store, StoreOptions};
-use ragsync_sync::pull::{Action, ApplyOutcome, Backoff, FetchFailure, PullConfig, Puller};
+use ragsync_store::{DocOp, Durability, FeedItem, InlinePolicy, OpKind, Store, StoreOptions};
+use ragsync_sync::apply::apply_page;
+use ragsync_sync::pull::{Action, Backoff, FetchFailure, PullConfig, Puller};
 use ragsync_sync::wire::ChangesResponse;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -267,7 +268,7 @@ impl Sim {
                             faulty,
                         ),
                         Action::Apply { id, page } => {
-                            let outcome = apply(&self.nodes[i].store, page);
+                            let outcome = apply_page(&self.nodes[i].store, page);
                             if let Some(x) = self.nodes[i].pullers.get_mut(&p) {
                                 x.on_applied(now, id, outcome);
                             }
@@ -604,44 +605,5 @@ impl Sim {
                 );
             }
         }
-    }
-}
-
-/// Applies a page as the server's driver does.
-fn apply(store: &Store, page: ChangesResponse) -> ApplyOutcome {
-    let (peer, epoch, next_since, head) = (page.node_id, page.epoch, page.next_since, page.head);
-    let before = store.cursor(peer).unwrap().map_or(0, |c| c.since);
-    let (rows, inline) = match page.into_entries() {
-        Ok(x) => x,
-        Err(e) => {
-            return ApplyOutcome {
-                cursor: before,
-                changed: 0,
-                parked: 0,
-                stopped: Some(e.to_string()),
-            };
-        }
-    };
-    let page = Page {
-        peer,
-        epoch,
-        rows: &rows,
-        inline: &inline,
-        next_since,
-        head,
-    };
-    match store.apply_page(&page) {
-        Ok(a) => ApplyOutcome {
-            cursor: a.cursor,
-            changed: a.changed,
-            parked: a.parked.len(),
-            stopped: a.stopped.map(|e| e.to_string()),
-        },
-        Err(e) => ApplyOutcome {
-            cursor: before,
-            changed: 0,
-            parked: 0,
-            stopped: Some(e.to_string()),
-        },
     }
 }

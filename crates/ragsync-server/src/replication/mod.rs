@@ -1,0 +1,242 @@
+//! Replication of this node from its peers: one pull worker per peer ([`worker`]), over HTTP
+//! ([`transport`]), driving the engine of `ragsync_sync`. Peers are kept in the store, known
+//! by the node id their `/v1/sync/info` reports; adding one starts pulling from it at once,
+//! and a node restarted resumes every peer from its stored cursor.
+
+mod transport;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ragsync_core::{CollectionName, NodeId};
+use ragsync_store::{PeerRecord, Store};
+use ragsync_sync::pull::{FetchFailure, PullStatus};
+use reqwest::Url;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use crate::error::ApiError;
+use transport::PeerLink;
+use worker::Worker;
+
+/// A peer as answers show it (never its token).
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerView {
+    pub node_id: NodeId,
+    pub url: String,
+    pub collections: Option<Vec<CollectionName>>,
+    pub push: bool,
+    pub pull: PullStatus,
+}
+
+struct Running {
+    record: PeerRecord,
+    status: Arc<Mutex<PullStatus>>,
+    nudge: Arc<Notify>,
+    stop: watch::Sender<bool>,
+}
+
+/// The peers of a node and their workers.
+pub struct Replication {
+    store: Arc<Store>,
+    http: reqwest::Client,
+    running: Mutex<HashMap<NodeId, Running>>,
+}
+
+/// What a request to add a peer gives.
+pub struct NewPeer {
+    pub url: String,
+    pub token: String,
+    pub collections: Option<Vec<CollectionName>>,
+    pub push: bool,
+}
+
+impl Replication {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            http: reqwest::Client::new(),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a worker for every stored peer (at start).
+    pub fn start_all(&self) -> Result<(), ragsync_store::StoreError> {
+        for p in self.store.peers()? {
+            self.start(p);
+        }
+        Ok(())
+    }
+
+    fn link(&self, record: &PeerRecord) -> Result<PeerLink, ApiError> {
+        Ok(PeerLink {
+            http: self.http.clone(),
+            base: parse_url(&record.url)?,
+            token: record.token.clone(),
+            collections: record
+                .collections
+                .as_ref()
+                .map(|c| c.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",")),
+        })
+    }
+
+    fn start(&self, record: PeerRecord) {
+        let link = match self.link(&record) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(peer = %record.node_id, error = %e.message, "cannot reach peer");
+                return;
+            }
+        };
+        let status = Arc::new(Mutex::new(Worker::new_status(&self.store, record.node_id)));
+        let nudge = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let worker = Worker {
+            peer: record.node_id,
+            store: self.store.clone(),
+            link,
+            status: status.clone(),
+            nudge: nudge.clone(),
+            stop: stopped,
+        };
+        tokio::spawn(worker.run());
+        let node_id = record.node_id;
+        let old = self.running().insert(
+            node_id,
+            Running {
+                record,
+                status,
+                nudge,
+                stop,
+            },
+        );
+        if let Some(old) = old {
+            old.stop.send_replace(true);
+        }
+    }
+
+    /// Adds a peer: asks it who it is, refuses this node itself and a node already known,
+    /// stores it and starts pulling from it.
+    pub async fn add(&self, new: NewPeer) -> Result<PeerView, ApiError> {
+        if new.push {
+            return Err(ApiError::bad_request(
+                "push_unavailable",
+                "pushing to peers is not available in this build; add the peer on the other \
+                 node to pull from this one instead",
+            ));
+        }
+        let mut record = PeerRecord {
+            node_id: NodeId(0),
+            url: parse_url(&new.url)?.to_string(),
+            token: new.token,
+            collections: new.collections,
+            push: false,
+            added_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        let link = self.link(&record)?;
+        let info = link.info().await.map_err(|f| match f {
+            FetchFailure::Refused { status, code, .. } => ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "peer_refused",
+                format!("the peer refused to say who it is: {status} {code}"),
+            ),
+            FetchFailure::Unreachable(why) | FetchFailure::CursorReset(why) => ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "peer_unreachable",
+                format!("the peer did not answer: {why}"),
+            ),
+        })?;
+        if info.node_id == self.store.node_id() {
+            return Err(ApiError::bad_request(
+                "invalid_peer",
+                "that URL is this node itself",
+            ));
+        }
+        record.node_id = info.node_id;
+        let store = self.store.clone();
+        let to_store = record.clone();
+        let added = tokio::task::spawn_blocking(move || store.add_peer(&to_store))
+            .await
+            .map_err(|e| ApiError::internal(format!("adding a peer: {e}")))??;
+        if !added {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "peer_exists",
+                format!("node {} is already a peer", record.node_id),
+            ));
+        }
+        self.start(record.clone());
+        Ok(self.view(record.node_id).expect("just started"))
+    }
+
+    /// Forgets a peer and stops its worker. False when it was not known.
+    pub async fn remove(&self, node_id: NodeId) -> Result<bool, ApiError> {
+        let store = self.store.clone();
+        let removed = tokio::task::spawn_blocking(move || store.remove_peer(node_id))
+            .await
+            .map_err(|e| ApiError::internal(format!("removing a peer: {e}")))??;
+        if let Some(r) = self.running().remove(&node_id) {
+            r.stop.send_replace(true);
+        }
+        Ok(removed)
+    }
+
+    /// Ends a peer's backoff: it pulls now. False when it is not known.
+    pub fn sync_now(&self, node_id: NodeId) -> bool {
+        match self.running().get(&node_id) {
+            Some(r) => {
+                r.nudge.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn view(&self, node_id: NodeId) -> Option<PeerView> {
+        self.running().get(&node_id).map(view)
+    }
+
+    /// Every peer with its pull status, by node id.
+    pub fn list(&self) -> Vec<PeerView> {
+        let mut out: Vec<PeerView> = self.running().values().map(view).collect();
+        out.sort_by_key(|p| p.node_id);
+        out
+    }
+
+    /// Stops every worker (on shutdown).
+    pub fn stop_all(&self) {
+        for r in self.running().values() {
+            r.stop.send_replace(true);
+        }
+    }
+}
+
+fn view(r: &Running) -> PeerView {
+    PeerView {
+        node_id: r.record.node_id,
+        url: r.record.url.clone(),
+        collections: r.record.collections.clone(),
+        push: r.record.push,
+        pull: r.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+    }
+}
+
+fn parse_url(url: &str) -> Result<Url, ApiError> {
+    let parsed = Url::parse(url)
+        .map_err(|e| ApiError::bad_request("invalid_url", format!("peer URL {url:?}: {e}")))?;
+    // TLS to peers comes with the hardening work; until then a peer is reached over http.
+    if parsed.scheme() != "http" || parsed.cannot_be_a_base() {
+        return Err(ApiError::bad_request(
+            "invalid_url",
+            format!("peer URL {url:?} must be http:// (TLS to peers is not in this build)"),
+        ));
+    }
+    Ok(parsed)
+}

@@ -1,0 +1,120 @@
+//! One peer's pull worker: drives the engine's [`Puller`] with real time, HTTP and the store,
+//! and publishes its status. It stops when told to, dropping what is in flight: the store
+//! keeps the cursor of every page it applied.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ragsync_core::NodeId;
+use ragsync_store::Store;
+use ragsync_sync::apply::apply_page;
+use ragsync_sync::pull::{
+    Action, ApplyOutcome, Backoff, FetchFailure, PullConfig, PullStatus, Puller,
+};
+use ragsync_sync::wire::ChangesResponse;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::transport::PeerLink;
+
+/// How pulls are paced on a live node.
+pub(crate) const PULL_CONFIG: PullConfig = PullConfig {
+    page_rows: 1000,
+    wait_ms: 25_000,
+    request_timeout_ms: 15_000,
+    backoff: Backoff {
+        base_ms: 250,
+        max_ms: 30_000,
+    },
+};
+
+/// What came back from work the worker started.
+enum Done {
+    Fetched(u64, Result<ChangesResponse, FetchFailure>),
+    Applied(u64, ApplyOutcome),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) struct Worker {
+    pub(crate) peer: NodeId,
+    pub(crate) store: Arc<Store>,
+    pub(crate) link: PeerLink,
+    pub(crate) status: Arc<Mutex<PullStatus>>,
+    pub(crate) nudge: Arc<Notify>,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl Worker {
+    pub(crate) fn new_status(store: &Store, peer: NodeId) -> PullStatus {
+        let cursor = store
+            .cursor(peer)
+            .ok()
+            .flatten()
+            .map(|c| (c.epoch, c.since));
+        Puller::new(PULL_CONFIG, cursor, 0).status().clone()
+    }
+
+    pub(crate) async fn run(mut self) {
+        let cursor = match self.store.cursor(self.peer) {
+            Ok(c) => c.map(|c| (c.epoch, c.since)),
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "cannot read the peer's cursor");
+                return;
+            }
+        };
+        let mut puller = Puller::new(PULL_CONFIG, cursor, rand::random());
+        let (done_tx, mut done) = mpsc::channel::<Done>(4);
+        tracing::info!(peer = %self.peer, url = %self.link.base, "pulling from peer");
+        loop {
+            let now = now_ms();
+            while let Some(action) = puller.poll(now) {
+                self.start(action, done_tx.clone());
+            }
+            *self.status.lock().unwrap_or_else(|e| e.into_inner()) = puller.status().clone();
+            let sleep = puller.wake_at_ms().map_or(Duration::from_secs(3600), |at| {
+                Duration::from_millis(at.saturating_sub(now))
+            });
+            tokio::select! {
+                Some(d) = done.recv() => match d {
+                    Done::Fetched(id, answer) => puller.on_fetched(now_ms(), id, answer),
+                    Done::Applied(id, outcome) => puller.on_applied(now_ms(), id, outcome),
+                },
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.nudge.notified() => puller.nudge(),
+                _ = self.stop.wait_for(|s| *s) => break,
+            }
+        }
+        tracing::info!(peer = %self.peer, "stopped pulling from peer");
+    }
+
+    fn start(&self, action: Action, done: mpsc::Sender<Done>) {
+        match action {
+            Action::Fetch(f) => {
+                let link = self.link.clone();
+                let timeout = Duration::from_millis(f.wait_ms + PULL_CONFIG.request_timeout_ms);
+                tokio::spawn(async move {
+                    let answer = link.fetch(&f, timeout).await;
+                    let _ = done.send(Done::Fetched(f.id, answer)).await;
+                });
+            }
+            Action::Apply { id, page } => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let outcome = tokio::task::spawn_blocking(move || apply_page(&store, page))
+                        .await
+                        .unwrap_or_else(|e| ApplyOutcome {
+                            cursor: 0,
+                            changed: 0,
+                            parked: 0,
+                            stopped: Some(format!("apply task: {e}")),
+                        });
+                    let _ = done.send(Done::Applied(id, outcome)).await;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Black-box replication between real nodes (the built binary, each on a `127.0.0.1:0` port):
+//! peers added over the API pull from each other; convergence checks wait, bounded, for the
+//! nodes to agree.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ragsync::client::Client;
+use ragsync::node_proc::NodeProcess;
+use serde_json::{Value, json};
+
+const EXE: &str = env!("CARGO_BIN_EXE_ragsync");
+const TOKEN: &str = "replication-test-token-0123456789";
+/// How long a convergence check waits before it fails.
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn node(dir: &Path, name: &str) -> NodeProcess {
+    NodeProcess::spawn(Path::new(EXE), &dir.join(name), TOKEN, &[]).unwrap()
+}
+
+async fn add_peer(on: &NodeProcess, from: &NodeProcess) -> Value {
+    on.client()
+        .post(&["peers"], &json!({"url": from.url, "token": TOKEN}))
+        .await
+        .unwrap()
+}
+
+/// Every live document of `c` on a node: id -> (text, version).
+async fn docs(c: &Client, coll: &str) -> Vec<(String, Value, Value)> {
+    let list = match c.list_docs(coll).await {
+        Ok(l) => l,
+        Err(_) => return Vec::new(),
+    };
+    list.into_iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_string(),
+                d["content_cid"].clone(),
+                d["version"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every node lists the same documents in `coll`, at least `min` of them.
+async fn converge(nodes: &[&NodeProcess], coll: &str, min: usize) -> Vec<(String, Value, Value)> {
+    let started = Instant::now();
+    loop {
+        let mut all = Vec::new();
+        for n in nodes {
+            all.push(docs(&n.client(), coll).await);
+        }
+        if all[0].len() >= min && all.iter().all(|d| *d == all[0]) {
+            return all.swap_remove(0);
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "no convergence in {CONVERGE:?}: {:?}",
+            all.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_three_converges_both_ways_and_a_batch_larger_than_a_page_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        node(dir.path(), "a"),
+        node(dir.path(), "b"),
+        node(dir.path(), "c"),
+    );
+    // A <-> B <-> C: A and C reach each other only through B.
+    add_peer(&b, &a).await;
+    add_peer(&a, &b).await;
+    add_peer(&c, &b).await;
+    add_peer(&b, &c).await;
+    a.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    let batch: Vec<Value> = (0..1200)
+        .map(|i| json!({"id": format!("doc-{i:05}"), "text": format!("document {i}")}))
+        .collect();
+    a.client()
+        .post(
+            &["collections", "kb", "docs:batch"],
+            &json!({"docs": batch}),
+        )
+        .await
+        .unwrap();
+    let all = converge(&[&a, &b, &c], "kb", 1200).await;
+    assert_eq!(all.len(), 1200);
+
+    // Back the other way: a write on C reaches A through B.
+    c.client()
+        .put(
+            &["collections", "kb", "docs", "from-c"],
+            &json!({"text": "hello from C"}),
+        )
+        .await
+        .unwrap();
+    converge(&[&a, &b, &c], "kb", 1201).await;
+    let doc = a
+        .client()
+        .get(&["collections", "kb", "docs", "from-c"], &[])
+        .await
+        .unwrap();
+    assert_eq!(doc["text"], "hello from C");
+
+    // A delete travels too.
+    a.client()
+        .delete(&["collections", "kb", "docs", "doc-00000"])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let gone = c
+            .client()
+            .get(&["collections", "kb", "docs", "doc-00000"], &[])
+            .await;
+        if gone.is_err_and(|e| e.code() == Some("document_deleted")) {
+            break;
+        }
+        assert!(started.elapsed() < CONVERGE, "the delete did not reach C");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Status shows each peer live, caught up, with its node id.
+    let status = b.client().get(&["status"], &[]).await.unwrap();
+    let peers = status["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2);
+    for p in peers {
+        assert!(
+            p["node_id"].is_string() && p["pull"]["cursor"].as_u64().unwrap() > 0,
+            "{p}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_are_known_by_node_id_and_refusals_show_in_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    let added = add_peer(&b, &a).await;
+    let info = a.client().get(&["sync", "info"], &[]).await.unwrap();
+    assert_eq!(added["node_id"], info["node_id"]);
+    // The same node again, under the same URL: refused.
+    let again = b
+        .client()
+        .post(&["peers"], &json!({"url": a.url, "token": TOKEN}))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Some("peer_exists"));
+    let itself = b
+        .client()
+        .post(&["peers"], &json!({"url": b.url, "token": TOKEN}))
+        .await
+        .unwrap_err();
+    assert_eq!(itself.code(), Some("invalid_peer"));
+    // A wrong token, known at add time as a refusal.
+    let c = node(dir.path(), "c");
+    let wrong = b
+        .client()
+        .post(
+            &["peers"],
+            &json!({"url": c.url, "token": "not-the-right-token-at-all"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Some("peer_refused"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_resumes_from_its_cursor_and_a_revoked_token_shows_as_401() {
+    let dir = tempfile::tempdir().unwrap();
+    // A on a port of its own choosing, so that it can come back on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let a = NodeProcess::spawn(
+        Path::new(EXE),
+        &dir.path().join("a"),
+        TOKEN,
+        &["--listen", &listen],
+    )
+    .unwrap();
+    let mut b = node(dir.path(), "b");
+    a.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        a.client()
+            .put(
+                &["collections", "kb", "docs", &format!("d{i}")],
+                &json!({"text": format!("v{i}")}),
+            )
+            .await
+            .unwrap();
+    }
+    add_peer(&b, &a).await;
+    converge(&[&a, &b], "kb", 50).await;
+
+    // kill -9 B, write more on A meanwhile, restart B: it resumes and misses nothing.
+    b.kill9().unwrap();
+    for i in 50..80 {
+        a.client()
+            .put(
+                &["collections", "kb", "docs", &format!("d{i}")],
+                &json!({"text": format!("v{i}")}),
+            )
+            .await
+            .unwrap();
+    }
+    let b = NodeProcess::spawn(Path::new(EXE), &dir.path().join("b"), TOKEN, &[]).unwrap();
+    let all = converge(&[&a, &b], "kb", 80).await;
+    assert_eq!(all.len(), 80);
+
+    // A comes back on the same address with other tokens: B's token is refused, and B's
+    // status says so (a 401 is never silent).
+    let a_data = a.data_dir.clone();
+    drop(a);
+    let _a = NodeProcess::spawn(
+        Path::new(EXE),
+        &a_data,
+        "a-completely-different-token-42",
+        &["--listen", &listen],
+    )
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        let status = b.client().get(&["status"], &[]).await.unwrap();
+        let pull = &status["peers"][0]["pull"];
+        if pull["state"] == "refused" && pull["last_status"] == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "B's status hides the refusal: {pull}"
+        );
+        let peer = status["peers"][0]["node_id"].as_str().unwrap().to_string();
+        // Ask B to try now rather than at the end of its backoff.
+        let _ = b.client().post(&["peers", &peer, "sync"], &json!({})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `ragsync peers add URL --token T`, `peers list`, `peers sync`, `peers retry`, `peers remove`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peers_cli_adds_lists_drives_and_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(EXE)
+            .args(["peers"])
+            .args(args)
+            .env("RAGSYNC_URL", &b.url)
+            .env("RAGSYNC_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    let added = cli(&["add", &a.url, "--token", TOKEN]);
+    let id = added["node_id"].as_str().unwrap().to_string();
+    let listed = cli(&["list"]);
+    assert_eq!(listed[0]["node_id"], json!(id));
+    assert!(
+        listed[0].get("token").is_none(),
+        "a peer's token is never shown"
+    );
+    assert_eq!(cli(&["sync", &id])["syncing"], json!(id));
+    assert_eq!(cli(&["retry", &id])["still_parked"], json!(0));
+    assert_eq!(cli(&["remove", &id])["removed"], json!(id));
+    assert_eq!(cli(&["list"]), json!([]));
+}
