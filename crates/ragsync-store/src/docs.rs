@@ -108,20 +108,29 @@ impl Store {
 
     /// Documents of `collection` that are not deleted, by id, starting after `after` (any
     /// string: ids are compared as stored, byte for byte).
+    ///
+    /// With `conflicted`, only documents that hold conflicts.
     pub fn list(
         &self,
         collection: &CollectionName,
         after: Option<&str>,
         limit: usize,
+        conflicted: bool,
     ) -> Result<Vec<StoredDoc>, StoreError> {
         self.read(|tx| {
             collections::require_live(tx, collection)?;
             let mut stmt = tx.prepare_cached(
                 "SELECT doc_id, seq, state FROM docs \
-                 WHERE collection = ?1 AND doc_id > ?2 AND deleted = 0 ORDER BY doc_id LIMIT ?3",
+                 WHERE collection = ?1 AND doc_id > ?2 AND deleted = 0 AND conflicts >= ?4 \
+                 ORDER BY doc_id LIMIT ?3",
             )?;
             let rows = stmt.query_map(
-                params![collection.as_str(), after.unwrap_or(""), limit as i64],
+                params![
+                    collection.as_str(),
+                    after.unwrap_or(""),
+                    limit as i64,
+                    i64::from(conflicted)
+                ],
                 |r| {
                     Ok((
                         r.get::<_, String>(0)?,

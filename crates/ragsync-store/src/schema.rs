@@ -99,6 +99,8 @@ const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 6: how many conflicts each document holds, so conflicted documents list fast.
+    Migration::Code(conflict_counts),
 ];
 
 /// The schema version this build writes.
@@ -179,5 +181,28 @@ fn nfc_document_ids(tx: &Transaction<'_>) -> Result<(), StoreError> {
         tracing::info!(%collection, from = %old_id, to = %id, "document id normalised to NFC");
     }
     crate::meta_set(tx, "seq", seq.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// Adds `docs.conflicts` (the versions beside the winner) and fills it from the stored states.
+fn conflict_counts(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch(
+        "ALTER TABLE docs ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0;
+         CREATE INDEX docs_conflicted ON docs (collection, doc_id) WHERE conflicts > 0;",
+    )?;
+    let rows: Vec<(String, String, Vec<u8>)> = {
+        let mut stmt = tx.prepare("SELECT collection, doc_id, state FROM docs")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (collection, id, state) in rows {
+        let n = crate::tx::decode_state(&state)?.conflicts().len();
+        if n > 0 {
+            tx.execute(
+                "UPDATE docs SET conflicts = ?3 WHERE collection = ?1 AND doc_id = ?2",
+                params![collection, id, n as i64],
+            )?;
+        }
+    }
     Ok(())
 }

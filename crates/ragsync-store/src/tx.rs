@@ -138,15 +138,16 @@ pub(crate) fn store_state(
     let bytes = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.tx
         .prepare_cached(
-            "INSERT OR REPLACE INTO docs (collection, doc_id, seq, deleted, state) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR REPLACE INTO docs (collection, doc_id, seq, deleted, state, conflicts) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             collection.as_str(),
             id.as_str(),
             seq as i64,
             state.is_deleted(),
-            bytes
+            bytes,
+            state.conflicts().len() as i64
         ])?;
     Ok(())
 }

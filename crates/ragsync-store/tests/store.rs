@@ -753,7 +753,7 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
     assert_eq!(content.cid, ragsync_core::ContentId::of(b"nfd"));
     assert!(cafe.seq > 101, "the merged state gets a new seq");
     let ids: Vec<String> = s
-        .list(&coll(), None, 100)
+        .list(&coll(), None, 100, false)
         .unwrap()
         .iter()
         .map(|d| d.id.to_string())
@@ -959,7 +959,7 @@ fn concurrent_writes_commit_in_groups_each_with_its_own_answer() {
         .collect();
     let failed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(failed, THREADS * (0..WRITES).filter(|i| i % 4 == 3).count());
-    let stored = s.list(&coll(), None, 10_000).unwrap();
+    let stored = s.list(&coll(), None, 10_000, false).unwrap();
     assert_eq!(stored.len(), THREADS * WRITES - failed);
     assert!(stored.iter().all(|d| {
         let i: usize = d.id.as_str().rsplit('-').next().unwrap().parse().unwrap();

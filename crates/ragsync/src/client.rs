@@ -108,6 +108,44 @@ impl Client {
         self.send(Method::DELETE, segments, &[], None::<&()>).await
     }
 
+    /// A write (`PUT` with `body`, or `DELETE` when `body` is `None`) that applies only if the
+    /// document is still at version `tag` (`If-Match`).
+    pub async fn write_if_match(
+        &self,
+        segments: &[&str],
+        body: Option<&Value>,
+        tag: &str,
+    ) -> Result<Value, ClientError> {
+        let method = if body.is_some() {
+            Method::PUT
+        } else {
+            Method::DELETE
+        };
+        let mut req = self
+            .http
+            .request(method, self.url(segments))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::IF_MATCH, format!("\"{tag}\""));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        decode(req.send().await?).await
+    }
+
+    /// The bytes of a content, by id.
+    pub async fn blob(&self, cid: &str) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .http
+            .get(self.url(&["blobs", cid]))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return decode(resp).await.map(|_| Vec::new());
+        }
+        Ok(resp.bytes().await?.to_vec())
+    }
+
     /// Every live document of `collection` as the list endpoint shows it (no content), read a
     /// page at a time.
     pub async fn list_docs(&self, collection: &str) -> Result<Vec<Value>, ClientError> {

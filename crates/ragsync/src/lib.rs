@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod conflicts;
 pub mod demo;
 pub mod ingest;
 pub mod node_proc;

@@ -34,6 +34,8 @@ enum Command {
     Status(ClientArgs),
     /// Manage the peers a node pulls from.
     Peers(PeersArgs),
+    /// List documents with concurrent versions, or keep one version of a document.
+    Conflicts(ConflictsArgs),
     /// Run a guided demo on a temporary node.
     Demo(DemoArgs),
     /// Benchmarks that print figures.
@@ -74,6 +76,31 @@ enum PeersCommand {
     Sync { node_id: String },
     /// Apply a peer's parked rows again.
     Retry { node_id: String },
+}
+
+#[derive(Debug, clap::Args)]
+struct ConflictsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    what: ConflictsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConflictsCommand {
+    /// Documents of a collection that hold conflicts, with every version.
+    List {
+        #[arg(long, short)]
+        collection: String,
+    },
+    /// Keep one version (a stamp, as `list` shows it): a write that has seen every conflict.
+    Resolve {
+        #[arg(long, short)]
+        collection: String,
+        id: String,
+        #[arg(long)]
+        keep: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +199,21 @@ async fn main() -> anyhow::Result<()> {
                 PeersCommand::Retry { node_id } => {
                     c.post(&["peers", &node_id, "retry"], &json!({})).await?
                 }
+            };
+            print_json(&answer);
+            Ok(())
+        }
+        Command::Conflicts(a) => {
+            let c = Client::new(&a.client)?;
+            let answer = match a.what {
+                ConflictsCommand::List { collection } => {
+                    json!(ragsync::conflicts::list(&c, &collection).await?)
+                }
+                ConflictsCommand::Resolve {
+                    collection,
+                    id,
+                    keep,
+                } => ragsync::conflicts::resolve(&c, &collection, &id, &keep).await?,
             };
             print_json(&answer);
             Ok(())

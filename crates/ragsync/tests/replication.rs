@@ -283,3 +283,94 @@ async fn the_peers_cli_adds_lists_drives_and_removes() {
     assert_eq!(cli(&["remove", &id])["removed"], json!(id));
     assert_eq!(cli(&["list"]), json!([]));
 }
+
+/// Concurrent writes to one document end with the same winner and the same conflicts on every
+/// node; `ragsync conflicts list` shows them and `conflicts resolve --keep` (a write that has
+/// seen them all) ends them everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_conflict_identically_everywhere_and_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    for (n, text) in [(&a, "written on A"), (&b, "written on B")] {
+        n.client()
+            .put(&["collections", "kb"], &json!({}))
+            .await
+            .unwrap();
+        n.client()
+            .put(
+                &["collections", "kb", "docs", "shared"],
+                &json!({"text": text}),
+            )
+            .await
+            .unwrap();
+    }
+    add_peer(&a, &b).await;
+    add_peer(&b, &a).await;
+    let read = |n: &NodeProcess| {
+        let c = n.client();
+        async move {
+            c.get(&["collections", "kb", "docs", "shared"], &[])
+                .await
+                .unwrap()
+        }
+    };
+    let started = Instant::now();
+    let (on_a, on_b) = loop {
+        let (x, y) = (read(&a).await, read(&b).await);
+        if x["conflicts"].as_array().unwrap().len() == 1 && x["version"] == y["version"] {
+            break (x, y);
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "no common conflict: {x} / {y}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (&on_a["stamp"], &on_a["text"], &on_a["conflicts"]),
+        (&on_b["stamp"], &on_b["text"], &on_b["conflicts"])
+    );
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(EXE)
+            .args(["conflicts"])
+            .args(args)
+            .env("RAGSYNC_URL", &a.url)
+            .env("RAGSYNC_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    let listed = cli(&["list", "-c", "kb"]);
+    assert_eq!(listed[0]["id"], "shared");
+    // Keep the version that lost.
+    let loser = listed[0]["conflicts"][0]["stamp"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lost_text = if on_a["text"] == "written on A" {
+        "written on B"
+    } else {
+        "written on A"
+    };
+    cli(&["resolve", "-c", "kb", "shared", "--keep", &loser]);
+    let started = Instant::now();
+    loop {
+        let (x, y) = (read(&a).await, read(&b).await);
+        if x["text"] == lost_text && y["text"] == lost_text && y["conflicts"] == json!([]) {
+            break;
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "the resolution did not spread: {x} / {y}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cli(&["list", "-c", "kb"]), json!([]));
+}

@@ -254,6 +254,9 @@ pub(crate) async fn get(
 pub(crate) struct ListQuery {
     after: Option<String>,
     limit: Option<usize>,
+    /// Only documents that hold conflicts.
+    #[serde(default)]
+    conflicts: bool,
 }
 
 /// Live documents by id, a page at a time: pass the last id seen as `after`.
@@ -270,7 +273,7 @@ pub(crate) async fn list(
     let after = q.after;
     let limit = super::page_limit(q.limit, DEFAULT_LIST_LIMIT, node.limits.max_page_rows)?;
     let mut docs = node
-        .blocking(move |s| s.list(&c, after.as_deref(), limit + 1))
+        .blocking(move |s| s.list(&c, after.as_deref(), limit + 1, q.conflicts))
         .await?;
     let has_more = docs.len() > limit;
     docs.truncate(limit);
