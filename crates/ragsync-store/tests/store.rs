@@ -737,8 +737,11 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
         db.execute("DELETE FROM docs WHERE doc_id = 'other'", [])
             .unwrap();
         // As schema 1 was: without what later migrations add.
-        db.execute_batch("DROP TABLE wanted; DROP TABLE peer_cursors; DROP TABLE parked")
-            .unwrap();
+        db.execute_batch(
+            "DROP TABLE wanted; DROP TABLE peer_cursors; DROP TABLE parked; DROP TABLE peers;
+             DROP INDEX docs_conflicted; ALTER TABLE docs DROP COLUMN conflicts;",
+        )
+        .unwrap();
         db.pragma_update(None, "user_version", 1).unwrap();
     }
     let s = open(dir.path());
