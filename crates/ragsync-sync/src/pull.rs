@@ -131,6 +131,8 @@ pub struct PullStatus {
     pub last_page_ms: Option<u64>,
     pub caught_up_ms: Option<u64>,
     pub pages_applied: u64,
+    /// Bytes of pages received (bodies, as the driver counted them).
+    pub bytes_received: u64,
     pub rows_changed: u64,
     pub rows_parked: u64,
     pub resets: u64,
@@ -176,6 +178,7 @@ impl Puller {
                 last_page_ms: None,
                 caught_up_ms: None,
                 pages_applied: 0,
+                bytes_received: 0,
                 rows_changed: 0,
                 rows_parked: 0,
                 resets: 0,
@@ -211,6 +214,11 @@ impl Puller {
             Some((_, deadline)) => Some(deadline),
             None => (self.wake_at_ms > 0).then_some(self.wake_at_ms),
         }
+    }
+
+    /// Counts bytes the driver received for this peer (shown in status).
+    pub fn note_bytes(&mut self, n: u64) {
+        self.status.bytes_received += n;
     }
 
     /// Ends a backoff now (the operator asked to sync, or the link came back).
@@ -457,6 +465,7 @@ mod tests {
                 })
                 .collect(),
             contents: Default::default(),
+            texts: Default::default(),
         }
     }
 

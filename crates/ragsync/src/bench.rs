@@ -1,7 +1,9 @@
 //! `ragsync bench ingest`: a node in its own process on a temporary directory, written to
 //! through the batch endpoint over real HTTP, one request at a time, with every request body
 //! built before the clock starts. `ragsync bench writes`: single-document writes from one
-//! client, then from `--clients` at once, on the same node in the same run. Prints figures as `ragsync <name>: <value> <unit>`, the same
+//! client, then from `--clients` at once, on the same node in the same run. `ragsync bench
+//! sync`: a full sync to an empty peer over HTTP, then single writes timed until the peer
+//! serves them. Prints figures as `ragsync <name>: <value> <unit>`, the same
 //! shape as the peer benchmarks in `../shared/peers`.
 
 use std::time::Instant;
@@ -26,6 +28,24 @@ pub enum BenchWhat {
     Ingest(IngestBench),
     /// Single-document writes from one client, then from many at once (group commit).
     Writes(WritesBench),
+    /// Full sync to an empty peer over HTTP, then live propagation of single writes.
+    Sync(SyncBench),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncBench {
+    /// Documents the source holds before the peer starts pulling.
+    #[arg(long, default_value_t = 100_000)]
+    pub docs: usize,
+    /// Bytes of text per document.
+    #[arg(long, default_value_t = 1024)]
+    pub doc_bytes: usize,
+    /// Single-document writes timed until the peer serves each (0 skips the live phase).
+    #[arg(long, default_value_t = 200)]
+    pub live_docs: usize,
+    /// Durability of both nodes: relaxed, full (default) or extra.
+    #[arg(long, default_value = "full")]
+    pub durability: String,
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +87,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Ingest(a) => ingest(a).await,
         BenchWhat::Writes(a) => writes(a).await,
+        BenchWhat::Sync(a) => sync(a).await,
     }
 }
 
@@ -244,5 +265,116 @@ async fn writes(a: WritesBench) -> anyhow::Result<()> {
         a.docs as f64 / commits_many.max(1) as f64,
         "writes",
     );
+    Ok(())
+}
+
+/// The p-th percentile of sorted `values`.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn sync(a: SyncBench) -> anyhow::Result<()> {
+    ensure!(a.docs > 0, "--docs must be positive");
+    let dir = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let token = format!("bench-{:032x}", rand::random::<u128>());
+    let args = ["--durability", a.durability.as_str()];
+    let src = NodeProcess::start(&exe, &dir.path().join("source"), &token, &args).await?;
+    let source = src.client();
+    source.put(&["collections", "bench"], &json!({})).await?;
+    let (docs, doc_bytes) = (a.docs, a.doc_bytes);
+    let bodies =
+        tokio::task::spawn_blocking(move || batch_bodies(docs, 1000, doc_bytes, 42)).await??;
+    let bar = ProgressBar::new(a.docs as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} docs {per_sec}")
+            .expect("valid template"),
+    );
+    bar.set_message("loading the source");
+    for (n, body) in bodies {
+        source
+            .post_raw(&["collections", "bench", "docs:batch"], body)
+            .await?;
+        bar.inc(n as u64);
+    }
+    let head = source.get(&["sync", "info"], &[]).await?["head"]
+        .as_u64()
+        .unwrap_or(0);
+
+    // Full sync: an empty node is given the source as its peer and pulls everything.
+    let dst = NodeProcess::start(&exe, &dir.path().join("peer"), &token, &args).await?;
+    let peer = dst.client();
+    bar.reset();
+    bar.set_message("full sync");
+    let t0 = Instant::now();
+    peer.post(&["peers"], &json!({"url": src.url, "token": token}))
+        .await?;
+    let pull = loop {
+        let status = peer.get(&["status"], &[]).await?;
+        let pull = status["peers"][0]["pull"].clone();
+        let cursor = pull["cursor"].as_u64().unwrap_or(0);
+        bar.set_position(status["counts"]["documents"].as_u64().unwrap_or(0));
+        if cursor >= head && status["counts"]["documents"].as_u64() == Some(a.docs as u64) {
+            break pull;
+        }
+        ensure!(
+            t0.elapsed().as_secs() < 3600,
+            "no full sync within an hour: {pull}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let rss_mib = dst.peak_rss_kib().map_or(f64::NAN, |k| k as f64 / 1024.0);
+    let bytes = pull["bytes_received"].as_u64().unwrap_or(0);
+    bar.finish_and_clear();
+
+    // Live: each write on the source, timed until the peer's own feed has it.
+    let mut lat_ms = Vec::with_capacity(a.live_docs);
+    let mut since = peer.get(&["sync", "info"], &[]).await?["head"]
+        .as_u64()
+        .unwrap_or(0);
+    for i in 0..a.live_docs {
+        let id = format!("live-{i:05}");
+        let t = Instant::now();
+        source
+            .put(
+                &["collections", "bench", "docs", &id],
+                &json!({"text": format!("live write {i}")}),
+            )
+            .await?;
+        'seen: loop {
+            let page = peer
+                .get(
+                    &["sync", "changes"],
+                    &[("since", since.to_string()), ("wait_ms", "5000".into())],
+                )
+                .await?;
+            since = page["next_since"].as_u64().unwrap_or(since);
+            for c in page["changes"].as_array().into_iter().flatten() {
+                if c["id"] == id.as_str() {
+                    break 'seen;
+                }
+            }
+            ensure!(t.elapsed().as_secs() < 30, "live write {i} did not arrive");
+        }
+        lat_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    lat_ms.sort_by(f64::total_cmp);
+    dst.shutdown().await?;
+    src.shutdown().await?;
+
+    figure("sync_docs_per_s", a.docs as f64 / secs, "docs/s");
+    figure("sync_seconds", secs, "s");
+    figure("sync_receiver_peak_rss", rss_mib, "MiB");
+    figure("sync_bytes_per_doc", bytes as f64 / a.docs as f64, "bytes");
+    if !lat_ms.is_empty() {
+        figure("live_p50", percentile(&lat_ms, 50.0), "ms");
+        figure("live_p99", percentile(&lat_ms, 99.0), "ms");
+    }
     Ok(())
 }

@@ -40,12 +40,12 @@ impl PeerLink {
         decode(resp).await
     }
 
-    /// One page of the peer's feed, as the engine asked for it.
+    /// One page of the peer's feed, as the engine asked for it, with its size in bytes.
     pub(crate) async fn fetch(
         &self,
         f: &Fetch,
         timeout: Duration,
-    ) -> Result<ChangesResponse, FetchFailure> {
+    ) -> (Result<ChangesResponse, FetchFailure>, u64) {
         let mut query = vec![
             ("since", f.since.to_string()),
             ("limit", f.limit.to_string()),
@@ -54,19 +54,49 @@ impl PeerLink {
         if let Some(c) = &self.collections {
             query.push(("collections", c.clone()));
         }
+        // Pages come compressed (zstd); decompressed here, so the bytes that crossed the
+        // network can be counted.
         let req = self
             .http
             .get(self.url(&["sync", "changes"]))
             .query(&query)
             .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT_ENCODING, "zstd")
             .timeout(timeout);
-        let resp = req.send().await.map_err(unreachable)?;
-        decode(resp).await
+        match req.send().await {
+            Ok(resp) => decode_counted(resp).await,
+            Err(e) => (Err(unreachable(e)), 0),
+        }
     }
 }
 
 fn unreachable(e: reqwest::Error) -> FetchFailure {
     FetchFailure::Unreachable(e.to_string())
+}
+
+/// [`decode`], for an answer that may be zstd-compressed, with the bytes of its body as they
+/// arrived.
+async fn decode_counted<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+) -> (Result<T, FetchFailure>, u64) {
+    let zstd = resp
+        .headers()
+        .get(reqwest::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zstd"));
+    if !zstd {
+        let len = resp.content_length().unwrap_or(0);
+        return (decode(resp).await, len);
+    }
+    let status = resp.status();
+    let body = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return (Err(unreachable(e)), 0),
+    };
+    let wire = body.len() as u64;
+    let answer = zstd::stream::decode_all(&body[..])
+        .map_err(|e| FetchFailure::Unreachable(format!("a page that does not decompress: {e}")))
+        .and_then(|plain| decode_body(status, None, &plain));
+    (answer, wire)
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(
@@ -80,11 +110,19 @@ async fn decode<T: serde::de::DeserializeOwned>(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| s.saturating_mul(1000));
     let bytes = resp.bytes().await.map_err(unreachable)?;
+    decode_body(status, retry_after_ms, &bytes)
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(
+    status: StatusCode,
+    retry_after_ms: Option<u64>,
+    bytes: &[u8],
+) -> Result<T, FetchFailure> {
     if status.is_success() {
-        return serde_json::from_slice(&bytes)
+        return serde_json::from_slice(bytes)
             .map_err(|e| FetchFailure::Unreachable(format!("an answer that does not parse: {e}")));
     }
-    let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+    let code = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
         .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
         .unwrap_or_default();

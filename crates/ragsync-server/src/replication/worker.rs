@@ -29,7 +29,7 @@ pub(crate) const PULL_CONFIG: PullConfig = PullConfig {
 
 /// What came back from work the worker started.
 enum Done {
-    Fetched(u64, Result<ChangesResponse, FetchFailure>),
+    Fetched(u64, Result<ChangesResponse, FetchFailure>, u64),
     Applied(u64, ApplyOutcome),
 }
 
@@ -80,7 +80,10 @@ impl Worker {
             });
             tokio::select! {
                 Some(d) = done.recv() => match d {
-                    Done::Fetched(id, answer) => puller.on_fetched(now_ms(), id, answer),
+                    Done::Fetched(id, answer, bytes) => {
+                        puller.note_bytes(bytes);
+                        puller.on_fetched(now_ms(), id, answer);
+                    }
                     Done::Applied(id, outcome) => puller.on_applied(now_ms(), id, outcome),
                 },
                 _ = tokio::time::sleep(sleep) => {}
@@ -97,8 +100,8 @@ impl Worker {
                 let link = self.link.clone();
                 let timeout = Duration::from_millis(f.wait_ms + PULL_CONFIG.request_timeout_ms);
                 tokio::spawn(async move {
-                    let answer = link.fetch(&f, timeout).await;
-                    let _ = done.send(Done::Fetched(f.id, answer)).await;
+                    let (answer, bytes) = link.fetch(&f, timeout).await;
+                    let _ = done.send(Done::Fetched(f.id, answer, bytes)).await;
                 });
             }
             Action::Apply { id, page } => {

@@ -40,7 +40,10 @@ pub(crate) fn authed() -> Router<AppState> {
         )
         .route("/v1/blobs/{cid}", get(blobs::get))
         .route("/v1/sync/info", get(sync::info))
-        .route("/v1/sync/changes", get(sync::changes))
+        .route(
+            "/v1/sync/changes",
+            get(sync::changes).layer(sync::compression()),
+        )
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/peers/{node_id}", axum::routing::delete(peers::remove))
         .route("/v1/peers/{node_id}/sync", post(peers::sync))

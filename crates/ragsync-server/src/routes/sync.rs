@@ -47,6 +47,17 @@ pub(crate) struct ChangesQuery {
     collections: Option<String>,
 }
 
+/// Feed pages are compressed (zstd at its fastest level) for pullers that accept it: pages
+/// are large and repetitive (states, clocks, contents in base64), and the level keeps the
+/// compression cheaper than the bytes it saves on a real network.
+pub(crate) fn compression() -> tower_http::compression::CompressionLayer {
+    tower_http::compression::CompressionLayer::new()
+        .no_br()
+        .no_deflate()
+        .no_gzip()
+        .quality(tower_http::CompressionLevel::Fastest)
+}
+
 /// Longest long-poll a request may ask for.
 pub const MAX_POLL_WAIT_MS: u64 = 60_000;
 
