@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Replication of ragsync and of PouchDB (the peer in ../shared/peers/pouchdb), measured one after
+# the other in this one invocation with the same document count and size, and their ratios:
+# a full sync of DOCS documents to an empty peer over HTTP (PouchDB: its batch1000 set), then
+# live propagation of 200 single writes, each timed until the peer has it.
+#
+#   scripts/bench-sync-vs-pouchdb.sh [DOCS] [DOC_BYTES] [RUNS]     (defaults 100000 1024 1)
+set -euo pipefail
+
+docs=${1:-100000}
+doc_bytes=${2:-1024}
+runs=${3:-1}
+root=$(cd "$(dirname "$0")/.." && pwd)
+peer=${RAGSYNC_PEERS_DIR:-$root/../shared/peers}/pouchdb
+
+[ -f "$peer/bench.js" ] || { echo "no PouchDB benchmark at $peer (set RAGSYNC_PEERS_DIR)" >&2; exit 1; }
+command -v node >/dev/null || { echo "Node.js is needed for the PouchDB peer" >&2; exit 1; }
+if [ ! -d "$peer/node_modules" ]; then
+  (cd "$peer" && npm ci --no-audit --no-fund >&2)
+fi
+
+cd "$root"
+cargo build --release --quiet -p ragsync
+bin=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/ragsync
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+echo "ragsync $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(node --version) for PouchDB; $docs docs of $doc_bytes bytes, $runs runs each"
+
+figure() { awk -v n="$2:" '$2 == n {print $3}' <<<"$1"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+rs_rate=(); rs_rss=(); rs_bytes=(); rs_p50=(); rs_p99=()
+pd_rate=(); pd_rss=(); pd_bytes=(); pd_p50=(); pd_p99=()
+for run in $(seq 1 "$runs"); do
+  out=$("$bin" bench sync --docs "$docs" --doc-bytes "$doc_bytes" --live-docs 200 2>/dev/null)
+  rs_rate+=("$(figure "$out" sync_docs_per_s)"); rs_rss+=("$(figure "$out" sync_receiver_peak_rss)")
+  rs_bytes+=("$(figure "$out" sync_bytes_per_doc)")
+  rs_p50+=("$(figure "$out" live_p50)"); rs_p99+=("$(figure "$out" live_p99)")
+  echo "run $run ragsync: ${rs_rate[-1]} docs/s, peer RSS ${rs_rss[-1]} MiB, ${rs_bytes[-1]} bytes/doc, live p50 ${rs_p50[-1]} ms p99 ${rs_p99[-1]} ms"
+  out=$(cd "$peer" && node bench.js --docs "$docs" --doc-bytes "$doc_bytes" --sync-sets batch1000 --live-docs 200 2>/dev/null)
+  pd_rate+=("$(figure "$out" sync_batch1000_docs_per_s)"); pd_rss+=("$(figure "$out" sync_batch1000_peer_peak_rss)")
+  rx=$(figure "$out" sync_batch1000_peer_bytes_received); tx=$(figure "$out" sync_batch1000_peer_bytes_sent)
+  pd_bytes+=("$(awk -v rx="$rx" -v tx="$tx" -v n="$docs" 'BEGIN {printf "%.1f", (rx + tx) * 1e6 / n}')")
+  pd_p50+=("$(figure "$out" live_p50)"); pd_p99+=("$(figure "$out" live_p99)")
+  echo "run $run pouchdb: ${pd_rate[-1]} docs/s, peer RSS ${pd_rss[-1]} MiB, ${pd_bytes[-1]} bytes/doc (both ways), live p50 ${pd_p50[-1]} ms p99 ${pd_p99[-1]} ms"
+done
+
+m() { printf '%s\n' "$@" | median; }
+r_rate=$(m "${rs_rate[@]}"); p_rate=$(m "${pd_rate[@]}")
+echo "median ragsync full sync: $r_rate docs/s, peer peak RSS $(m "${rs_rss[@]}") MiB, $(m "${rs_bytes[@]}") bytes/doc, live p50 $(m "${rs_p50[@]}") ms, p99 $(m "${rs_p99[@]}") ms"
+echo "median pouchdb full sync: $p_rate docs/s, peer peak RSS $(m "${pd_rss[@]}") MiB, $(m "${pd_bytes[@]}") bytes/doc, live p50 $(m "${pd_p50[@]}") ms, p99 $(m "${pd_p99[@]}") ms"
+awk -v a="$r_rate" -v b="$p_rate" 'BEGIN {printf "ratio ragsync/pouchdb full sync: %.2fx\n", a / b}'
