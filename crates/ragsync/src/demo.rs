@@ -1,17 +1,21 @@
-//! `ragsync demo`: a guided run of one real node in its own process, on a temporary
-//! directory: ingest (and a resumed re-run that sends nothing), read, a conditional write
-//! refused and accepted, a delete, the change feed, and a `kill -9` with everything intact
-//! after restart. (The multi-node demo arrives with replication.)
+//! `ragsync demo`: a guided run of three real nodes, each in its own process on a temporary
+//! directory, replicating A <-> B <-> C (C reaches A only through B): ingest into A (and a
+//! resumed re-run that sends nothing), B and C catching up with progress bars, a conditional
+//! write accepted then refused, the A-B link cut, the same document written on both sides, the
+//! link healed and the conflict shown identically on all three, a delete gone everywhere,
+//! `kill -9` of B with everything intact after its restart, and a summary.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use reqwest::StatusCode;
 use reqwest::header::IF_MATCH;
 use serde_json::json;
 
-use crate::client::ClientArgs;
+use crate::client::{Client, ClientArgs};
 use crate::ingest::{self, IngestArgs};
 use crate::node_proc::NodeProcess;
 
@@ -38,15 +42,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let token = format!("demo-{:032x}", rand::random::<u128>());
-    let data = dir.path().join("node-a");
 
-    step("start a node");
-    let mut node = NodeProcess::start(&exe, &data, &token, &[]).await?;
-    println!(
-        "node listening on {} (data in {})",
-        node.url,
-        data.display()
-    );
+    step("start three nodes: A <-> B <-> C (C reaches A only through B)");
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let data = dir.path().join(format!("node-{name}"));
+        let n = NodeProcess::start(&exe, &data, &token, &[]).await?;
+        println!("node {} listening on {}", name.to_uppercase(), n.url);
+        nodes.push(n);
+    }
+    let [node, b, c] =
+        <[NodeProcess; 3]>::try_from(nodes).map_err(|_| anyhow::anyhow!("three nodes"))?;
 
     let corpus = args.corpus.clone().or_else(|| {
         Path::new(SHARED_CORPUS)
@@ -88,6 +94,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
 
     let client = node.client();
+    let total = client.get(&["status"], &[]).await?["counts"]["documents"]
+        .as_u64()
+        .unwrap_or(0);
+    step("B pulls from A and C from B (and back): B and C catch up");
+    link(&b, &node, &token).await?;
+    link(&node, &b, &token).await?;
+    link(&c, &b, &token).await?;
+    link(&b, &c, &token).await?;
+    catch_up(&[("B", &b), ("C", &c)], total).await?;
+
     let doc_path = ["collections", "notes", "docs", "guides/durability.md"];
     step("read guides/durability.md");
     let doc = client.get(&doc_path, &[]).await?;
@@ -130,18 +146,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
 
-    step("delete deletes.md: reads now say it was deleted");
-    client
-        .delete(&["collections", "notes", "docs", "deletes.md"])
-        .await?;
-    let gone = client
-        .get(&["collections", "notes", "docs", "deletes.md"], &[])
-        .await;
-    println!(
-        "read after delete: {}",
-        gone.err().map(|e| e.to_string()).unwrap_or_default()
-    );
-
     step("the change feed, three rows at a time");
     let page = client
         .get(
@@ -164,15 +168,175 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         page["next_since"], page["has_more"], page["head"]
     );
 
-    step("kill -9 the node and start it again on the same data");
-    let before = client.get(&["status"], &[]).await?["counts"].clone();
-    node.kill9()?;
-    drop(node);
-    let node = NodeProcess::start(&exe, &data, &token, &[]).await?;
-    let after = node.client().get(&["status"], &[]).await?["counts"].clone();
+    step("cut the link A <-> B, and write the same document on both sides");
+    let (a_id, b_id) = (node_id(&node).await?, node_id(&b).await?);
+    node.client().delete(&["peers", &b_id]).await?;
+    b.client().delete(&["peers", &a_id]).await?;
+    let shared = ["collections", "notes", "docs", "shared-note.md"];
+    node.client()
+        .put(&shared, &json!({"text": "written on A while cut off"}))
+        .await?;
+    b.client()
+        .put(&shared, &json!({"text": "written on B while cut off"}))
+        .await?;
+    println!("A and B each acknowledged their own write of shared-note.md");
+
+    step("heal the link: every node shows the same winner and the same conflict");
+    link(&b, &node, &token).await?;
+    link(&node, &b, &token).await?;
+    let views = wait_all(&[&node, &b, &c], |n| {
+        let c = n.client();
+        async move {
+            let d = c.get(&shared, &[]).await.ok()?;
+            (d["conflicts"].as_array()?.len() == 1).then_some(d)
+        }
+    })
+    .await?;
+    for (name, d) in ["A", "B", "C"].iter().zip(&views) {
+        println!(
+            "{name}: winner {:?}; conflict {}",
+            d["text"].as_str().unwrap_or_default(),
+            d["conflicts"][0]["stamp"]
+        );
+    }
+    ensure!(
+        views.iter().all(|d| d["version"] == views[0]["version"]),
+        "the nodes disagree on the conflict"
+    );
+
+    step("delete deletes.md on C: it is gone on every node");
+    c.client()
+        .delete(&["collections", "notes", "docs", "deletes.md"])
+        .await?;
+    wait_all(&[&node, &b, &c], |n| {
+        let c = n.client();
+        async move {
+            let r = c
+                .get(&["collections", "notes", "docs", "deletes.md"], &[])
+                .await;
+            r.err()
+                .filter(|e| e.code() == Some("document_deleted"))
+                .map(|_| ())
+        }
+    })
+    .await?;
+    println!("A, B and C: deletes.md answers 404 document_deleted");
+
+    step("kill -9 node B and start it again on the same data: it resumes where it was");
+    let b_data = b.data_dir.clone();
+    let before = b.client().get(&["status"], &[]).await?["counts"].clone();
+    let mut b = b;
+    b.kill9()?;
+    drop(b);
+    let b = NodeProcess::start(&exe, &b_data, &token, &[]).await?;
+    let after = b.client().get(&["status"], &[]).await?["counts"].clone();
     println!("before: {before}\nafter:  {after}");
-    ensure!(before == after, "the restarted node lost something");
-    node.shutdown().await?;
-    println!("\ndemo finished: every acknowledged write survived kill -9");
+    ensure!(
+        before["documents"] == after["documents"],
+        "the restarted node lost something"
+    );
+
+    step("summary");
+    let status = b.client().get(&["status"], &[]).await?;
+    for p in status["peers"].as_array().into_iter().flatten() {
+        println!(
+            "B <- {}: {}, cursor {}, lag {} rows",
+            p["url"], p["pull"]["state"], p["pull"]["cursor"], p["pull"]["lag_rows"]
+        );
+    }
+    for (name, n) in [("A", &node), ("B", &b), ("C", &c)] {
+        let counts = n.client().get(&["status"], &[]).await?["counts"].clone();
+        println!(
+            "{name}: {} documents, {} deleted",
+            counts["documents"], counts["tombstones"]
+        );
+    }
+    for n in [node, b, c] {
+        n.shutdown().await?;
+    }
+    println!(
+        "\ndemo finished: three nodes converged, the conflict shows the same everywhere, and \
+         every acknowledged write survived kill -9"
+    );
     Ok(())
+}
+
+/// Makes `on` pull from `from`.
+async fn link(on: &NodeProcess, from: &NodeProcess, token: &str) -> anyhow::Result<()> {
+    on.client()
+        .post(&["peers"], &json!({"url": from.url, "token": token}))
+        .await?;
+    Ok(())
+}
+
+async fn node_id(n: &NodeProcess) -> anyhow::Result<String> {
+    let info = n.client().get(&["sync", "info"], &[]).await?;
+    Ok(info["node_id"].as_str().context("node id")?.to_string())
+}
+
+/// How long the demo waits for the nodes to agree before it gives up.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
+
+/// Shows a progress bar per node until each holds `total` documents.
+async fn catch_up(nodes: &[(&str, &NodeProcess)], total: u64) -> anyhow::Result<()> {
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix} {wide_bar} {pos}/{len} documents")
+        .expect("valid template");
+    let tracked: Vec<(ProgressBar, Client)> = nodes
+        .iter()
+        .map(|(name, n)| {
+            let bar = bars.add(ProgressBar::new(total));
+            bar.set_style(style.clone());
+            bar.set_prefix(format!("node {name}"));
+            (bar, n.client())
+        })
+        .collect();
+    let started = Instant::now();
+    loop {
+        let mut done = true;
+        for (bar, client) in &tracked {
+            let n = client.get(&["status"], &[]).await?["counts"]["documents"]
+                .as_u64()
+                .unwrap_or(0);
+            bar.set_position(n);
+            done &= n >= total;
+        }
+        if done {
+            for (bar, _) in &tracked {
+                bar.finish();
+            }
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < CONVERGE_WITHIN,
+            "the nodes did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `check` answers for every node; returns the answers.
+async fn wait_all<T, F, Fut>(nodes: &[&NodeProcess], check: F) -> anyhow::Result<Vec<T>>
+where
+    F: Fn(&NodeProcess) -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        let mut answers = Vec::new();
+        for n in nodes {
+            match check(n).await {
+                Some(a) => answers.push(a),
+                None => break,
+            }
+        }
+        if answers.len() == nodes.len() {
+            return Ok(answers);
+        }
+        ensure!(
+            started.elapsed() < CONVERGE_WITHIN,
+            "the nodes did not agree in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
