@@ -374,3 +374,48 @@ async fn concurrent_writes_conflict_identically_everywhere_and_resolve() {
     }
     assert_eq!(cli(&["list", "-c", "kb"]), json!([]));
 }
+
+/// A node paused (SIGSTOP) during a write burst receives the whole backlog after SIGCONT,
+/// not only the writes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_receives_the_whole_backlog_after_it_resumes() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    a.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    add_peer(&b, &a).await;
+    converge(&[&a, &b], "kb", 0).await;
+    let pid = Pid::from_raw(b.pid() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    for batch in 0..10 {
+        let docs: Vec<Value> = (0..50)
+            .map(|i| json!({"id": format!("burst-{batch}-{i}"), "text": format!("{batch} {i}")}))
+            .collect();
+        a.client()
+            .post(&["collections", "kb", "docs:batch"], &json!({"docs": docs}))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kill(pid, Signal::SIGCONT).unwrap();
+    let all = converge(&[&a, &b], "kb", 500).await;
+    assert_eq!(all.len(), 500);
+    // Caught up again: status says so (lag 0 rows, 0 ms).
+    let started = Instant::now();
+    loop {
+        let status = b.client().get(&["status"], &[]).await.unwrap();
+        let p = &status["peers"][0];
+        if p["lag_ms"] == 0 && p["pull"]["lag_rows"] == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "B never reports caught up: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

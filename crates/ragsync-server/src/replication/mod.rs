@@ -27,6 +27,8 @@ pub struct PeerView {
     pub url: String,
     pub collections: Option<Vec<CollectionName>>,
     pub push: bool,
+    /// How long this node has not been caught up with the peer (0 while it is).
+    pub lag_ms: u64,
     pub pull: PullStatus,
 }
 
@@ -219,12 +221,23 @@ impl Replication {
 }
 
 fn view(r: &Running) -> PeerView {
+    let pull = r.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let caught_up = pull.state == ragsync_sync::pull::PullState::Live && pull.lag_rows == 0;
+    let since = pull.caught_up_ms.unwrap_or(r.record.added_ms);
     PeerView {
         node_id: r.record.node_id,
         url: r.record.url.clone(),
         collections: r.record.collections.clone(),
         push: r.record.push,
-        pull: r.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        lag_ms: if caught_up {
+            0
+        } else {
+            now.saturating_sub(since)
+        },
+        pull,
     }
 }
 
