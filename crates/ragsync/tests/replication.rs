@@ -419,3 +419,171 @@ async fn a_paused_node_receives_the_whole_backlog_after_it_resumes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A TCP proxy in front of a node, whose links can be cut (every connection it carries is
+/// closed and new ones are refused) and healed: a network partition between real processes.
+struct Proxy {
+    url: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    closed: std::sync::Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn to(target: &NodeProcess) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = target.url.trim_start_matches("http://").to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(tokio::sync::Notify::new());
+        let (c, n) = (cut.clone(), closed.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if c.load(Ordering::SeqCst) {
+                    continue; // refused: dropped at once
+                }
+                let (target, n) = (target.clone(), n.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = n.notified() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            url,
+            cut,
+            closed,
+            task,
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+        if cut {
+            self.closed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A partition made by the proxy: both sides write while cut off (one of them deletes a
+/// document the other still has, and the other writes a document the first deleted before
+/// the cut); after healing they converge, and a delete is not undone by an older write
+/// arriving late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_heals_into_one_state_and_a_late_older_write_does_not_undo_a_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    let (to_a, to_b) = (Proxy::to(&a).await, Proxy::to(&b).await);
+    a.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        a.client()
+            .put(
+                &["collections", "kb", "docs", &format!("d{i}")],
+                &json!({"text": "v1"}),
+            )
+            .await
+            .unwrap();
+    }
+    b.client()
+        .post(&["peers"], &json!({"url": to_a.url, "token": TOKEN}))
+        .await
+        .unwrap();
+    a.client()
+        .post(&["peers"], &json!({"url": to_b.url, "token": TOKEN}))
+        .await
+        .unwrap();
+    converge(&[&a, &b], "kb", 20).await;
+
+    to_a.set_cut(true);
+    to_b.set_cut(true);
+    // While cut off: A deletes d0 (it has seen v1, which B also holds); B writes new docs
+    // and edits d1; A edits d2.
+    a.client()
+        .delete(&["collections", "kb", "docs", "d0"])
+        .await
+        .unwrap();
+    for i in 0..30 {
+        b.client()
+            .put(
+                &["collections", "kb", "docs", &format!("b{i}")],
+                &json!({"text": "from B"}),
+            )
+            .await
+            .unwrap();
+    }
+    b.client()
+        .put(
+            &["collections", "kb", "docs", "d1"],
+            &json!({"text": "edited on B"}),
+        )
+        .await
+        .unwrap();
+    a.client()
+        .put(
+            &["collections", "kb", "docs", "d2"],
+            &json!({"text": "edited on A"}),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        b.client()
+            .get(&["collections", "kb", "docs", "d0"], &[])
+            .await
+            .is_ok(),
+        "the cut let the delete through"
+    );
+
+    to_a.set_cut(false);
+    to_b.set_cut(false);
+    for n in [&a, &b] {
+        let status = n.client().get(&["status"], &[]).await.unwrap();
+        let id = status["peers"][0]["node_id"].as_str().unwrap().to_string();
+        n.client()
+            .post(&["peers", &id, "sync"], &json!({}))
+            .await
+            .unwrap();
+    }
+    // 20 + 30 - 1 deleted = 49 live documents, the same everywhere.
+    let all = converge(&[&a, &b], "kb", 49).await;
+    assert_eq!(all.len(), 49);
+    for n in [&a, &b] {
+        // B's copy of d0's old version arrived at A after the delete: still deleted.
+        let gone = n
+            .client()
+            .get(&["collections", "kb", "docs", "d0"], &[])
+            .await;
+        assert!(gone.is_err_and(|e| e.code() == Some("document_deleted")));
+        let d1 = n
+            .client()
+            .get(&["collections", "kb", "docs", "d1"], &[])
+            .await
+            .unwrap();
+        assert_eq!(d1["text"], "edited on B");
+        let d2 = n
+            .client()
+            .get(&["collections", "kb", "docs", "d2"], &[])
+            .await
+            .unwrap();
+        assert_eq!(d2["text"], "edited on A");
+    }
+}
