@@ -2,6 +2,7 @@
 //! peers added over the API pull from each other; convergence checks wait, bounded, for the
 //! nodes to agree.
 
+use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -586,4 +587,78 @@ async fn a_partition_heals_into_one_state_and_a_late_older_write_does_not_undo_a
             .unwrap();
         assert_eq!(d2["text"], "edited on A");
     }
+}
+
+/// Peers are untrusted input: a peer whose pages are zstd bombs (a few KiB that inflate to
+/// 300 MiB) is refused with a visible error, and the node does not inflate them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_a_decompression_bomb_is_refused_visibly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let b = node(dir.path(), "b");
+    let bomb = zstd::stream::encode_all(std::io::repeat(b' ').take(300 << 20), 19).unwrap();
+    assert!(bomb.len() < 1 << 20);
+    let info = json!({
+        "node_id": "0123456789abcdef0123456789abcdef",
+        "epoch": "fedcba9876543210fedcba9876543210",
+        "head": 5,
+        "protocol": 1
+    })
+    .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let (info, bomb) = (info.clone(), bomb.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let Ok(n) = s.read(&mut buf).await else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let (encoding, body) = if head.starts_with("GET /v1/sync/info") {
+                    ("", info.into_bytes())
+                } else {
+                    ("content-encoding: zstd\r\n", bomb)
+                };
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{encoding}\
+                     content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    b.client()
+        .post(&["peers"], &json!({"url": url, "token": TOKEN}))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let status = b.client().get(&["status"], &[]).await.unwrap();
+        let pull = &status["peers"][0]["pull"];
+        if pull["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("once decompressed"))
+        {
+            assert_eq!(pull["state"], "backing_off");
+            break;
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "the bomb went unnoticed: {pull}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_mib = b.peak_rss_kib().unwrap() / 1024;
+    assert!(
+        rss_mib < 200,
+        "the node inflated the bomb: peak RSS {rss_mib} MiB"
+    );
+    server.abort();
 }

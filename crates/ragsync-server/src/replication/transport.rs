@@ -74,28 +74,64 @@ fn unreachable(e: reqwest::Error) -> FetchFailure {
     FetchFailure::Unreachable(e.to_string())
 }
 
+/// Largest answer a peer may send, before and after decompression. The pull worker asks for
+/// 1,000 rows a page; a row's state stays under about 20 KiB (metadata is capped at 16 KiB),
+/// and a page inlines at most 16 MiB of contents, so a real page stays under 40 MiB. A peer is
+/// untrusted input: past this the answer is refused, not read.
+pub(crate) const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// The body of `resp`, read up to [`MAX_ANSWER_BYTES`].
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, FetchFailure> {
+    let too_large =
+        || FetchFailure::Unreachable(format!("an answer larger than {MAX_ANSWER_BYTES} bytes"));
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// [`decode`], for an answer that may be zstd-compressed, with the bytes of its body as they
-/// arrived.
+/// arrived. Decompression stops at [`MAX_ANSWER_BYTES`] (a small page can expand to anything).
 async fn decode_counted<T: serde::de::DeserializeOwned>(
     resp: reqwest::Response,
 ) -> (Result<T, FetchFailure>, u64) {
+    use std::io::Read;
     let zstd = resp
         .headers()
         .get(reqwest::header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zstd"));
-    if !zstd {
-        let len = resp.content_length().unwrap_or(0);
-        return (decode(resp).await, len);
-    }
     let status = resp.status();
-    let body = match resp.bytes().await {
+    let retry = retry_after_ms(&resp);
+    let body = match read_limited(resp).await {
         Ok(b) => b,
-        Err(e) => return (Err(unreachable(e)), 0),
+        Err(e) => return (Err(e), 0),
     };
     let wire = body.len() as u64;
-    let answer = zstd::stream::decode_all(&body[..])
-        .map_err(|e| FetchFailure::Unreachable(format!("a page that does not decompress: {e}")))
-        .and_then(|plain| decode_body(status, None, &plain));
+    if !zstd {
+        return (decode_body(status, retry, &body), wire);
+    }
+    let mut plain = Vec::new();
+    let inflated = zstd::stream::read::Decoder::new(&body[..])
+        .and_then(|d| d.take(MAX_ANSWER_BYTES as u64 + 1).read_to_end(&mut plain));
+    let answer = match inflated {
+        Err(e) => Err(FetchFailure::Unreachable(format!(
+            "a page that does not decompress: {e}"
+        ))),
+        Ok(n) if n > MAX_ANSWER_BYTES => Err(FetchFailure::Unreachable(format!(
+            "a page larger than {MAX_ANSWER_BYTES} bytes once decompressed"
+        ))),
+        Ok(_) => decode_body(status, retry, &plain),
+    };
     (answer, wire)
 }
 
@@ -103,14 +139,18 @@ async fn decode<T: serde::de::DeserializeOwned>(
     resp: reqwest::Response,
 ) -> Result<T, FetchFailure> {
     let status = resp.status();
-    let retry_after_ms = resp
-        .headers()
+    let retry_after_ms = retry_after_ms(&resp);
+    let bytes = read_limited(resp).await?;
+    decode_body(status, retry_after_ms, &bytes)
+}
+
+/// `Retry-After` in seconds, as milliseconds.
+fn retry_after_ms(resp: &reqwest::Response) -> Option<u64> {
+    resp.headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| s.saturating_mul(1000));
-    let bytes = resp.bytes().await.map_err(unreachable)?;
-    decode_body(status, retry_after_ms, &bytes)
+        .map(|s| s.saturating_mul(1000))
 }
 
 fn decode_body<T: serde::de::DeserializeOwned>(
