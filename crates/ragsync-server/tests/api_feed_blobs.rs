@@ -348,3 +348,73 @@ async fn a_large_content_not_stored_here_reads_without_it() {
     assert!(doc.get("text").is_none() && doc.get("content_base64").is_none());
     assert_eq!(doc["content_pending"], json!(true));
 }
+
+/// `collections=` sends only those collections' rows and contents; `next_since` still passes
+/// the rows left out, so a filtered page never stalls a cursor.
+#[tokio::test]
+async fn the_feed_filtered_by_collection_still_advances() {
+    let n = TestNode::start().await;
+    n.create_collection("a").await;
+    n.create_collection("b").await;
+    for (c, text) in [("a", "in a"), ("b", "in b"), ("b", "also in b")] {
+        n.req(
+            Method::PUT,
+            &format!("/v1/collections/{c}/docs/{}", text.replace(' ', "-")),
+        )
+        .json(&json!({"text": text}))
+        .send()
+        .await
+        .unwrap();
+    }
+    let head = n.store.head_seq().unwrap();
+    let (s, page) = json(
+        n.as_token(PEER, Method::GET, "/v1/sync/changes?since=0&collections=a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let rows = page["changes"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["collection"] == "a" || r["name"] == "a"),
+        "{page}"
+    );
+    assert_eq!(rows.len(), 2, "the record of a and its one document");
+    assert_eq!(
+        page["next_since"],
+        json!(head),
+        "filtered rows are passed too"
+    );
+    assert_eq!(
+        page["texts"].as_object().unwrap().len(),
+        1,
+        "only a's contents travel"
+    );
+    // Filtered to nothing: an empty page that still moves the cursor to the head.
+    let (_, none) = json(
+        n.as_token(
+            PEER,
+            Method::GET,
+            "/v1/sync/changes?since=0&collections=zzz",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (
+            none["changes"].as_array().unwrap().len(),
+            &none["next_since"]
+        ),
+        (0, &json!(head))
+    );
+    refused(
+        n.as_token(PEER, Method::GET, "/v1/sync/changes?collections=Bad!"),
+        400,
+        "invalid_collection_name",
+    )
+    .await;
+}

@@ -112,6 +112,21 @@ pub(crate) async fn changes(
             FeedItem::Doc { collection, .. } => only.contains(collection),
             FeedItem::Collection(c) => only.contains(&c.name),
         });
+        // Only the contents of the rows kept travel.
+        let kept: std::collections::HashSet<_> = page
+            .entries
+            .iter()
+            .filter_map(|e| match &e.item {
+                FeedItem::Doc { state, .. } => Some(state),
+                FeedItem::Collection(_) => None,
+            })
+            .flat_map(|s| {
+                s.versions()
+                    .iter()
+                    .filter_map(|v| v.content.as_ref().map(|c| c.cid))
+            })
+            .collect();
+        page.contents.retain(|(cid, _)| kept.contains(cid));
     }
     Ok(Json(ChangesResponse::from_page(
         node.store.node_id(),
