@@ -29,6 +29,30 @@ pub struct FileConfig {
     pub limits: Limits,
     #[serde(default)]
     pub tokens: Vec<TokenSpec>,
+    /// Peers to pull from, added at start (known afterwards by their node id).
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+/// A `[[peers]]` entry of the config file.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub url: String,
+    /// A token the peer accepts (never logged).
+    pub token: String,
+    #[serde(default)]
+    pub collections: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("collections", &self.collections)
+            .finish()
+    }
 }
 
 /// `ragsync serve` flags; each also reads a `RAGSYNC_*` variable.
@@ -134,6 +158,7 @@ pub struct ServeConfig {
     pub init: bool,
     pub limits: Limits,
     pub tokens: Vec<TokenSpec>,
+    pub peers: Vec<PeerConfig>,
 }
 
 impl ServeConfig {
@@ -192,6 +217,7 @@ impl ServeConfig {
             init: args.init,
             limits,
             tokens,
+            peers: file.peers,
         })
     }
 }

@@ -47,6 +47,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     node.replication
         .start_all()
         .context("starting replication from the stored peers")?;
+    for peer in cfg.peers.clone() {
+        tokio::spawn(adopt_peer(node.clone(), peer));
+    }
     ragsync_server::serve(listener, node.clone(), shutdown_signal()).await?;
     node.replication.stop_all();
     tracing::info!("stopped");
@@ -80,6 +83,54 @@ fn build_auth(cfg: &ServeConfig, store: &Store) -> anyhow::Result<Auth> {
     };
     auth.add_hashed(hash, "generated-admin".into(), Role::Admin);
     Ok(auth)
+}
+
+/// How often a configured peer that could not be reached is tried again.
+const CONFIGURED_PEER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Adds a peer of the config file, trying again until it answers. A peer already known (this
+/// start or an earlier one) is left as it is.
+async fn adopt_peer(node: ragsync_server::AppState, peer: crate::config::PeerConfig) {
+    use ragsync_server::replication::NewPeer;
+    loop {
+        let collections = match peer
+            .collections
+            .clone()
+            .map(|c| {
+                c.into_iter()
+                    .map(ragsync_core::CollectionName::new)
+                    .collect()
+            })
+            .transpose()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(url = %peer.url, error = %e, "configured peer has an invalid collection");
+                return;
+            }
+        };
+        let new = NewPeer {
+            url: peer.url.clone(),
+            token: peer.token.clone(),
+            collections,
+            push: false,
+        };
+        match node.replication.add(new).await {
+            Ok(v) => {
+                tracing::info!(url = %peer.url, node_id = %v.node_id, "added configured peer");
+                return;
+            }
+            Err(e) if e.code == "peer_exists" => return,
+            Err(e) if e.status.is_client_error() => {
+                tracing::error!(url = %peer.url, code = e.code, error = %e.message, "configured peer refused");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(url = %peer.url, error = %e.message, "configured peer not reachable; trying again");
+                tokio::time::sleep(CONFIGURED_PEER_RETRY).await;
+            }
+        }
+    }
 }
 
 /// File descriptors a node needs whatever its connections: the store's writer, the

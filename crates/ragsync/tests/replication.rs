@@ -662,3 +662,40 @@ async fn a_peer_sending_a_decompression_bomb_is_refused_visibly() {
     );
     server.abort();
 }
+
+/// Peers can be given in the config file: the node adds them at start and pulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_in_the_config_file_are_pulled_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), "a");
+    a.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    a.client()
+        .put(
+            &["collections", "kb", "docs", "x"],
+            &json!({"text": "configured"}),
+        )
+        .await
+        .unwrap();
+    let config = dir.path().join("b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[peers]]\nurl = \"{}\"\ntoken = \"{TOKEN}\"\ncollections = [\"kb\"]\n",
+            a.url
+        ),
+    )
+    .unwrap();
+    let b = NodeProcess::spawn(
+        Path::new(EXE),
+        &dir.path().join("b"),
+        TOKEN,
+        &["--config", config.to_str().unwrap()],
+    )
+    .unwrap();
+    converge(&[&a, &b], "kb", 1).await;
+    let peers = b.client().get(&["peers"], &[]).await.unwrap();
+    assert_eq!(peers[0]["collections"], json!(["kb"]));
+}
