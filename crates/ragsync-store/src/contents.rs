@@ -57,6 +57,27 @@ fn locate(tx: &Transaction<'_>, cid: &ContentId) -> Result<Option<(i64, u64)>, S
         .optional()?)
 }
 
+/// Stores `inline` bytes for `content` when they are still wanted here and hash to its id (a
+/// state already known may come again with the bytes it was waiting for). Adds no want.
+pub(crate) fn fill_if_wanted(
+    tx: &Transaction<'_>,
+    content: &ContentRef,
+    inline: &BTreeMap<ContentId, Vec<u8>>,
+) -> Result<(), StoreError> {
+    let Some(bytes) = inline.get(&content.cid) else {
+        return Ok(());
+    };
+    let wanted = tx
+        .prepare_cached("SELECT 1 FROM wanted WHERE cid = ?1")?
+        .query_row([&content.cid.as_bytes()[..]], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if wanted && ContentId::of(bytes) == content.cid {
+        put(tx, bytes)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Contents that replicated states reference and that are not stored here, with the
     /// length their versions claim, at most `limit`.

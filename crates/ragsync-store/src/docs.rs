@@ -200,6 +200,14 @@ pub(crate) fn merge_doc(
         None => Some(incoming.clone()),
     };
     let Some(state) = merged else {
+        // Known already: it may still bring bytes one of its versions waits for.
+        for c in incoming
+            .versions()
+            .iter()
+            .filter_map(|v| v.content.as_ref())
+        {
+            contents::fill_if_wanted(&tx.tx, c, inline)?;
+        }
         return Ok(false);
     };
     state.check_invariants().map_err(StoreError::InvalidState)?;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Store, StoreError};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {
     pub node_id: NodeId,
     pub url: String,
@@ -20,6 +20,18 @@ pub struct PeerRecord {
     /// Also push this node's changes to the peer.
     pub push: bool,
     pub added_ms: u64,
+}
+
+impl std::fmt::Debug for PeerRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerRecord")
+            .field("node_id", &self.node_id)
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("collections", &self.collections)
+            .field("push", &self.push)
+            .finish()
+    }
 }
 
 impl Store {
@@ -50,13 +62,17 @@ impl Store {
         })
     }
 
-    /// Forgets a peer (its cursor and parked rows stay, should it come back). False when it
-    /// was not known.
+    /// Forgets a peer and its cursor (added again, perhaps with other collections, it pulls
+    /// from 0: merges are idempotent, so that costs time, never data). Its parked rows stay
+    /// until retried. False when it was not known.
     pub fn remove_peer(&self, node_id: NodeId) -> Result<bool, StoreError> {
         self.write_tx(|tx| {
             let n = tx
                 .tx
                 .prepare_cached("DELETE FROM peers WHERE node_id = ?1")?
+                .execute([node_id.to_string()])?;
+            tx.tx
+                .prepare_cached("DELETE FROM peer_cursors WHERE peer = ?1")?
                 .execute([node_id.to_string()])?;
             Ok(n == 1)
         })

@@ -42,6 +42,8 @@ pub struct Cursor {
 pub struct Page<'a> {
     pub peer: NodeId,
     pub epoch: Epoch,
+    /// The `since` the page was asked for: the cursor this page starts from.
+    pub since: u64,
     pub rows: &'a [FeedEntry],
     /// Contents that travelled with the page, by id (checked against their ids when used).
     pub inline: &'a BTreeMap<ContentId, Vec<u8>>,
@@ -88,7 +90,12 @@ impl Store {
     /// own rows, is refused whole (`invalid_page`), moving nothing.
     pub fn apply_page(&self, page: &Page<'_>) -> Result<Applied, StoreError> {
         let last_row = page.rows.last().map(|r| r.seq);
-        if page.next_since > page.head || last_row.is_some_and(|s| s > page.next_since) {
+        let first_row = page.rows.first().map(|r| r.seq);
+        if page.next_since > page.head
+            || page.next_since < page.since
+            || last_row.is_some_and(|s| s > page.next_since)
+            || first_row.is_some_and(|s| s <= page.since)
+        {
             return Err(StoreError::InvalidPage(format!(
                 "next_since {} with rows up to {last_row:?} and head {}",
                 page.next_since, page.head
@@ -103,7 +110,7 @@ impl Store {
                 .filter(|c| c.epoch == page.epoch)
                 .map_or(0, |c| c.since);
             let mut out = Applied {
-                cursor: start,
+                cursor: page.since,
                 ..Applied::default()
             };
             for row in page.rows {
@@ -128,7 +135,10 @@ impl Store {
             // until the durable cursor lags by CURSOR_LAG_ROWS: the caller keeps the cursor,
             // and after a crash those rows are read again and change nothing.
             let lagging = out.cursor.saturating_sub(start) >= CURSOR_LAG_ROWS;
-            if out.changed > 0 || !out.parked.is_empty() || lagging || start == 0 {
+            // A cursor that moved back (the peer was reset) is written at once: a crash must
+            // not resume from the old, higher one.
+            let moved_back = out.cursor < start;
+            if out.changed > 0 || !out.parked.is_empty() || lagging || moved_back || start == 0 {
                 write_cursor(tx, page.peer, page.epoch, out.cursor)?;
             }
             Ok(out)

@@ -839,6 +839,7 @@ fn page<'a>(
     ragsync_store::Page {
         peer: NodeId(7),
         epoch: ragsync_core::Epoch(1),
+        since: rows.first().map_or(next_since, |r| r.seq - 1),
         rows,
         inline,
         next_since,

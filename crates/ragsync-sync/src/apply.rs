@@ -2,15 +2,26 @@
 //! to apply (a blocking call: run it where blocking is allowed). The server's workers and the
 //! simulation both use it, so they apply pages the same way.
 
+use ragsync_core::NodeId;
 use ragsync_store::{Page, Store};
 
 use crate::pull::ApplyOutcome;
 use crate::wire::ChangesResponse;
 
 /// Applies a page with its cursor; a failure to apply it at all leaves the cursor as stored.
-pub fn apply_page(store: &Store, page: ChangesResponse) -> ApplyOutcome {
-    let (peer, epoch, next_since, head) = (page.node_id, page.epoch, page.next_since, page.head);
-    let stored = || store.cursor(peer).ok().flatten().map_or(0, |c| c.since);
+///
+/// `peer` is the node the puller pulls from (never what the page claims to be: the puller has
+/// checked that the two agree).
+pub fn apply_page(store: &Store, peer: NodeId, page: ChangesResponse) -> ApplyOutcome {
+    let (epoch, since, next_since, head) = (page.epoch, page.since, page.next_since, page.head);
+    let stored = || {
+        store
+            .cursor(peer)
+            .ok()
+            .flatten()
+            .filter(|c| c.epoch == epoch)
+            .map_or(0, |c| c.since)
+    };
     let failed = |why: String| ApplyOutcome {
         cursor: stored(),
         changed: 0,
@@ -24,6 +35,7 @@ pub fn apply_page(store: &Store, page: ChangesResponse) -> ApplyOutcome {
     let page = Page {
         peer,
         epoch,
+        since,
         rows: &rows,
         inline: &inline,
         next_since,

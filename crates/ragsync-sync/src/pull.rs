@@ -80,6 +80,8 @@ pub enum FetchFailure {
     CursorReset(String),
     /// No usable answer: refused connection, timeout, a body that does not parse.
     Unreachable(String),
+    /// An answer larger than the driver reads: the next fetches ask for fewer rows.
+    TooLarge(String),
 }
 
 /// What the store did with a page.
@@ -151,6 +153,14 @@ pub struct Puller {
     fetch: Option<(Fetch, u64)>,
     /// The page being applied: its id and `next_since`.
     applying: Option<(u64, u64)>,
+    /// An apply started before a reset: its outcome is ignored, and no fetch follows it.
+    stale_apply: Option<u64>,
+    /// The node this puller pulls from: pages from any other node are refused.
+    expected_node: NodeId,
+    /// Rows asked for per page (halved after an answer too large, down to 1).
+    page_rows: usize,
+    /// Resets since the last page that applied: past the first, they back off.
+    resets_in_a_row: u32,
     /// A page fetched while another applies.
     ready: Option<ChangesResponse>,
     /// No fetch before this time (backing off).
@@ -163,14 +173,18 @@ pub struct Puller {
 }
 
 impl Puller {
-    /// A puller starting from the cursor the store kept for this peer (`None`: from 0).
-    pub fn new(cfg: PullConfig, cursor: Option<(Epoch, u64)>, seed: u64) -> Self {
+    /// A puller of node `peer`, starting from the cursor the store kept for it (`None`: 0).
+    pub fn new(cfg: PullConfig, peer: NodeId, cursor: Option<(Epoch, u64)>, seed: u64) -> Self {
         Self {
+            expected_node: peer,
+            page_rows: cfg.page_rows.max(1),
+            stale_apply: None,
+            resets_in_a_row: 0,
             cfg,
             rng: StdRng::seed_from_u64(seed),
             status: PullStatus {
                 state: PullState::CatchingUp,
-                peer_node: None,
+                peer_node: Some(peer),
                 epoch: cursor.map(|c| c.0),
                 cursor: cursor.map_or(0, |c| c.1),
                 peer_head: 0,
@@ -212,8 +226,15 @@ impl Puller {
     pub fn wake_at_ms(&self) -> Option<u64> {
         match self.fetch {
             Some((_, deadline)) => Some(deadline),
+            // Waiting for an apply, not for time.
+            None if self.ready.is_some() || self.waiting_for_apply() => None,
             None => (self.wake_at_ms > 0).then_some(self.wake_at_ms),
         }
+    }
+
+    /// Caught up while a page still applies: the next fetch (a long-poll) waits for it.
+    fn waiting_for_apply(&self) -> bool {
+        self.caught_up && self.applying.is_some()
     }
 
     /// Counts bytes the driver received for this peer (shown in status).
@@ -239,9 +260,14 @@ impl Puller {
                 FetchFailure::Unreachable("no answer in time".into()),
             );
         }
-        if self.fetch.is_some() || self.ready.is_some() || now_ms < self.wake_at_ms {
+        if self.fetch.is_some()
+            || self.ready.is_some()
+            || self.waiting_for_apply()
+            || now_ms < self.wake_at_ms
+        {
             return None;
         }
+        self.wake_at_ms = 0;
         // Fetch the page after the one being applied, or after the cursor.
         let since = self.applying.map_or(self.status.cursor, |(_, next)| next);
         let wait_ms = if self.caught_up && self.applying.is_none() {
@@ -252,7 +278,7 @@ impl Puller {
         let f = Fetch {
             id: self.take_id(),
             since,
-            limit: self.cfg.page_rows,
+            limit: self.page_rows,
             wait_ms,
         };
         let deadline = now_ms + wait_ms + self.cfg.request_timeout_ms;
@@ -282,11 +308,15 @@ impl Puller {
             Err(FetchFailure::CursorReset(why)) => return self.reset(now_ms, &why),
             Err(failure) => return self.fail(now_ms, failure),
         };
-        if let Some(known) = self.status.peer_node.filter(|n| *n != page.node_id) {
-            let why = format!("the peer is now node {}, was {known}", page.node_id);
+        if page.node_id != self.expected_node {
+            // Another node answers at this peer's address (or a peer lies about who it is):
+            // its rows are never applied under this peer's cursor.
+            let why = format!(
+                "the peer answers as node {}, not {}: remove and add it again if it changed",
+                page.node_id, self.expected_node
+            );
             return self.fail(now_ms, FetchFailure::Unreachable(why));
         }
-        self.status.peer_node = Some(page.node_id);
         if self.status.epoch.is_some_and(|e| e != page.epoch) {
             self.status.epoch = Some(page.epoch);
             return self.reset(now_ms, "the peer's database changed (new epoch)");
@@ -331,8 +361,13 @@ impl Puller {
             return;
         }
         self.applying = None;
+        if self.stale_apply.take() == Some(id) {
+            // Started before a reset: its cursor is not where the peer's feed now begins.
+            return;
+        }
         self.status.cursor = outcome.cursor;
         self.status.pages_applied += 1;
+        self.resets_in_a_row = 0;
         self.status.rows_changed += outcome.changed as u64;
         self.status.rows_parked += outcome.parked as u64;
         self.update_lag();
@@ -355,8 +390,22 @@ impl Puller {
     }
 
     fn reset(&mut self, now_ms: u64, why: &str) {
-        // The peer just answered: no reason to wait before starting over.
-        self.wake_at_ms = 0;
+        self.resets_in_a_row += 1;
+        // Starting over at once, unless resets repeat (a peer that keeps changing).
+        self.wake_at_ms = if self.resets_in_a_row > 1 {
+            let delay = self
+                .cfg
+                .backoff
+                .delay_ms(self.resets_in_a_row, &mut self.rng);
+            now_ms.saturating_add(delay)
+        } else {
+            0
+        };
+        if let Some((id, _)) = self.applying {
+            self.stale_apply = Some(id);
+            // Fetch from 0, not from the stale page's end.
+            self.applying = Some((id, 0));
+        }
         self.status.cursor = 0;
         self.status.resets += 1;
         self.ready = None;
@@ -379,15 +428,23 @@ impl Puller {
                 } else {
                     PullState::BackingOff
                 };
-                let wait = retry_after_ms.map_or(delay, |r| r.max(delay / 2));
+                // A peer's Retry-After is honoured up to the longest backoff, never longer.
+                let wait = retry_after_ms
+                    .map_or(delay, |r| r.max(delay / 2))
+                    .min(self.cfg.backoff.max_ms);
                 (state, Some(status), format!("{status} {code}"), wait)
+            }
+            FetchFailure::TooLarge(why) => {
+                self.page_rows = (self.page_rows / 2).max(1);
+                let why = format!("{why}; asking for {} rows a page", self.page_rows);
+                (PullState::BackingOff, None, why, delay)
             }
             FetchFailure::Unreachable(why) | FetchFailure::CursorReset(why) => {
                 (PullState::BackingOff, None, why, delay)
             }
         };
         self.status.state = state;
-        self.wake_at_ms = now_ms + wait;
+        self.wake_at_ms = now_ms.saturating_add(wait);
         self.note_error(now_ms, status, why);
     }
 
@@ -485,7 +542,7 @@ mod tests {
 
     #[test]
     fn pages_apply_in_order_and_the_next_is_fetched_meanwhile() {
-        let mut p = Puller::new(CFG, None, 1);
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
         let f = fetch(&mut p, 0);
         assert_eq!((f.since, f.wait_ms), (0, 0));
         p.on_fetched(1, f.id, Ok(page(0, 2, 4, &[1, 2])));
@@ -524,7 +581,7 @@ mod tests {
 
     #[test]
     fn a_transient_apply_failure_refetches_from_the_applied_cursor() {
-        let mut p = Puller::new(CFG, None, 1);
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
         let f = fetch(&mut p, 0);
         p.on_fetched(1, f.id, Ok(page(0, 3, 6, &[1, 2, 3])));
         let (a, _) = apply(&mut p, 1);
@@ -549,7 +606,7 @@ mod tests {
 
     #[test]
     fn refusals_are_visible_and_retry_after_is_honoured() {
-        let mut p = Puller::new(CFG, None, 1);
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
         let f = fetch(&mut p, 0);
         let refused = FetchFailure::Refused {
             status: 401,
@@ -576,7 +633,7 @@ mod tests {
 
     #[test]
     fn a_page_that_contradicts_itself_is_refused_and_a_new_epoch_starts_over() {
-        let mut p = Puller::new(CFG, Some((Epoch(1), 5)), 1);
+        let mut p = Puller::new(CFG, NodeId(9), Some((Epoch(1), 5)), 1);
         let f = fetch(&mut p, 0);
         assert_eq!(f.since, 5);
         // A next_since far past the head the page itself reports.
@@ -597,7 +654,7 @@ mod tests {
 
     #[test]
     fn a_lost_fetch_times_out_and_is_retried() {
-        let mut p = Puller::new(CFG, None, 1);
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
         let f = fetch(&mut p, 0);
         assert_eq!(p.poll(CFG.request_timeout_ms - 1), None);
         assert_eq!(
@@ -609,5 +666,86 @@ mod tests {
         let again = fetch(&mut p, CFG.request_timeout_ms + CFG.backoff.max_ms);
         assert_eq!(again.since, f.since);
         assert_ne!(again.id, f.id);
+    }
+
+    #[test]
+    fn a_page_from_another_node_is_never_applied() {
+        let mut p = Puller::new(CFG, NodeId(8), None, 1);
+        let f = fetch(&mut p, 0);
+        p.on_fetched(1, f.id, Ok(page(0, 2, 2, &[1, 2])));
+        assert_eq!(p.poll(1), None, "nothing to apply");
+        assert_eq!(p.status().state, PullState::BackingOff);
+        assert!(
+            p.status()
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("answers as node")
+        );
+    }
+
+    #[test]
+    fn no_wake_up_while_waiting_for_an_apply() {
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
+        // An earlier failure left a backoff time behind.
+        let f = fetch(&mut p, 0);
+        p.on_fetched(1, f.id, Err(FetchFailure::Unreachable("down".into())));
+        let t = 1 + CFG.backoff.max_ms;
+        let f = fetch(&mut p, t);
+        p.on_fetched(t, f.id, Ok(page(0, 2, 4, &[1, 2])));
+        let _ = apply(&mut p, t);
+        let f2 = fetch(&mut p, t);
+        p.on_fetched(t, f2.id, Ok(page(2, 4, 4, &[3, 4])));
+        // A page ready, one applying: the driver waits for the apply, not for a time.
+        assert_eq!(p.wake_at_ms(), None);
+        assert_eq!(p.poll(t + 5), None);
+    }
+
+    #[test]
+    fn a_reset_during_an_apply_ignores_it_and_starts_from_0() {
+        let mut p = Puller::new(CFG, NodeId(9), Some((Epoch(1), 10)), 1);
+        let f = fetch(&mut p, 0);
+        p.on_fetched(1, f.id, Ok(page(10, 12, 14, &[11, 12])));
+        let (a, _) = apply(&mut p, 1);
+        let f2 = fetch(&mut p, 1);
+        assert_eq!(f2.since, 12);
+        p.on_fetched(2, f2.id, Err(FetchFailure::CursorReset("409".into())));
+        p.on_applied(
+            3,
+            a,
+            ApplyOutcome {
+                cursor: 12,
+                changed: 2,
+                parked: 0,
+                stopped: None,
+            },
+        );
+        assert_eq!(
+            p.status().cursor,
+            0,
+            "the stale apply did not move the cursor"
+        );
+        assert_eq!(fetch(&mut p, 3).since, 0);
+    }
+
+    #[test]
+    fn retry_after_is_bounded_and_too_large_answers_shrink_pages() {
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
+        let f = fetch(&mut p, 0);
+        let forever = FetchFailure::Refused {
+            status: 503,
+            code: String::new(),
+            retry_after_ms: Some(u64::MAX),
+        };
+        p.on_fetched(1, f.id, Err(forever));
+        assert_eq!(p.wake_at_ms(), Some(1 + CFG.backoff.max_ms));
+        let f = fetch(&mut p, 1 + CFG.backoff.max_ms);
+        assert_eq!(f.limit, 10);
+        p.on_fetched(
+            2 + CFG.backoff.max_ms,
+            f.id,
+            Err(FetchFailure::TooLarge("big".into())),
+        );
+        assert_eq!(fetch(&mut p, 10 * CFG.backoff.max_ms).limit, 5);
     }
 }

@@ -224,11 +224,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     step("kill -9 node B and start it again on the same data: it resumes where it was");
     let b_data = b.data_dir.clone();
+    // On the same address: A and C know B by it.
+    let b_addr = b
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
     let before = b.client().get(&["status"], &[]).await?["counts"].clone();
     let mut b = b;
     b.kill9()?;
     drop(b);
-    let b = NodeProcess::start(&exe, &b_data, &token, &[]).await?;
+    let b = NodeProcess::start(&exe, &b_data, &token, &["--listen", &b_addr]).await?;
     let after = b.client().get(&["status"], &[]).await?["counts"].clone();
     println!("before: {before}\nafter:  {after}");
     ensure!(
@@ -237,12 +243,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
 
     step("summary");
-    let status = b.client().get(&["status"], &[]).await?;
-    for p in status["peers"].as_array().into_iter().flatten() {
-        println!(
-            "B <- {}: {}, cursor {}, lag {} rows",
-            p["url"], p["pull"]["state"], p["pull"]["cursor"], p["pull"]["lag_rows"]
-        );
+    // A write on C after B's restart still reaches A through B.
+    c.client()
+        .put(
+            &["collections", "notes", "docs", "after-restart.md"],
+            &json!({"text": "written on C after B came back"}),
+        )
+        .await?;
+    wait_all(&[&node], |n| {
+        let c = n.client();
+        async move {
+            c.get(&["collections", "notes", "docs", "after-restart.md"], &[])
+                .await
+                .ok()
+        }
+    })
+    .await?;
+    println!("a write on C after B's restart reached A through B");
+    for (name, n) in [("A", &node), ("B", &b), ("C", &c)] {
+        let status = n.client().get(&["status"], &[]).await?;
+        for p in status["peers"].as_array().into_iter().flatten() {
+            println!(
+                "{name} <- {}: {}, cursor {}, lag {} rows",
+                p["url"], p["pull"]["state"], p["pull"]["cursor"], p["pull"]["lag_rows"]
+            );
+        }
     }
     for (name, n) in [("A", &node), ("B", &b), ("C", &c)] {
         let counts = n.client().get(&["status"], &[]).await?["counts"].clone();

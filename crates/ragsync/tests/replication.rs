@@ -699,3 +699,48 @@ async fn peers_in_the_config_file_are_pulled_from() {
     let peers = b.client().get(&["peers"], &[]).await.unwrap();
     assert_eq!(peers[0]["collections"], json!(["kb"]));
 }
+
+/// Contents too large to travel inside feed pages are fetched by content id from the peer,
+/// checked against their id, and read whole once they are here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_contents_are_fetched_by_id_after_their_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = NodeProcess::spawn(
+        Path::new(EXE),
+        &dir.path().join("a"),
+        TOKEN,
+        &["--max-inline-bytes", "1000"],
+    )
+    .unwrap();
+    let b = node(dir.path(), "b");
+    a.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    let big = "a large document, fetched by its content id\n".repeat(5000);
+    a.client()
+        .put(&["collections", "kb", "docs", "big"], &json!({"text": big}))
+        .await
+        .unwrap();
+    add_peer(&b, &a).await;
+    let started = Instant::now();
+    loop {
+        let doc = b
+            .client()
+            .get(&["collections", "kb", "docs", "big"], &[])
+            .await;
+        if let Ok(doc) = &doc
+            && doc["text"].as_str() == Some(big.as_str())
+        {
+            assert!(doc.get("content_pending").is_none());
+            break;
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "the content never arrived: {doc:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = b.client().get(&["status"], &[]).await.unwrap();
+    assert_eq!(status["counts"]["wanted"], 0);
+}

@@ -34,6 +34,8 @@ pub struct PeerView {
 
 struct Running {
     record: PeerRecord,
+    /// When its worker started (lag counts from here until it first catches up).
+    started_ms: u64,
     status: Arc<Mutex<PullStatus>>,
     nudge: Arc<Notify>,
     stop: watch::Sender<bool>,
@@ -112,6 +114,9 @@ impl Replication {
             node_id,
             Running {
                 record,
+                started_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
                 status,
                 nudge,
                 stop,
@@ -149,7 +154,9 @@ impl Replication {
                 "peer_refused",
                 format!("the peer refused to say who it is: {status} {code}"),
             ),
-            FetchFailure::Unreachable(why) | FetchFailure::CursorReset(why) => ApiError::new(
+            FetchFailure::Unreachable(why)
+            | FetchFailure::CursorReset(why)
+            | FetchFailure::TooLarge(why) => ApiError::new(
                 axum::http::StatusCode::BAD_GATEWAY,
                 "peer_unreachable",
                 format!("the peer did not answer: {why}"),
@@ -175,7 +182,8 @@ impl Replication {
             ));
         }
         self.start(record.clone());
-        Ok(self.view(record.node_id).expect("just started"))
+        self.view(record.node_id)
+            .ok_or_else(|| ApiError::internal("the peer's worker did not start"))
     }
 
     /// Forgets a peer and stops its worker. False when it was not known.
@@ -226,7 +234,7 @@ fn view(r: &Running) -> PeerView {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let caught_up = pull.state == ragsync_sync::pull::PullState::Live && pull.lag_rows == 0;
-    let since = pull.caught_up_ms.unwrap_or(r.record.added_ms);
+    let since = pull.caught_up_ms.unwrap_or(r.started_ms);
     PeerView {
         node_id: r.record.node_id,
         url: r.record.url.clone(),
@@ -244,6 +252,12 @@ fn view(r: &Running) -> PeerView {
 fn parse_url(url: &str) -> Result<Url, ApiError> {
     let parsed = Url::parse(url)
         .map_err(|e| ApiError::bad_request("invalid_url", format!("peer URL {url:?}: {e}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_url",
+            "a peer URL carries no credentials (give the token as token)",
+        ));
+    }
     // TLS to peers comes with the hardening work; until then a peer is reached over http.
     if parsed.scheme() != "http" || parsed.cannot_be_a_base() {
         return Err(ApiError::bad_request(

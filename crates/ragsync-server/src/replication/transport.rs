@@ -74,6 +74,30 @@ fn unreachable(e: reqwest::Error) -> FetchFailure {
     FetchFailure::Unreachable(e.to_string())
 }
 
+impl PeerLink {
+    /// The bytes of content `cid` from the peer (`None` when it does not have them), read up
+    /// to [`MAX_ANSWER_BYTES`]. Not checked here: the store checks them against their id.
+    pub(crate) async fn blob(&self, cid: &str) -> Result<Option<Vec<u8>>, FetchFailure> {
+        let req = self
+            .http
+            .get(self.url(&["blobs", cid]))
+            .bearer_auth(&self.token)
+            .timeout(std::time::Duration::from_secs(300));
+        let resp = req.send().await.map_err(unreachable)?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(FetchFailure::Refused {
+                status: resp.status().as_u16(),
+                code: String::new(),
+                retry_after_ms: retry_after_ms(&resp),
+            });
+        }
+        read_limited(resp).await.map(Some)
+    }
+}
+
 /// Largest answer a peer may send, before and after decompression. The pull worker asks for
 /// 1,000 rows a page; a row's state stays under about 20 KiB (metadata is capped at 16 KiB),
 /// and a page inlines at most 16 MiB of contents, so a real page stays under 40 MiB. A peer is
@@ -127,7 +151,7 @@ async fn decode_counted<T: serde::de::DeserializeOwned>(
         Err(e) => Err(FetchFailure::Unreachable(format!(
             "a page that does not decompress: {e}"
         ))),
-        Ok(n) if n > MAX_ANSWER_BYTES => Err(FetchFailure::Unreachable(format!(
+        Ok(n) if n > MAX_ANSWER_BYTES => Err(FetchFailure::TooLarge(format!(
             "a page larger than {MAX_ANSWER_BYTES} bytes once decompressed"
         ))),
         Ok(_) => decode_body(status, retry, &plain),

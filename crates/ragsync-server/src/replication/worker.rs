@@ -55,7 +55,7 @@ impl Worker {
             .ok()
             .flatten()
             .map(|c| (c.epoch, c.since));
-        Puller::new(PULL_CONFIG, cursor, 0).status().clone()
+        Puller::new(PULL_CONFIG, peer, cursor, 0).status().clone()
     }
 
     pub(crate) async fn run(mut self) {
@@ -66,8 +66,15 @@ impl Worker {
                 return;
             }
         };
-        let mut puller = Puller::new(PULL_CONFIG, cursor, rand::random());
+        let mut puller = Puller::new(PULL_CONFIG, self.peer, cursor, rand::random());
         let (done_tx, mut done) = mpsc::channel::<Done>(4);
+        let wanted = Arc::new(Notify::new());
+        let fetcher = tokio::spawn(fetch_wanted(
+            self.store.clone(),
+            self.link.clone(),
+            wanted.clone(),
+        ));
+        wanted.notify_one();
         tracing::info!(peer = %self.peer, url = %self.link.base, "pulling from peer");
         loop {
             let now = now_ms();
@@ -84,13 +91,19 @@ impl Worker {
                         puller.note_bytes(bytes);
                         puller.on_fetched(now_ms(), id, answer);
                     }
-                    Done::Applied(id, outcome) => puller.on_applied(now_ms(), id, outcome),
+                    Done::Applied(id, outcome) => {
+                        if outcome.changed > 0 {
+                            wanted.notify_one();
+                        }
+                        puller.on_applied(now_ms(), id, outcome);
+                    }
                 },
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.nudge.notified() => puller.nudge(),
                 _ = self.stop.wait_for(|s| *s) => break,
             }
         }
+        fetcher.abort();
         tracing::info!(peer = %self.peer, "stopped pulling from peer");
     }
 
@@ -105,18 +118,64 @@ impl Worker {
                 });
             }
             Action::Apply { id, page } => {
-                let store = self.store.clone();
+                let (store, peer) = (self.store.clone(), self.peer);
                 tokio::spawn(async move {
-                    let outcome = tokio::task::spawn_blocking(move || apply_page(&store, page))
-                        .await
-                        .unwrap_or_else(|e| ApplyOutcome {
-                            cursor: 0,
-                            changed: 0,
-                            parked: 0,
-                            stopped: Some(format!("apply task: {e}")),
-                        });
+                    let outcome =
+                        tokio::task::spawn_blocking(move || apply_page(&store, peer, page))
+                            .await
+                            .unwrap_or_else(|e| ApplyOutcome {
+                                cursor: 0,
+                                changed: 0,
+                                parked: 0,
+                                stopped: Some(format!("apply task: {e}")),
+                            });
                     let _ = done.send(Done::Applied(id, outcome)).await;
                 });
+            }
+        }
+    }
+}
+
+/// How often wanted contents are looked for without being told.
+const WANTED_EVERY: Duration = Duration::from_secs(30);
+/// Wanted contents asked for at a time.
+const WANTED_BATCH: usize = 32;
+
+/// Fetches, from this worker's peer, the contents that replicated states reference and this
+/// node does not hold yet; the store keeps only bytes that hash to their id and are wanted.
+async fn fetch_wanted(store: Arc<Store>, link: PeerLink, wake: Arc<Notify>) {
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(WANTED_EVERY) => {}
+        }
+        let s = store.clone();
+        let Ok(Ok(wanted)) = tokio::task::spawn_blocking(move || s.wanted(WANTED_BATCH)).await
+        else {
+            continue;
+        };
+        for (cid, _) in wanted {
+            match link.blob(&cid.to_string()).await {
+                Ok(Some(bytes)) => {
+                    let s = store.clone();
+                    let stored = tokio::task::spawn_blocking(move || s.put_wanted(&bytes)).await;
+                    match stored {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => tracing::warn!(
+                            target: "ragsync::audit",
+                            %cid,
+                            url = %link.base,
+                            "a peer sent bytes that are not the content asked for; not stored"
+                        ),
+                        other => tracing::warn!(%cid, ?other, "storing a fetched content failed"),
+                    }
+                }
+                // Not there (yet): another peer, or a later pass, will bring it.
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(%cid, error = ?e, "fetching a wanted content failed");
+                    break;
+                }
             }
         }
     }

@@ -80,6 +80,9 @@ pub struct Sim {
     cut: HashMap<(usize, usize), bool>,
     queue: Vec<(u64, u64, Msg)>,
     next_msg: u64,
+    /// Applies under way: (when they finish, node, peer, apply id, page). Pages go on being
+    /// fetched meanwhile, as on a real node.
+    applying: Vec<(u64, usize, usize, u64, ChangesResponse)>,
     loss: f64,
     dup: f64,
     max_delay_ms: u64,
@@ -154,6 +157,7 @@ impl Sim {
             cut: HashMap::new(),
             queue: Vec::new(),
             next_msg: 0,
+            applying: Vec::new(),
             acked: Acked::default(),
             last_stamp: vec![None; nodes],
             coll,
@@ -192,7 +196,7 @@ impl Sim {
         let seed = self.rng.random();
         self.nodes[node]
             .pullers
-            .insert(peer, Puller::new(cfg, cursor, seed));
+            .insert(peer, Puller::new(cfg, peer_id, cursor, seed));
     }
 
     fn link_up(&self, a: usize, b: usize) -> bool {
@@ -268,13 +272,30 @@ impl Sim {
                             faulty,
                         ),
                         Action::Apply { id, page } => {
-                            let outcome = apply_page(&self.nodes[i].store, page);
-                            if let Some(x) = self.nodes[i].pullers.get_mut(&p) {
-                                x.on_applied(now, id, outcome);
-                            }
+                            let done_at = now + self.rng.random_range(0..30);
+                            self.applying.push((done_at, i, p, id, page));
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Finishes the applies whose time has come (a crashed node's are lost with it).
+    fn finish_applies(&mut self) {
+        let now = self.now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.applying)
+            .into_iter()
+            .partition(|a| a.0 <= now);
+        self.applying = later;
+        for (_, i, p, id, page) in due {
+            if !self.nodes[i].up {
+                continue;
+            }
+            let peer_id = self.nodes[p].store.node_id();
+            let outcome = apply_page(&self.nodes[i].store, peer_id, page);
+            if let Some(x) = self.nodes[i].pullers.get_mut(&p) {
+                x.on_applied(now, id, outcome);
             }
         }
     }
@@ -440,6 +461,7 @@ impl Sim {
                     self.nodes[i].up = false;
                     self.nodes[i].pullers.clear();
                     self.nodes[i].held.clear();
+                    self.applying.retain(|a| a.1 != i);
                 }
             }
             4..7 => {
@@ -459,6 +481,7 @@ impl Sim {
 
     fn quiet(&self) -> bool {
         self.queue.is_empty()
+            && self.applying.is_empty()
             && self
                 .nodes
                 .iter()
@@ -475,6 +498,7 @@ impl Sim {
             self.random_fault();
             self.drive(true);
             self.deliver(true);
+            self.finish_applies();
             self.now.fetch_add(STEP_MS, Ordering::Relaxed);
         }
         // Heal: every link up, every node up, no more loss.
@@ -491,6 +515,7 @@ impl Sim {
         loop {
             self.drive(false);
             self.deliver(false);
+            self.finish_applies();
             if self.quiet() && self.agree() {
                 return self.now() - healed;
             }
