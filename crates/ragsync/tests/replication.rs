@@ -744,3 +744,152 @@ async fn large_contents_are_fetched_by_id_after_their_state() {
     let status = b.client().get(&["status"], &[]).await.unwrap();
     assert_eq!(status["counts"]["wanted"], 0);
 }
+
+/// A peer that answers `sync/info` with `info` and every `sync/changes` with `page`.
+async fn fake_peer(info: Value, page: Value) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (info, page) = (info.to_string(), page.to_string());
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let (info, page) = (info.clone(), page.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let Ok(n) = s.read(&mut buf).await else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let body = if head.starts_with("GET /v1/sync/info") {
+                    info
+                } else {
+                    page
+                };
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (url, server)
+}
+
+/// One document row of a fake peer's page, written by `node` at `ms`.
+fn fake_row(seq: u64, id: &str, node: ragsync_core::NodeId, ms: u64) -> (Value, (String, String)) {
+    use ragsync_core::doc::Body;
+    use ragsync_core::{ContentId, ContentRef, DocState, Hlc, Stamp};
+    let text = format!("{id} from the fake peer");
+    let body = Body {
+        content: Some(ContentRef {
+            cid: ContentId::of(text.as_bytes()),
+            len: text.len() as u64,
+            content_type: "text/plain; charset=utf-8".into(),
+        }),
+        ..Body::default()
+    };
+    let state = DocState::create(Stamp::new(Hlc::new(ms, 0), node), body);
+    let row = json!({"kind": "doc", "seq": seq, "collection": "kb", "id": id, "versions": state.versions()});
+    (row, (ContentId::of(text.as_bytes()).to_string(), text))
+}
+
+/// A failure mid-page (a row stamped an hour ahead: transient, time cures it) stops the cursor
+/// at the row before it, and the rows after it wait; a page claiming a far-future
+/// `next_since` moves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_mid_page_stops_the_cursor_before_it_and_a_far_future_next_since_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = node(dir.path(), "b");
+    b.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    let peer = ragsync_core::NodeId(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+    let info = json!({"node_id": peer, "epoch": "fedcba9876543210fedcba9876543210", "head": 3, "protocol": 1});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let rows = [
+        fake_row(1, "first", peer, now),
+        fake_row(2, "from-the-future", peer, now + 3_600_000),
+        fake_row(3, "third", peer, now + 1),
+    ];
+    let page = |next_since: u64| {
+        json!({
+            "node_id": peer, "epoch": "fedcba9876543210fedcba9876543210",
+            "since": 0, "next_since": next_since, "has_more": false, "head": 3,
+            "changes": rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            "texts": rows.iter().map(|r| r.1.clone()).collect::<std::collections::BTreeMap<_, _>>(),
+        })
+    };
+    let (url, server) = fake_peer(info.clone(), page(3)).await;
+    b.client()
+        .post(&["peers"], &json!({"url": url, "token": TOKEN}))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let pull = loop {
+        let status = b.client().get(&["status"], &[]).await.unwrap();
+        let pull = status["peers"][0]["pull"].clone();
+        if pull["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("clock drift"))
+        {
+            break pull;
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "the failure never showed: {pull}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        pull["cursor"], 1,
+        "the cursor stops at the row before the failure: {pull}"
+    );
+    let get = |id: &'static str| {
+        let c = b.client();
+        async move { c.get(&["collections", "kb", "docs", id], &[]).await }
+    };
+    assert!(get("first").await.is_ok());
+    assert!(
+        get("third").await.is_err(),
+        "a row after the failure was applied"
+    );
+    b.client()
+        .delete(&["peers", &peer.to_string()])
+        .await
+        .unwrap();
+    server.abort();
+
+    // A page whose next_since is far past its own head: refused, the cursor stays at 0.
+    let (url, server) = fake_peer(info, page(1 << 60)).await;
+    b.client()
+        .post(&["peers"], &json!({"url": url, "token": TOKEN}))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let status = b.client().get(&["status"], &[]).await.unwrap();
+        let pull = status["peers"][0]["pull"].clone();
+        if pull["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("past its head"))
+        {
+            assert_eq!(pull["cursor"], 0, "{pull}");
+            break;
+        }
+        assert!(
+            started.elapsed() < CONVERGE,
+            "the bad page went unnoticed: {pull}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.abort();
+}
