@@ -1,0 +1,111 @@
+//! What the black-box replication tests share: real nodes, peers, and bounded waits.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ragsync::client::Client;
+use ragsync::node_proc::NodeProcess;
+use serde_json::{Value, json};
+
+pub const EXE: &str = env!("CARGO_BIN_EXE_ragsync");
+pub const TOKEN: &str = "replication-test-token-0123456789";
+/// How long a convergence check waits before it fails.
+pub const CONVERGE: Duration = Duration::from_secs(30);
+
+pub fn node(dir: &Path, name: &str) -> NodeProcess {
+    NodeProcess::spawn(Path::new(EXE), &dir.join(name), TOKEN, &[]).unwrap()
+}
+
+/// Makes `on` pull from the node at `url`.
+pub async fn add_peer_url(on: &NodeProcess, url: &str) -> Value {
+    on.client()
+        .post(&["peers"], &json!({"url": url, "token": TOKEN}))
+        .await
+        .unwrap()
+}
+
+pub async fn add_peer(on: &NodeProcess, from: &NodeProcess) -> Value {
+    add_peer_url(on, &from.url).await
+}
+
+/// Polls `check` until it answers `Ok`; past [`CONVERGE`] the test fails with `what` and the
+/// last thing `check` said.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(t) => return t,
+            Err(last) => assert!(started.elapsed() < CONVERGE, "{what}: {last}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The status of a node's first peer (its view: node id, URL, lag, `pull`).
+pub async fn first_peer(n: &NodeProcess) -> Value {
+    let status = n.client().get(&["status"], &[]).await.unwrap();
+    status["peers"][0].clone()
+}
+
+/// Waits until the first peer's pull status satisfies `done`; returns it.
+pub async fn first_pull_until(n: &NodeProcess, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, || async {
+        let pull = first_peer(n).await["pull"].clone();
+        if done(&pull) {
+            Ok(pull)
+        } else {
+            Err(pull.to_string())
+        }
+    })
+    .await
+}
+
+/// True when `pull` last failed with an error that says `what`.
+pub fn last_error_says(pull: &Value, what: &str) -> bool {
+    pull["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains(what))
+}
+
+/// Every live document of `coll` on a node: (id, content id, version).
+pub async fn docs(c: &Client, coll: &str) -> Vec<(String, Value, Value)> {
+    let Ok(list) = c.list_docs(coll).await else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .map(|d| {
+            let id = d["id"].as_str().unwrap().to_string();
+            (id, d["content_cid"].clone(), d["version"].clone())
+        })
+        .collect()
+}
+
+/// Waits until every node lists the same documents in `coll`, at least `min` of them.
+pub async fn converge(
+    nodes: &[&NodeProcess],
+    coll: &str,
+    min: usize,
+) -> Vec<(String, Value, Value)> {
+    eventually("no convergence", || async {
+        let mut all = Vec::new();
+        for n in nodes {
+            all.push(docs(&n.client(), coll).await);
+        }
+        if all[0].len() >= min && all.iter().all(|d| *d == all[0]) {
+            Ok(all.swap_remove(0))
+        } else {
+            Err(format!(
+                "{:?}",
+                all.iter().map(Vec::len).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await
+}
