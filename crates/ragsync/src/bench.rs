@@ -110,6 +110,39 @@ fn batch_bodies(
         .collect()
 }
 
+/// The nodes of one benchmark run: the running binary, started on a temporary directory
+/// with one random token and the durability asked for.
+struct BenchNodes {
+    dir: tempfile::TempDir,
+    exe: std::path::PathBuf,
+    token: String,
+    durability: String,
+}
+
+impl BenchNodes {
+    fn new(durability: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            dir: tempfile::tempdir()?,
+            exe: std::env::current_exe()?,
+            token: format!("bench-{:032x}", rand::random::<u128>()),
+            durability: durability.to_string(),
+        })
+    }
+
+    /// Starts node `name`; with `collection`, makes the collection `bench` on it.
+    async fn start(&self, name: &str, collection: bool) -> anyhow::Result<NodeProcess> {
+        let args = ["--durability", self.durability.as_str()];
+        let node =
+            NodeProcess::start(&self.exe, &self.dir.path().join(name), &self.token, &args).await?;
+        if collection {
+            node.client()
+                .put(&["collections", "bench"], &json!({}))
+                .await?;
+        }
+        Ok(node)
+    }
+}
+
 fn figure(name: &str, value: f64, unit: &str) {
     println!("ragsync {name}: {value:.2} {unit}");
 }
@@ -119,18 +152,9 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
         a.docs > 0 && a.batch > 0,
         "--docs and --batch must be positive"
     );
-    let dir = tempfile::tempdir()?;
-    let exe = std::env::current_exe()?;
-    let token = format!("bench-{:032x}", rand::random::<u128>());
-    let node = NodeProcess::start(
-        &exe,
-        &dir.path().join("node"),
-        &token,
-        &["--durability", &a.durability],
-    )
-    .await?;
+    let nodes = BenchNodes::new(&a.durability)?;
+    let node = nodes.start("node", true).await?;
     let client = node.client();
-    client.put(&["collections", "bench"], &json!({})).await?;
 
     let (docs, batch, doc_bytes, seed) = (a.docs, a.batch, a.doc_bytes, a.seed);
     let bodies =
@@ -228,18 +252,9 @@ async fn writes(a: WritesBench) -> anyhow::Result<()> {
         a.docs > 0 && a.clients > 0,
         "--docs and --clients must be positive"
     );
-    let dir = tempfile::tempdir()?;
-    let exe = std::env::current_exe()?;
-    let token = format!("bench-{:032x}", rand::random::<u128>());
-    let node = NodeProcess::start(
-        &exe,
-        &dir.path().join("node"),
-        &token,
-        &["--durability", &a.durability],
-    )
-    .await?;
+    let nodes = BenchNodes::new(&a.durability)?;
+    let node = nodes.start("node", true).await?;
     let client = node.client();
-    client.put(&["collections", "bench"], &json!({})).await?;
     let text = text(&mut Mulberry32::new(42), a.doc_bytes);
     eprintln!(
         "ragsync bench writes: {} single-document writes of {} bytes per phase, durability {}",
@@ -279,13 +294,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn sync(a: SyncBench) -> anyhow::Result<()> {
     ensure!(a.docs > 0, "--docs must be positive");
-    let dir = tempfile::tempdir()?;
-    let exe = std::env::current_exe()?;
-    let token = format!("bench-{:032x}", rand::random::<u128>());
-    let args = ["--durability", a.durability.as_str()];
-    let src = NodeProcess::start(&exe, &dir.path().join("source"), &token, &args).await?;
+    let nodes = BenchNodes::new(&a.durability)?;
+    let src = nodes.start("source", true).await?;
     let source = src.client();
-    source.put(&["collections", "bench"], &json!({})).await?;
     let (docs, doc_bytes) = (a.docs, a.doc_bytes);
     let bodies =
         tokio::task::spawn_blocking(move || batch_bodies(docs, 1000, doc_bytes, 42)).await??;
@@ -306,12 +317,12 @@ async fn sync(a: SyncBench) -> anyhow::Result<()> {
         .unwrap_or(0);
 
     // Full sync: an empty node is given the source as its peer and pulls everything.
-    let dst = NodeProcess::start(&exe, &dir.path().join("peer"), &token, &args).await?;
+    let dst = nodes.start("peer", false).await?;
     let peer = dst.client();
     bar.reset();
     bar.set_message("full sync");
     let t0 = Instant::now();
-    peer.post(&["peers"], &json!({"url": src.url, "token": token}))
+    peer.post(&["peers"], &json!({"url": src.url, "token": nodes.token}))
         .await?;
     let pull = loop {
         let status = peer.get(&["status"], &[]).await?;
