@@ -112,9 +112,4 @@ impl Store {
             .collect()
         })
     }
-
-    /// One peer by node id.
-    pub fn peer(&self, node_id: NodeId) -> Result<Option<PeerRecord>, StoreError> {
-        Ok(self.peers()?.into_iter().find(|p| p.node_id == node_id))
-    }
 }
