@@ -63,6 +63,12 @@ impl Conn {
         self.quiet_since_ms.store(now, Ordering::Release);
     }
 
+    /// True when no request of this connection is in the router and no response body of it
+    /// is being produced.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.active.load(Ordering::Acquire) == 0
+    }
+
     /// A request reached the router; pair with the drop of [`TrackedBody`].
     pub(crate) fn request_started(&self) {
         self.active.fetch_add(1, Ordering::AcqRel);

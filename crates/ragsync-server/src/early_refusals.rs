@@ -6,40 +6,42 @@
 //! a connection's IO and replaces such an answer with the API's error shape
 //! (`{"error": {"code", "message"}}`), keeping its status and `Date`.
 //!
-//! Only the first answer on a connection is ever replaced, and only while no request of that
-//! connection has reached the router: then the bytes written can only be hyper's own, never
-//! part of a response body (a stored blob may contain anything, HTTP heads included). A
-//! malformed request that follows good ones on a kept-alive connection is still refused with
-//! the right status, with hyper's empty body.
+//! Only a write that starts while the connection is *clean* is ever replaced: no request of it
+//! is in the router or has a response being produced ([`Conn::is_idle`]), and every byte of
+//! its earlier responses was written and flushed (hyper flushes a response whole before it
+//! reads the next request, and answers a malformed one only then). The bytes of such a write
+//! can only be hyper's own, never part of a response body (a stored blob may contain anything,
+//! HTTP heads included). The connection's IO, its service and its bodies all run in the
+//! connection's one task, so these states cannot interleave.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::conns::Conn;
 use crate::error::error_body;
 
 /// A connection's IO that rewrites hyper's own refusal as a JSON error.
 pub(crate) struct JsonRefusals<S> {
     inner: S,
-    /// Set when a request of this connection reached the router.
-    reached_router: Arc<AtomicBool>,
-    /// Set once anything was written: only a connection's first answer can be hyper's alone.
-    wrote: bool,
+    conn: Arc<Conn>,
+    /// Nothing was written since the last flush that completed while the connection was idle
+    /// (or since it opened): a write now starts a new answer that no request asked for.
+    clean: bool,
     /// The rewritten answer and how much of it is written.
     pending: Option<(Vec<u8>, usize)>,
 }
 
 impl<S> JsonRefusals<S> {
-    pub(crate) fn new(inner: S, reached_router: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(inner: S, conn: Arc<Conn>) -> Self {
         Self {
             inner,
-            reached_router,
-            wrote: false,
+            conn,
+            clean: true,
             pending: None,
         }
     }
@@ -62,10 +64,10 @@ impl<S: AsyncWrite + Unpin> JsonRefusals<S> {
 
     /// Takes `buf` as a rewritten refusal when it is one; see the module docs.
     fn take_refusal(&mut self, buf: &[u8]) -> bool {
-        if self.wrote || self.reached_router.load(Ordering::Acquire) {
+        if !self.clean || !self.conn.is_idle() {
             return false;
         }
-        self.wrote = true;
+        self.clean = false;
         match rewrite(buf) {
             Some(json) => {
                 self.pending = Some((json, 0));
@@ -154,7 +156,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonRefusals<S> {
             }
             return Poll::Ready(Ok(buf.len()));
         }
-        this.wrote = true;
+        this.clean = false;
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
@@ -169,7 +171,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonRefusals<S> {
         }
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        this.wrote = true;
+        this.clean = false;
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -180,7 +182,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonRefusals<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        let flushed = ready!(Pin::new(&mut this.inner).poll_flush(cx));
+        if flushed.is_ok() && this.conn.is_idle() {
+            this.clean = true;
+        }
+        Poll::Ready(flushed)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

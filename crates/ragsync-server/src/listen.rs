@@ -19,7 +19,6 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -95,10 +94,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (conn, registered) = registry.open();
-        let reached_router = Arc::new(AtomicBool::new(false));
         let io = TrackedIo::new(stream, conn.clone());
-        let io = TokioIo::new(JsonRefusals::new(io, reached_router.clone()));
-        let svc = service(app.clone(), conn.clone(), reached_router);
+        let io = TokioIo::new(JsonRefusals::new(io, conn.clone()));
+        let svc = service(app.clone(), conn.clone());
         let serving = graceful.watch(http.serve_connection(io, svc));
         let mut closed = closed.clone();
         tokio::spawn(async move {
@@ -143,13 +141,12 @@ pub async fn serve(
     Ok(())
 }
 
-/// The router as a hyper service for one connection. It notes when a request reaches the
-/// router (from then on, what the connection writes is the router's, see [`JsonRefusals`])
-/// and keeps the connection busy until its response is taken whole (see [`crate::conns`]).
+/// The router as a hyper service for one connection. It keeps the connection busy from the
+/// moment a request reaches the router until its response is taken whole (see
+/// [`crate::conns`]; [`JsonRefusals`] relies on it too).
 fn service(
     app: Router,
     conn: Arc<Conn>,
-    reached_router: Arc<AtomicBool>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = axum::http::Response<TrackedBody>,
@@ -157,7 +154,6 @@ fn service(
     Future = impl Future + Send,
 > + Clone {
     hyper::service::service_fn(move |req: Request<Incoming>| {
-        reached_router.store(true, Ordering::Release);
         conn.request_started();
         let (app, conn) = (app.clone(), conn.clone());
         async move {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use common::{TestNode, expect_error, refused};
 use ragsync_core::Limits;
@@ -527,11 +529,43 @@ async fn refusals_of_the_http_layer_are_json() {
         ),
         (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400, "invalid_request"),
     ];
-    for (request, status, code) in cases {
+    for (request, status, code) in cases.clone() {
         let (got, body) = raw(&n, &request, std::time::Duration::from_secs(5)).await;
         let v: serde_json::Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("{got} body is not JSON ({e}): {body:?}"));
         assert_eq!((got, v["error"]["code"].as_str()), (status, Some(code)));
+    }
+
+    // The same after good requests on a kept-alive connection: the refusal follows them.
+    for (request, status, code) in cases {
+        let mut pipelined = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2);
+        pipelined.extend_from_slice(&request);
+        let (first, rest) = raw(&n, &pipelined, std::time::Duration::from_secs(5)).await;
+        assert_eq!(first, 200);
+        let last = rest.rsplit("\r\n\r\n").next().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("after good requests, not JSON ({e}): {rest:?}"));
+        assert_eq!(
+            v["error"]["code"].as_str(),
+            Some(code),
+            "{status}: {rest:?}"
+        );
+        assert!(rest.contains(&format!("HTTP/1.1 {status} ")), "{rest:?}");
+    }
+
+    // A content that looks like such a refusal is served as it is, also on a reused
+    // connection: only hyper's own answers are rewritten, never a body.
+    n.create_collection("c").await;
+    let fake = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n".to_vec();
+    n.req(Method::PUT, "/v1/collections/c/docs/fake")
+        .json(&json!({"content_base64": STANDARD.encode(&fake)}))
+        .send()
+        .await
+        .unwrap();
+    let url = format!("/v1/blobs/{}", ragsync_core::ContentId::of(&fake));
+    for _ in 0..3 {
+        let r = n.req(Method::GET, &url).send().await.unwrap();
+        assert_eq!(r.bytes().await.unwrap().to_vec(), fake);
     }
 }
 
