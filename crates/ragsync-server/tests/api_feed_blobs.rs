@@ -418,3 +418,113 @@ async fn the_feed_filtered_by_collection_still_advances() {
     )
     .await;
 }
+
+/// `POST /v1/sync/changes`: a page of another node's feed merges like a pulled one, and the
+/// answer accounts for every row (applied, or parked with why); contents the receiver lacks
+/// are named and uploaded by id, checked against it.
+#[tokio::test]
+async fn pushed_pages_merge_and_every_row_is_accounted_for() {
+    let (sender, n) = (TestNode::start().await, TestNode::start().await);
+    sender.create_collection("c").await;
+    for (id, text) in [("a", "alpha".to_string()), ("b", "b".repeat(70_000))] {
+        sender
+            .req(Method::PUT, &format!("/v1/collections/c/docs/{id}"))
+            .json(&json!({"text": text}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (_, page) = json(
+        sender
+            .req(Method::GET, "/v1/sync/changes?since=0")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let seqs: Vec<u64> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 3, "a collection and two documents");
+    let push = |body: serde_json::Value| {
+        n.as_token(PEER, Method::POST, "/v1/sync/changes")
+            .json(&body)
+    };
+    let (status, answer) = json(push(page.clone()).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["applied"], json!(seqs));
+    assert_eq!(answer["changed"], 3);
+    assert_eq!(answer["node_id"], n.store.node_id().to_string());
+    // The 70 KB text did not travel inline: the receiver asks for it, and a read says so.
+    let big = ContentId::of("b".repeat(70_000).as_bytes()).to_string();
+    assert_eq!(answer["wanted"], json!([big]));
+    let (_, doc) = json(
+        n.req(Method::GET, "/v1/collections/c/docs/b")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(doc["content_pending"], true);
+    let upload = |cid: String, body: Vec<u8>| {
+        n.as_token(PEER, Method::PUT, &format!("/v1/blobs/{cid}"))
+            .body(body)
+    };
+    refused(
+        upload(big.clone(), b"not it".to_vec()),
+        400,
+        "content_mismatch",
+    )
+    .await;
+    let (status, _) = json(
+        upload(big.clone(), "b".repeat(70_000).into_bytes())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, doc) = json(
+        n.req(Method::GET, "/v1/collections/c/docs/b")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(doc["text"].as_str().map(str::len), Some(70_000));
+    let alpha = ContentId::of(b"alpha").to_string();
+    refused(upload(alpha, b"alpha".to_vec()), 409, "content_not_wanted").await;
+
+    // Again: every row applied, nothing changed. A row whose version reuses a stamp for
+    // other content is parked, and said so.
+    let (_, again) = json(push(page.clone()).send().await.unwrap()).await;
+    assert_eq!(
+        (again["applied"].clone(), again["changed"].clone()),
+        (json!(seqs), json!(0))
+    );
+    let mut forged = page.clone();
+    forged["changes"][1]["versions"][0]["title"] = json!("not what was written");
+    let (_, answer) = json(push(forged).send().await.unwrap()).await;
+    assert_eq!(answer["parked"][0]["seq"], seqs[1]);
+    assert_eq!(answer["parked"][0]["code"], "invalid_state");
+    assert_eq!(answer["applied"], json!([seqs[0], seqs[2]]));
+
+    // Refused whole: a page in the receiver's own name, rows not after `since`, a token
+    // without the sync role.
+    let mut own = page.clone();
+    own["node_id"] = json!(n.store.node_id().to_string());
+    refused(push(own), 400, "invalid_page").await;
+    let mut behind = page.clone();
+    behind["since"] = json!(seqs[2]);
+    refused(push(behind), 400, "invalid_page").await;
+    refused(
+        n.as_token(common::READER, Method::POST, "/v1/sync/changes")
+            .json(&page),
+        403,
+        "forbidden",
+    )
+    .await;
+}

@@ -98,6 +98,23 @@ impl Store {
         })
     }
 
+    /// Which of `cids` are wanted here (referenced by a stored state, bytes not yet here).
+    pub fn wanted_among(&self, cids: &[ContentId]) -> Result<Vec<ContentId>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached("SELECT 1 FROM wanted WHERE cid = ?1")?;
+            let mut out = Vec::new();
+            for cid in cids {
+                let wanted = stmt
+                    .query_row([&cid.as_bytes()[..]], |_| Ok(()))
+                    .optional()?;
+                if wanted.is_some() && !out.contains(cid) {
+                    out.push(*cid);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Stores fetched bytes if they are a wanted content (their BLAKE3 id is the check), and
     /// no longer wants them, in one transaction. False, storing nothing, when no stored
     /// version references them: a peer cannot fill the store with bytes nobody asked for.

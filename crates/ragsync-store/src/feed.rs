@@ -27,6 +27,19 @@ pub enum FeedItem {
     Collection(Collection),
 }
 
+impl FeedItem {
+    /// The contents the row's versions reference (none for a collection record).
+    pub fn content_ids(&self) -> impl Iterator<Item = ContentId> + '_ {
+        let versions = match self {
+            FeedItem::Doc { state, .. } => state.versions(),
+            FeedItem::Collection(_) => &[],
+        };
+        versions
+            .iter()
+            .filter_map(|v| v.content.as_ref().map(|c| c.cid))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct FeedEntry {
     pub seq: u64,
@@ -51,6 +64,23 @@ pub struct ChangesPage {
     pub has_more: bool,
     /// The feed's head when the page was read.
     pub head: u64,
+}
+
+impl ChangesPage {
+    /// Keeps only the rows of `only` (and the contents they reference); `next_since` is kept,
+    /// so a reader still moves past the rows left out.
+    pub fn retain_collections(&mut self, only: &[CollectionName]) {
+        self.entries.retain(|e| match &e.item {
+            FeedItem::Doc { collection, .. } => only.contains(collection),
+            FeedItem::Collection(c) => only.contains(&c.name),
+        });
+        let kept: HashSet<ContentId> = self
+            .entries
+            .iter()
+            .flat_map(|e| e.item.content_ids())
+            .collect();
+        self.contents.retain(|(cid, _)| kept.contains(cid));
+    }
 }
 
 /// The greatest `seq` given out, 0 when none: the durable high-water mark, or the rows' own

@@ -38,7 +38,7 @@ pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
 pub use error::StoreError;
 pub use feed::{ChangesPage, FeedEntry, FeedItem, InlinePolicy};
 pub use peers::PeerRecord;
-pub use replica::{Applied, Cursor, Page, Parked};
+pub use replica::{Applied, Cursor, Page, Parked, Pushed};
 pub use schema::SCHEMA_VERSION;
 pub use stats::Stats;
 

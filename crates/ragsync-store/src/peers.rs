@@ -6,7 +6,8 @@ use ragsync_core::{CollectionName, NodeId};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use crate::{Store, StoreError};
+use crate::replica::{read_cursor_in, write_cursor_in};
+use crate::{Cursor, Store, StoreError};
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRecord {
@@ -62,7 +63,18 @@ impl Store {
         })
     }
 
-    /// Forgets a peer and its cursor (added again, perhaps with other collections, it pulls
+    /// How far `peer` has acknowledged this node's feed, pushed to it.
+    pub fn push_cursor(&self, peer: NodeId) -> Result<Option<Cursor>, StoreError> {
+        self.read(|tx| read_cursor_in(tx, "push_cursors", peer))
+    }
+
+    /// Records what `peer` acknowledged of this node's feed (an acknowledgement it may lose:
+    /// pushing again from an older cursor costs time, never data, as merges are idempotent).
+    pub fn set_push_cursor(&self, peer: NodeId, cursor: Cursor) -> Result<(), StoreError> {
+        self.write_tx(|tx| write_cursor_in(tx, "push_cursors", peer, cursor))
+    }
+
+    /// Forgets a peer and its cursors (added again, perhaps with other collections, it pulls
     /// from 0: merges are idempotent, so that costs time, never data). Its parked rows stay
     /// until retried. False when it was not known.
     pub fn remove_peer(&self, node_id: NodeId) -> Result<bool, StoreError> {
@@ -71,9 +83,11 @@ impl Store {
                 .tx
                 .prepare_cached("DELETE FROM peers WHERE node_id = ?1")?
                 .execute([node_id.to_string()])?;
-            tx.tx
-                .prepare_cached("DELETE FROM peer_cursors WHERE peer = ?1")?
-                .execute([node_id.to_string()])?;
+            for table in ["peer_cursors", "push_cursors"] {
+                tx.tx
+                    .prepare_cached(&format!("DELETE FROM {table} WHERE peer = ?1"))?
+                    .execute([node_id.to_string()])?;
+            }
             Ok(n == 1)
         })
     }

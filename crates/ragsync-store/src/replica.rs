@@ -1,5 +1,6 @@
 //! The replication apply path: pages of a peer's feed applied together with that peer's
-//! cursor, and the rows that cannot be applied, parked.
+//! cursor, rows a peer pushes applied the same way (without a cursor: the pusher keeps it),
+//! and the rows that cannot be applied, parked.
 //!
 //! Invariants:
 //! - a page's rows and the cursor after them commit in one transaction: a crash leaves both or
@@ -68,6 +69,19 @@ pub struct Applied {
     pub stopped: Option<StoreError>,
 }
 
+/// What applying pushed rows did.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    /// Rows merged here (changed or already known), by `seq`.
+    pub applied: Vec<u64>,
+    /// How many of them changed something.
+    pub changed: usize,
+    /// Rows refused for what they are and parked here, with the error code and reason.
+    pub parked: Vec<(u64, &'static str, String)>,
+    /// The row a transient failure stopped at (not applied, nor any after it).
+    pub stopped: Option<(u64, &'static str, String)>,
+}
+
 /// A row parked because it could not be applied.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Parked {
@@ -109,25 +123,19 @@ impl Store {
             let start = read_cursor(&tx.tx, page.peer)?
                 .filter(|c| c.epoch == page.epoch)
                 .map_or(0, |c| c.since);
+            let rows = apply_rows(tx, page.peer, page.rows, page.inline, now_ms)?;
             let mut out = Applied {
-                cursor: page.since,
+                cursor: rows.last_examined.unwrap_or(page.since),
                 ..Applied::default()
             };
-            for row in page.rows {
-                match apply_row(tx, &row.item, page.inline) {
-                    Ok(true) => out.changed += 1,
-                    Ok(false) => out.unchanged += 1,
-                    Err(e) if e.is_invalid_row() => {
-                        park(tx, page.peer, row, &e, now_ms)?;
-                        out.parked.push((row.seq, e.code(), e.to_string()));
-                    }
-                    Err(e) => {
-                        out.stopped = Some(e);
-                        break;
-                    }
+            for (seq, result) in rows.results {
+                match result {
+                    RowResult::Changed => out.changed += 1,
+                    RowResult::Unchanged => out.unchanged += 1,
+                    RowResult::Parked(code, reason) => out.parked.push((seq, code, reason)),
                 }
-                out.cursor = row.seq;
             }
+            out.stopped = rows.stopped.map(|(_, e)| e);
             if out.stopped.is_none() {
                 out.cursor = page.next_since;
             }
@@ -140,6 +148,44 @@ impl Store {
             let moved_back = out.cursor < start;
             if out.changed > 0 || !out.parked.is_empty() || lagging || moved_back || start == 0 {
                 write_cursor(tx, page.peer, page.epoch, out.cursor)?;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Applies rows pushed by node `from` (`POST /v1/sync/changes`), through the same merge
+    /// and parking as a pulled page, in one transaction. No cursor is kept on this side: the
+    /// pusher keeps its own, from the answer. Rows must come in `seq` order.
+    pub fn apply_pushed(
+        &self,
+        from: NodeId,
+        rows: &[FeedEntry],
+        inline: &BTreeMap<ContentId, Vec<u8>>,
+    ) -> Result<Pushed, StoreError> {
+        if rows.windows(2).any(|w| w[0].seq >= w[1].seq) {
+            return Err(StoreError::InvalidPage("rows not in seq order".into()));
+        }
+        let now_ms = self.now_ms();
+        self.write_tx(|tx| {
+            let rows = apply_rows(tx, from, rows, inline, now_ms)?;
+            let applied = rows
+                .results
+                .iter()
+                .filter(|(_, r)| !matches!(r, RowResult::Parked(..)));
+            let mut out = Pushed {
+                applied: applied.map(|(seq, _)| *seq).collect(),
+                changed: rows
+                    .results
+                    .iter()
+                    .filter(|(_, r)| matches!(r, RowResult::Changed))
+                    .count(),
+                parked: Vec::new(),
+                stopped: rows.stopped.map(|(seq, e)| (seq, e.code(), e.to_string())),
+            };
+            for (seq, r) in rows.results {
+                if let RowResult::Parked(code, reason) = r {
+                    out.parked.push((seq, code, reason));
+                }
             }
             Ok(out)
         })
@@ -213,6 +259,56 @@ impl Store {
     }
 }
 
+/// What became of one row.
+enum RowResult {
+    Changed,
+    Unchanged,
+    /// Refused for what it is; parked with its error code and reason.
+    Parked(&'static str, String),
+}
+
+/// The outcome of a run of rows: each row examined, and the transient failure (with the row's
+/// `seq`) that stopped the run before the rest.
+struct RowsApplied {
+    results: Vec<(u64, RowResult)>,
+    last_examined: Option<u64>,
+    stopped: Option<(u64, StoreError)>,
+}
+
+/// The one loop both a pulled page and a pushed one go through: each row merged under its own
+/// savepoint, a row refused for what it is parked (in this transaction), a transient failure
+/// stopping the run before its row.
+fn apply_rows(
+    tx: &mut WriteTx<'_>,
+    peer: NodeId,
+    rows: &[FeedEntry],
+    inline: &BTreeMap<ContentId, Vec<u8>>,
+    now_ms: u64,
+) -> Result<RowsApplied, StoreError> {
+    let mut out = RowsApplied {
+        results: Vec::with_capacity(rows.len()),
+        last_examined: None,
+        stopped: None,
+    };
+    for row in rows {
+        let result = match apply_row(tx, &row.item, inline) {
+            Ok(true) => RowResult::Changed,
+            Ok(false) => RowResult::Unchanged,
+            Err(e) if e.is_invalid_row() => {
+                park(tx, peer, row, &e, now_ms)?;
+                RowResult::Parked(e.code(), e.to_string())
+            }
+            Err(e) => {
+                out.stopped = Some((row.seq, e));
+                break;
+            }
+        };
+        out.results.push((row.seq, result));
+        out.last_examined = Some(row.seq);
+    }
+    Ok(out)
+}
+
 /// One row, under a savepoint: a refused row leaves nothing behind.
 fn apply_row(
     tx: &mut WriteTx<'_>,
@@ -275,15 +371,24 @@ fn park(
 }
 
 fn read_cursor(tx: &Transaction<'_>, peer: NodeId) -> Result<Option<Cursor>, StoreError> {
+    read_cursor_in(tx, "peer_cursors", peer)
+}
+
+/// The cursor of `peer` in `table` (`peer_cursors`, pulled; `push_cursors`, pushed).
+pub(crate) fn read_cursor_in(
+    tx: &Transaction<'_>,
+    table: &str,
+    peer: NodeId,
+) -> Result<Option<Cursor>, StoreError> {
     let row: Option<(String, i64)> = tx
-        .prepare_cached("SELECT epoch, since FROM peer_cursors WHERE peer = ?1")?
+        .prepare_cached(&format!("SELECT epoch, since FROM {table} WHERE peer = ?1"))?
         .query_row([peer.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     row.map(|(epoch, since)| {
         Ok(Cursor {
             epoch: epoch
                 .parse()
-                .map_err(|_| StoreError::Corrupt("a cursor's epoch".into()))?,
+                .map_err(|_| StoreError::Corrupt(format!("an epoch in {table}")))?,
             since: since as u64,
         })
     })
@@ -296,10 +401,23 @@ fn write_cursor(
     epoch: Epoch,
     since: u64,
 ) -> Result<(), StoreError> {
+    write_cursor_in(tx, "peer_cursors", peer, Cursor { epoch, since })
+}
+
+pub(crate) fn write_cursor_in(
+    tx: &WriteTx<'_>,
+    table: &str,
+    peer: NodeId,
+    c: Cursor,
+) -> Result<(), StoreError> {
     tx.tx
-        .prepare_cached(
-            "INSERT OR REPLACE INTO peer_cursors (peer, epoch, since) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![peer.to_string(), epoch.to_string(), since as i64])?;
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {table} (peer, epoch, since) VALUES (?1, ?2, ?3)"
+        ))?
+        .execute(params![
+            peer.to_string(),
+            c.epoch.to_string(),
+            c.since as i64
+        ])?;
     Ok(())
 }

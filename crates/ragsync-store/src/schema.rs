@@ -101,6 +101,17 @@ const MIGRATIONS: &[Migration] = &[
     ),
     // 6: how many conflicts each document holds, so conflicted documents list fast.
     Migration::Code(conflict_counts),
+    // 7: pushing to peers: the last seq of this node's feed each peer acknowledged, for that
+    // peer's database incarnation.
+    Migration::Sql(
+        r#"
+    CREATE TABLE push_cursors (
+        peer  TEXT PRIMARY KEY,
+        epoch TEXT NOT NULL,
+        since INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

@@ -433,6 +433,7 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
         // As schema 1 was: without what later migrations add.
         db.execute_batch(
             "DROP TABLE wanted; DROP TABLE peer_cursors; DROP TABLE parked; DROP TABLE peers;
+             DROP TABLE push_cursors;
              DROP INDEX docs_conflicted; ALTER TABLE docs DROP COLUMN conflicts;",
         )
         .unwrap();

@@ -6,11 +6,16 @@
 //!   the store's rows.
 //! - [`pull`]: pulling from one peer: paging, pipelining, the cursor the store commits,
 //!   resets, retries with backoff.
+//! - [`push`]: pushing this node's feed to one peer that cannot pull from it: paging,
+//!   pipelining, a push cursor moved only past rows the peer acknowledged.
+//! - [`link`]: what both share: link states, failures, backoff with jitter.
 //!
 //! The engine uses the store's types, never the store itself: its driver (the server, or a
 //! simulation) performs what it asks for and reports back. [`apply`] holds the one call both
 //! drivers make into the store.
 
 pub mod apply;
+pub mod link;
 pub mod pull;
+pub mod push;
 pub mod wire;

@@ -19,31 +19,13 @@
 use std::collections::VecDeque;
 
 use ragsync_core::{Epoch, NodeId};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, RngExt, SeedableRng};
 use serde::Serialize;
 
+use crate::link::setback;
+pub use crate::link::{Backoff, Failure, LinkState};
 use crate::wire::{Change, ChangesResponse};
-
-/// Retry delays: exponential from `base_ms` up to `max_ms`, each drawn from its upper half
-/// (jitter, so that peers cut off together do not come back together).
-#[derive(Clone, Copy, Debug)]
-pub struct Backoff {
-    pub base_ms: u64,
-    pub max_ms: u64,
-}
-
-impl Backoff {
-    /// The delay before try `attempt` (1 for the first retry).
-    pub fn delay_ms(&self, attempt: u32, rng: &mut impl Rng) -> u64 {
-        let cap = self
-            .base_ms
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(30))
-            .min(self.max_ms)
-            .max(1);
-        rng.random_range(cap.div_ceil(2)..=cap)
-    }
-}
 
 /// Limits of one puller.
 #[derive(Clone, Copy, Debug)]
@@ -67,23 +49,6 @@ pub struct Fetch {
     pub wait_ms: u64,
 }
 
-/// Why a fetch brought no page.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FetchFailure {
-    /// The peer answered with an error status.
-    Refused {
-        status: u16,
-        code: String,
-        retry_after_ms: Option<u64>,
-    },
-    /// The peer says our cursor is past its feed (it was restored or wiped): start over.
-    CursorReset(String),
-    /// No usable answer: refused connection, timeout, a body that does not parse.
-    Unreachable(String),
-    /// An answer larger than the driver reads: the next fetches ask for fewer rows.
-    TooLarge(String),
-}
-
 /// What the store did with a page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApplyOutcome {
@@ -105,23 +70,10 @@ pub enum Action {
     Apply { id: u64, page: ChangesResponse },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PullState {
-    /// Pages with more behind them are being pulled.
-    CatchingUp,
-    /// Caught up; waiting on the peer for what comes next.
-    Live,
-    /// A failure; trying again later.
-    BackingOff,
-    /// The peer refused our token (401, 403); trying again, slowly.
-    Refused,
-}
-
 /// What a puller shows in status.
 #[derive(Clone, Debug, Serialize)]
 pub struct PullStatus {
-    pub state: PullState,
+    pub state: LinkState,
     pub peer_node: Option<NodeId>,
     pub epoch: Option<Epoch>,
     pub cursor: u64,
@@ -183,7 +135,7 @@ impl Puller {
             cfg,
             rng: StdRng::seed_from_u64(seed),
             status: PullStatus {
-                state: PullState::CatchingUp,
+                state: LinkState::CatchingUp,
                 peer_node: Some(peer),
                 epoch: cursor.map(|c| c.0),
                 cursor: cursor.map_or(0, |c| c.1),
@@ -255,10 +207,7 @@ impl Puller {
         if self.fetch.is_some_and(|(_, deadline)| now_ms >= deadline) {
             // Lost on the way, or the peer never answered: try again, after a backoff.
             self.fetch = None;
-            self.fail(
-                now_ms,
-                FetchFailure::Unreachable("no answer in time".into()),
-            );
+            self.fail(now_ms, Failure::Unreachable("no answer in time".into()));
         }
         if self.fetch.is_some()
             || self.ready.is_some()
@@ -293,19 +242,14 @@ impl Puller {
     }
 
     /// The answer to fetch `id` (answers to fetches no longer awaited are ignored).
-    pub fn on_fetched(
-        &mut self,
-        now_ms: u64,
-        id: u64,
-        answer: Result<ChangesResponse, FetchFailure>,
-    ) {
+    pub fn on_fetched(&mut self, now_ms: u64, id: u64, answer: Result<ChangesResponse, Failure>) {
         let Some((f, _)) = self.fetch.filter(|(f, _)| f.id == id) else {
             return;
         };
         self.fetch = None;
         let page = match answer {
             Ok(page) => page,
-            Err(FetchFailure::CursorReset(why)) => return self.reset(now_ms, &why),
+            Err(Failure::CursorReset(why)) => return self.reset(now_ms, &why),
             Err(failure) => return self.fail(now_ms, failure),
         };
         if page.node_id != self.expected_node {
@@ -315,7 +259,7 @@ impl Puller {
                 "the peer answers as node {}, not {}: remove and add it again if it changed",
                 page.node_id, self.expected_node
             );
-            return self.fail(now_ms, FetchFailure::Unreachable(why));
+            return self.fail(now_ms, Failure::Unreachable(why));
         }
         if self.status.epoch.is_some_and(|e| e != page.epoch) {
             self.status.epoch = Some(page.epoch);
@@ -323,7 +267,7 @@ impl Puller {
         }
         self.status.epoch = Some(page.epoch);
         if let Err(why) = check_page(&page, f.since) {
-            return self.fail(now_ms, FetchFailure::Unreachable(why));
+            return self.fail(now_ms, Failure::Unreachable(why));
         }
         self.attempt = 0;
         self.status.peer_head = page.head;
@@ -334,9 +278,9 @@ impl Puller {
             self.status.caught_up_ms = Some(now_ms);
         }
         self.status.state = if page.has_more {
-            PullState::CatchingUp
+            LinkState::CatchingUp
         } else {
-            PullState::Live
+            LinkState::Live
         };
         if nothing_new {
             self.update_lag();
@@ -376,7 +320,7 @@ impl Puller {
             self.ready = None;
             self.fetch = None;
             self.caught_up = false;
-            return self.fail(now_ms, FetchFailure::Unreachable(format!("apply: {why}")));
+            return self.fail(now_ms, Failure::Unreachable(format!("apply: {why}")));
         }
         if let Some(page) = self.ready.take() {
             self.start_apply(page);
@@ -413,39 +357,20 @@ impl Puller {
         self.note_error(now_ms, None, format!("starting over from 0: {why}"));
     }
 
-    fn fail(&mut self, now_ms: u64, failure: FetchFailure) {
+    fn fail(&mut self, now_ms: u64, failure: Failure) {
         self.attempt += 1;
         self.caught_up = false;
-        let delay = self.cfg.backoff.delay_ms(self.attempt, &mut self.rng);
-        let (state, status, why, wait) = match failure {
-            FetchFailure::Refused {
-                status,
-                code,
-                retry_after_ms,
-            } => {
-                let state = if matches!(status, 401 | 403) {
-                    PullState::Refused
-                } else {
-                    PullState::BackingOff
-                };
-                // A peer's Retry-After is honoured up to the longest backoff, never longer.
-                let wait = retry_after_ms
-                    .map_or(delay, |r| r.max(delay / 2))
-                    .min(self.cfg.backoff.max_ms);
-                (state, Some(status), format!("{status} {code}"), wait)
-            }
-            FetchFailure::TooLarge(why) => {
+        let failure = match failure {
+            Failure::TooLarge(why) => {
                 self.page_rows = (self.page_rows / 2).max(1);
-                let why = format!("{why}; asking for {} rows a page", self.page_rows);
-                (PullState::BackingOff, None, why, delay)
+                Failure::TooLarge(format!("{why}; asking for {} rows a page", self.page_rows))
             }
-            FetchFailure::Unreachable(why) | FetchFailure::CursorReset(why) => {
-                (PullState::BackingOff, None, why, delay)
-            }
+            other => other,
         };
-        self.status.state = state;
-        self.wake_at_ms = now_ms.saturating_add(wait);
-        self.note_error(now_ms, status, why);
+        let s = setback(failure, self.attempt, &self.cfg.backoff, &mut self.rng);
+        self.status.state = s.state;
+        self.wake_at_ms = now_ms.saturating_add(s.wait_ms);
+        self.note_error(now_ms, s.status, s.why);
     }
 
     fn note_error(&mut self, now_ms: u64, status: Option<u16>, why: String) {
@@ -574,7 +499,7 @@ mod tests {
         assert_eq!(f3.since, 4);
         p.on_fetched(5, f3.id, Ok(page(4, 4, 4, &[])));
         assert!(p.is_quiet());
-        assert_eq!(p.status().state, PullState::Live);
+        assert_eq!(p.status().state, LinkState::Live);
         // Caught up: the next fetch long-polls.
         assert_eq!(fetch(&mut p, 5).wait_ms, CFG.wait_ms);
     }
@@ -598,7 +523,7 @@ mod tests {
                 stopped,
             },
         );
-        assert_eq!(p.status().state, PullState::BackingOff);
+        assert_eq!(p.status().state, LinkState::BackingOff);
         assert_eq!(p.poll(3), None, "backing off");
         let f3 = fetch(&mut p, 3 + CFG.backoff.max_ms);
         assert_eq!(f3.since, 1, "the page fetched ahead was thrown away");
@@ -608,7 +533,7 @@ mod tests {
     fn refusals_are_visible_and_retry_after_is_honoured() {
         let mut p = Puller::new(CFG, NodeId(9), None, 1);
         let f = fetch(&mut p, 0);
-        let refused = FetchFailure::Refused {
+        let refused = Failure::Refused {
             status: 401,
             code: "invalid_token".into(),
             retry_after_ms: None,
@@ -616,17 +541,17 @@ mod tests {
         p.on_fetched(1, f.id, Err(refused));
         assert_eq!(
             (p.status().state, p.status().last_status),
-            (PullState::Refused, Some(401))
+            (LinkState::Refused, Some(401))
         );
         let f = fetch(&mut p, 1 + CFG.backoff.max_ms);
-        let busy = FetchFailure::Refused {
+        let busy = Failure::Refused {
             status: 429,
             code: "rate_limited".into(),
             retry_after_ms: Some(5_000),
         };
         let now = 20_000;
         p.on_fetched(now, f.id, Err(busy));
-        assert_eq!(p.status().state, PullState::BackingOff);
+        assert_eq!(p.status().state, LinkState::BackingOff);
         assert_eq!(p.poll(now + 4_000), None, "Retry-After is honoured");
         assert!(p.poll(now + 5_000).is_some());
     }
@@ -639,7 +564,7 @@ mod tests {
         // A next_since far past the head the page itself reports.
         p.on_fetched(1, f.id, Ok(page(5, 1 << 60, 9, &[6])));
         assert_eq!(p.status().cursor, 5);
-        assert_eq!(p.status().state, PullState::BackingOff);
+        assert_eq!(p.status().state, LinkState::BackingOff);
         let t = 1 + CFG.backoff.max_ms;
         let f = fetch(&mut p, t);
         // An answer to a fetch no longer awaited changes nothing.
@@ -674,7 +599,7 @@ mod tests {
         let f = fetch(&mut p, 0);
         p.on_fetched(1, f.id, Ok(page(0, 2, 2, &[1, 2])));
         assert_eq!(p.poll(1), None, "nothing to apply");
-        assert_eq!(p.status().state, PullState::BackingOff);
+        assert_eq!(p.status().state, LinkState::BackingOff);
         assert!(
             p.status()
                 .last_error
@@ -689,7 +614,7 @@ mod tests {
         let mut p = Puller::new(CFG, NodeId(9), None, 1);
         // An earlier failure left a backoff time behind.
         let f = fetch(&mut p, 0);
-        p.on_fetched(1, f.id, Err(FetchFailure::Unreachable("down".into())));
+        p.on_fetched(1, f.id, Err(Failure::Unreachable("down".into())));
         let t = 1 + CFG.backoff.max_ms;
         let f = fetch(&mut p, t);
         p.on_fetched(t, f.id, Ok(page(0, 2, 4, &[1, 2])));
@@ -709,7 +634,7 @@ mod tests {
         let (a, _) = apply(&mut p, 1);
         let f2 = fetch(&mut p, 1);
         assert_eq!(f2.since, 12);
-        p.on_fetched(2, f2.id, Err(FetchFailure::CursorReset("409".into())));
+        p.on_fetched(2, f2.id, Err(Failure::CursorReset("409".into())));
         p.on_applied(
             3,
             a,
@@ -732,7 +657,7 @@ mod tests {
     fn retry_after_is_bounded_and_too_large_answers_shrink_pages() {
         let mut p = Puller::new(CFG, NodeId(9), None, 1);
         let f = fetch(&mut p, 0);
-        let forever = FetchFailure::Refused {
+        let forever = Failure::Refused {
             status: 503,
             code: String::new(),
             retry_after_ms: Some(u64::MAX),
@@ -744,7 +669,7 @@ mod tests {
         p.on_fetched(
             2 + CFG.backoff.max_ms,
             f.id,
-            Err(FetchFailure::TooLarge("big".into())),
+            Err(Failure::TooLarge("big".into())),
         );
         assert_eq!(fetch(&mut p, 10 * CFG.backoff.max_ms).limit, 5);
     }

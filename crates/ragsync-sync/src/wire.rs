@@ -15,6 +15,15 @@
 //!   `texts`, others base64 in `contents`; larger ones are fetched from `GET /v1/blobs/{cid}`;
 //! - a puller that sends `Accept-Encoding: zstd` gets pages compressed.
 //!
+//! `POST /v1/sync/changes` (push) takes a page of the sender's feed in the same shape and
+//! answers [`PushAnswer`]: every row it was sent, by `seq`, is either `applied` (merged, or
+//! already known), `parked` (refused for what it is, kept on the receiver until retried
+//! there) or, with the rows after it, not taken (`refused` names the first, with why). The
+//! sender moves its push cursor past a row only when the answer lists it as applied or parked:
+//! a 2xx that leaves rows out acknowledges nothing past them. `wanted` names the contents of
+//! those rows the receiver still lacks; the sender uploads them (`PUT /v1/blobs/{cid}`)
+//! before it counts the page as delivered.
+//!
 //! New fields get `#[serde(default)]` so older peers' messages still parse.
 
 use std::collections::BTreeMap;
@@ -57,6 +66,35 @@ pub struct ChangesResponse {
     /// smaller than base64, and compressible.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub texts: BTreeMap<ContentId, String>,
+}
+
+/// The answer to a push: see the module docs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushAnswer {
+    pub node_id: NodeId,
+    pub epoch: Epoch,
+    /// Rows merged (changed something, or were already known).
+    pub applied: Vec<u64>,
+    /// How many of the applied rows changed something.
+    #[serde(default)]
+    pub changed: usize,
+    /// Rows refused for what they are and parked on the receiver.
+    #[serde(default)]
+    pub parked: Vec<RowRefusal>,
+    /// The row a transient failure stopped at (no row after it was taken either).
+    #[serde(default)]
+    pub refused: Vec<RowRefusal>,
+    /// Contents of the page's rows the receiver still lacks.
+    #[serde(default)]
+    pub wanted: Vec<ContentId>,
+}
+
+/// A row a receiver did not apply, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowRefusal {
+    pub seq: u64,
+    pub code: String,
+    pub reason: String,
 }
 
 /// One row of the feed.

@@ -29,7 +29,8 @@ pub struct FileConfig {
     pub limits: Limits,
     #[serde(default)]
     pub tokens: Vec<TokenSpec>,
-    /// Peers to pull from, added at start (known afterwards by their node id).
+    /// Peers to pull from (and push to, with `push = true`), added at start (known afterwards
+    /// by their node id).
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
 }
@@ -43,6 +44,9 @@ pub struct PeerConfig {
     pub token: String,
     #[serde(default)]
     pub collections: Option<Vec<String>>,
+    /// Also push this node's changes to the peer.
+    #[serde(default)]
+    pub push: bool,
 }
 
 impl std::fmt::Debug for PeerConfig {
@@ -51,6 +55,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("url", &self.url)
             .field("token", &"<redacted>")
             .field("collections", &self.collections)
+            .field("push", &self.push)
             .finish()
     }
 }

@@ -32,7 +32,7 @@ enum Command {
     Delete(DocArgs),
     /// Show a node's status.
     Status(ClientArgs),
-    /// Manage the peers a node pulls from.
+    /// Manage the peers a node pulls from (and pushes to).
     Peers(PeersArgs),
     /// List documents with concurrent versions, or keep one version of a document.
     Conflicts(ConflictsArgs),
@@ -67,12 +67,15 @@ enum PeersCommand {
         /// Only these collections (comma-separated).
         #[arg(long, value_delimiter = ',')]
         collections: Vec<String>,
+        /// Also push this node's changes to the peer (for a peer that cannot dial this node).
+        #[arg(long)]
+        push: bool,
     },
-    /// List peers with their pull status.
+    /// List peers with their pull and push status.
     List,
     /// Forget a peer, by node id.
     Remove { node_id: String },
-    /// Pull from a peer now (ends a backoff).
+    /// Pull from (and push to) a peer now (ends a backoff).
     Sync { node_id: String },
     /// Apply a peer's parked rows again.
     Retry { node_id: String },
@@ -184,8 +187,9 @@ async fn main() -> anyhow::Result<()> {
                     url,
                     token,
                     collections,
+                    push,
                 } => {
-                    let mut body = json!({"url": url, "token": token});
+                    let mut body = json!({"url": url, "token": token, "push": push});
                     if !collections.is_empty() {
                         body["collections"] = json!(collections);
                     }

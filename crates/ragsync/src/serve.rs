@@ -113,7 +113,7 @@ async fn adopt_peer(node: ragsync_server::AppState, peer: crate::config::PeerCon
             url: peer.url.clone(),
             token: peer.token.clone(),
             collections,
-            push: false,
+            push: peer.push,
         };
         match node.replication.add(new).await {
             Ok(v) => {

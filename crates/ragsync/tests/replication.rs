@@ -599,3 +599,79 @@ async fn large_contents_are_fetched_by_id_after_their_state() {
     let status = b.client().get(&["status"], &[]).await.unwrap();
     assert_eq!(status["counts"]["wanted"], 0);
 }
+
+/// A node that cannot dial A (it is never told A's address) gets A's writes because A pushes
+/// them: more than a page of them, a content too large to travel inside a page (uploaded on
+/// request), and, after A restarts, only what is new (the push cursor is durable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_cannot_dial_us_receives_our_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = node(dir.path(), "a");
+    let b = node(dir.path(), "b");
+    a.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..1100)
+        .map(|i| json!({"id": format!("d{i}"), "text": format!("pushed {i}")}))
+        .collect();
+    a.client()
+        .post(
+            &["collections", "kb", "docs:batch"],
+            &json!({"docs": batch}),
+        )
+        .await
+        .unwrap();
+    let big = "a large document, uploaded when the receiver asks for it\n".repeat(4000);
+    a.client()
+        .put(&["collections", "kb", "docs", "big"], &json!({"text": big}))
+        .await
+        .unwrap();
+    a.client()
+        .post(
+            &["peers"],
+            &json!({"url": b.url, "token": TOKEN, "push": true}),
+        )
+        .await
+        .unwrap();
+    converge(&[&a, &b], "kb", 1101).await;
+    let doc = b
+        .client()
+        .get(&["collections", "kb", "docs", "big"], &[])
+        .await
+        .unwrap();
+    assert_eq!(doc["text"].as_str(), Some(big.as_str()));
+    let b_peers = b.client().get(&["peers"], &[]).await.unwrap();
+    assert_eq!(b_peers, json!([]), "B was never told about A");
+
+    let head = |n: &NodeProcess| {
+        let c = n.client();
+        async move { c.get(&["sync", "info"], &[]).await.unwrap()["head"].clone() }
+    };
+    let a_head = head(&a).await;
+    let pushing = eventually("the push status never caught up", || async {
+        let p = first_peer(&a).await["pushing"].clone();
+        if p["state"] == "live" && p["cursor"] == a_head && p["lag_rows"] == 0 {
+            Ok(p)
+        } else {
+            Err(p.to_string())
+        }
+    })
+    .await;
+    assert!(pushing["pages_sent"].as_u64().unwrap() >= 2, "{pushing}");
+
+    // A restarts: its push cursor was kept, so it pushes only what is new.
+    a.stop().unwrap();
+    let a = NodeProcess::spawn(Path::new(EXE), &dir.path().join("a"), TOKEN, &[]).unwrap();
+    assert_eq!(first_peer(&a).await["pushing"]["cursor"], a_head);
+    a.client()
+        .put(
+            &["collections", "kb", "docs", "after"],
+            &json!({"text": "new"}),
+        )
+        .await
+        .unwrap();
+    converge(&[&a, &b], "kb", 1102).await;
+    let p = first_peer(&a).await["pushing"].clone();
+    assert_eq!(p["pages_sent"], 1, "only the new write was pushed: {p}");
+}

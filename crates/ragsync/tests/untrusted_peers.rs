@@ -1,12 +1,13 @@
 //! Peers are untrusted input. Fake peers (a few lines of HTTP on `127.0.0.1:0`) answer a real
 //! node with what no honest node sends: compression bombs, a row stamped an hour ahead in the
-//! middle of a page, a `next_since` far past the page's own head.
+//! middle of a page, a `next_since` far past the page's own head, a 2xx to a push that leaves
+//! rows out.
 
 mod common;
 
 use std::io::Read;
 
-use common::{add_peer_url, first_pull_until, last_error_says, node};
+use common::{TOKEN, add_peer_url, first_pull_until, last_error_says, node};
 use serde_json::{Value, json};
 
 const PEER_EPOCH: &str = "fedcba9876543210fedcba9876543210";
@@ -18,6 +19,16 @@ async fn fake_peer(
     changes: Vec<u8>,
     encoding: Option<&'static str>,
 ) -> (String, tokio::task::JoinHandle<()>) {
+    fake_pushed_peer(info, changes, encoding, b"{}".to_vec()).await
+}
+
+/// [`fake_peer`], answering every push (`POST /v1/sync/changes`) with `pushed`.
+async fn fake_pushed_peer(
+    info: &Value,
+    changes: Vec<u8>,
+    encoding: Option<&'static str>,
+    pushed: Vec<u8>,
+) -> (String, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -27,7 +38,7 @@ async fn fake_peer(
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
             };
-            let (info, changes) = (info.clone(), changes.clone());
+            let (info, changes, pushed) = (info.clone(), changes.clone(), pushed.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
                 let Ok(n) = s.read(&mut buf).await else {
@@ -35,6 +46,8 @@ async fn fake_peer(
                 };
                 let (body, encoding) = if buf[..n].starts_with(b"GET /v1/sync/info") {
                     (info, None)
+                } else if buf[..n].starts_with(b"POST /v1/sync/changes") {
+                    (pushed, None)
                 } else {
                     (changes, encoding)
                 };
@@ -162,5 +175,60 @@ async fn a_failure_mid_page_stops_the_cursor_before_it_and_a_far_future_next_sin
     })
     .await;
     assert_eq!(pull["cursor"], 0, "{pull}");
+    server.abort();
+}
+
+/// A receiver that answers a push with a 2xx listing none of the rows sent has acknowledged
+/// nothing: the push cursor stays where it was, and the status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_to_a_push_that_leaves_rows_out_moves_no_push_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), "a");
+    a.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        a.client()
+            .put(
+                &["collections", "kb", "docs", &format!("d{i}")],
+                &json!({"text": "x"}),
+            )
+            .await
+            .unwrap();
+    }
+    let peer = "0123456789abcdef0123456789abcdef";
+    let empty = json!({"node_id": peer, "epoch": PEER_EPOCH, "since": 0, "next_since": 0,
+                       "has_more": false, "head": 0, "changes": []});
+    let skipped = json!({"node_id": peer, "epoch": PEER_EPOCH, "applied": [], "changed": 0});
+    let (url, server) = fake_pushed_peer(
+        &info(peer, 0),
+        empty.to_string().into_bytes(),
+        None,
+        skipped.to_string().into_bytes(),
+    )
+    .await;
+    a.client()
+        .post(
+            &["peers"],
+            &json!({"url": url, "token": TOKEN, "push": true}),
+        )
+        .await
+        .unwrap();
+    let pushing = common::eventually("the skipped rows went unnoticed", || async {
+        let p = common::first_peer(&a).await["pushing"].clone();
+        if last_error_says(&p, "did not acknowledge row") {
+            Ok(p)
+        } else {
+            Err(p.to_string())
+        }
+    })
+    .await;
+    assert_eq!(pushing["cursor"], 0, "{pushing}");
+    assert_eq!(pushing["state"], "backing_off");
+    assert_eq!(
+        pushing["lag_rows"], 4,
+        "a collection and three documents: {pushing}"
+    );
     server.abort();
 }

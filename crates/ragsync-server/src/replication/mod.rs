@@ -1,8 +1,10 @@
-//! Replication of this node from its peers: one pull worker per peer ([`worker`]), over HTTP
-//! ([`transport`]), driving the engine of `ragsync_sync`. Peers are kept in the store, known
-//! by the node id their `/v1/sync/info` reports; adding one starts pulling from it at once,
-//! and a node restarted resumes every peer from its stored cursor.
+//! Replication of this node with its peers: one pull worker per peer ([`worker`]), and one
+//! push worker per peer added with `push: true` ([`push_worker`]), over HTTP ([`transport`]),
+//! driving the engine of `ragsync_sync`. Peers are kept in the store, known by the node id
+//! their `/v1/sync/info` reports; adding one starts replicating with it at once, and a node
+//! restarted resumes every peer from its stored cursors.
 
+mod push_worker;
 mod transport;
 mod worker;
 
@@ -11,12 +13,14 @@ use std::sync::{Arc, Mutex};
 
 use ragsync_core::{CollectionName, NodeId};
 use ragsync_store::{PeerRecord, Store};
-use ragsync_sync::pull::{FetchFailure, PullStatus};
+use ragsync_sync::pull::{Failure, PullStatus};
+use ragsync_sync::push::PushStatus;
 use reqwest::Url;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::error::ApiError;
+use push_worker::PushWorker;
 use transport::PeerLink;
 use worker::Worker;
 
@@ -30,6 +34,9 @@ pub struct PeerView {
     /// How long this node has not been caught up with the peer (0 while it is).
     pub lag_ms: u64,
     pub pull: PullStatus,
+    /// Pushing to the peer, for a peer added with `push: true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushing: Option<PushStatus>,
 }
 
 struct Running {
@@ -38,6 +45,8 @@ struct Running {
     started_ms: u64,
     status: Arc<Mutex<PullStatus>>,
     nudge: Arc<Notify>,
+    /// The push worker's status and nudge, for a peer added with `push: true`.
+    push: Option<(Arc<Mutex<PushStatus>>, Arc<Notify>)>,
     stop: watch::Sender<bool>,
 }
 
@@ -100,6 +109,24 @@ impl Replication {
         let status = Arc::new(Mutex::new(Worker::new_status(&self.store, record.node_id)));
         let nudge = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
+        let push = record.push.then(|| {
+            let status = Arc::new(Mutex::new(PushWorker::new_status(
+                &self.store,
+                record.node_id,
+            )));
+            let nudge = Arc::new(Notify::new());
+            let worker = PushWorker {
+                peer: record.node_id,
+                store: self.store.clone(),
+                link: link.clone(),
+                collections: record.collections.clone(),
+                status: status.clone(),
+                nudge: nudge.clone(),
+                stop: stopped.clone(),
+            };
+            tokio::spawn(worker.run());
+            (status, nudge)
+        });
         let worker = Worker {
             peer: record.node_id,
             store: self.store.clone(),
@@ -119,6 +146,7 @@ impl Replication {
                     .map_or(0, |d| d.as_millis() as u64),
                 status,
                 nudge,
+                push,
                 stop,
             },
         );
@@ -128,39 +156,32 @@ impl Replication {
     }
 
     /// Adds a peer: asks it who it is, refuses this node itself and a node already known,
-    /// stores it and starts pulling from it.
+    /// stores it and starts pulling from it (and pushing to it, with `push`).
     pub async fn add(&self, new: NewPeer) -> Result<PeerView, ApiError> {
-        if new.push {
-            return Err(ApiError::bad_request(
-                "push_unavailable",
-                "pushing to peers is not available in this build; add the peer on the other \
-                 node to pull from this one instead",
-            ));
-        }
         let mut record = PeerRecord {
             node_id: NodeId(0),
             url: parse_url(&new.url)?.to_string(),
             token: new.token,
             collections: new.collections,
-            push: false,
+            push: new.push,
             added_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         };
         let link = self.link(&record)?;
         let info = link.info().await.map_err(|f| match f {
-            FetchFailure::Refused { status, code, .. } => ApiError::new(
+            Failure::Refused { status, code, .. } => ApiError::new(
                 axum::http::StatusCode::BAD_GATEWAY,
                 "peer_refused",
                 format!("the peer refused to say who it is: {status} {code}"),
             ),
-            FetchFailure::Unreachable(why)
-            | FetchFailure::CursorReset(why)
-            | FetchFailure::TooLarge(why) => ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
-                "peer_unreachable",
-                format!("the peer did not answer: {why}"),
-            ),
+            Failure::Unreachable(why) | Failure::CursorReset(why) | Failure::TooLarge(why) => {
+                ApiError::new(
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    "peer_unreachable",
+                    format!("the peer did not answer: {why}"),
+                )
+            }
         })?;
         if info.node_id == self.store.node_id() {
             return Err(ApiError::bad_request(
@@ -198,11 +219,14 @@ impl Replication {
         Ok(removed)
     }
 
-    /// Ends a peer's backoff: it pulls now. False when it is not known.
+    /// Ends a peer's backoffs: it pulls (and pushes) now. False when it is not known.
     pub fn sync_now(&self, node_id: NodeId) -> bool {
         match self.running().get(&node_id) {
             Some(r) => {
                 r.nudge.notify_one();
+                if let Some((_, nudge)) = &r.push {
+                    nudge.notify_one();
+                }
                 true
             }
             None => false,
@@ -233,7 +257,7 @@ fn view(r: &Running) -> PeerView {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let caught_up = pull.state == ragsync_sync::pull::PullState::Live && pull.lag_rows == 0;
+    let caught_up = pull.state == ragsync_sync::pull::LinkState::Live && pull.lag_rows == 0;
     let since = pull.caught_up_ms.unwrap_or(r.started_ms);
     PeerView {
         node_id: r.record.node_id,
@@ -246,6 +270,10 @@ fn view(r: &Running) -> PeerView {
             now.saturating_sub(since)
         },
         pull,
+        pushing: r
+            .push
+            .as_ref()
+            .map(|(s, _)| s.lock().unwrap_or_else(|e| e.into_inner()).clone()),
     }
 }
 

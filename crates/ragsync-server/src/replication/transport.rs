@@ -1,10 +1,10 @@
-//! The HTTP side of pulling: one peer's `/v1/sync/*` over reqwest (keep-alive, one client per
-//! node), answers turned into what the engine understands.
+//! The HTTP side of replication: one peer's `/v1/sync/*` and `/v1/blobs/*` over reqwest
+//! (keep-alive, one client per node), answers turned into what the engine understands.
 
 use std::time::Duration;
 
-use ragsync_sync::pull::{Fetch, FetchFailure};
-use ragsync_sync::wire::{ChangesResponse, SyncInfo};
+use ragsync_sync::pull::{Failure, Fetch};
+use ragsync_sync::wire::{ChangesResponse, PushAnswer, SyncInfo};
 use reqwest::{StatusCode, Url};
 
 /// A peer as this node reaches it.
@@ -30,7 +30,7 @@ impl PeerLink {
     }
 
     /// The peer's identity and feed head.
-    pub(crate) async fn info(&self) -> Result<SyncInfo, FetchFailure> {
+    pub(crate) async fn info(&self) -> Result<SyncInfo, Failure> {
         let req = self
             .http
             .get(self.url(&["sync", "info"]))
@@ -45,7 +45,7 @@ impl PeerLink {
         &self,
         f: &Fetch,
         timeout: Duration,
-    ) -> (Result<ChangesResponse, FetchFailure>, u64) {
+    ) -> (Result<ChangesResponse, Failure>, u64) {
         let mut query = vec![
             ("since", f.since.to_string()),
             ("limit", f.limit.to_string()),
@@ -70,14 +70,65 @@ impl PeerLink {
     }
 }
 
-fn unreachable(e: reqwest::Error) -> FetchFailure {
-    FetchFailure::Unreachable(e.to_string())
+impl PeerLink {
+    /// Sends a page of this node's feed (`POST /v1/sync/changes`); the peer's answer, and the
+    /// bytes sent.
+    pub(crate) async fn push(
+        &self,
+        page: &ChangesResponse,
+        timeout: Duration,
+    ) -> (Result<PushAnswer, Failure>, u64) {
+        let body = match serde_json::to_vec(page) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    Err(Failure::Unreachable(format!("encoding a page: {e}"))),
+                    0,
+                );
+            }
+        };
+        let sent = body.len() as u64;
+        let req = self
+            .http
+            .post(self.url(&["sync", "changes"]))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(timeout);
+        match req.send().await {
+            Ok(resp) => (decode(resp).await, sent),
+            Err(e) => (Err(unreachable(e)), 0),
+        }
+    }
+
+    /// Uploads a content the peer wants (`PUT /v1/blobs/{cid}`). A peer that no longer wants
+    /// it (another sender was first) is not a failure.
+    pub(crate) async fn upload(&self, cid: &str, bytes: Vec<u8>) -> Result<(), Failure> {
+        let req = self
+            .http
+            .put(self.url(&["blobs", cid]))
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .timeout(std::time::Duration::from_secs(300));
+        let resp = req.send().await.map_err(unreachable)?;
+        match decode::<serde_json::Value>(resp).await {
+            Ok(_) => Ok(()),
+            Err(Failure::Refused {
+                status: 409, code, ..
+            }) if code == "content_not_wanted" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn unreachable(e: reqwest::Error) -> Failure {
+    Failure::Unreachable(e.to_string())
 }
 
 impl PeerLink {
     /// The bytes of content `cid` from the peer (`None` when it does not have them), read up
     /// to [`MAX_ANSWER_BYTES`]. Not checked here: the store checks them against their id.
-    pub(crate) async fn blob(&self, cid: &str) -> Result<Option<Vec<u8>>, FetchFailure> {
+    pub(crate) async fn blob(&self, cid: &str) -> Result<Option<Vec<u8>>, Failure> {
         let req = self
             .http
             .get(self.url(&["blobs", cid]))
@@ -88,7 +139,7 @@ impl PeerLink {
             return Ok(None);
         }
         if !resp.status().is_success() {
-            return Err(FetchFailure::Refused {
+            return Err(Failure::Refused {
                 status: resp.status().as_u16(),
                 code: String::new(),
                 retry_after_ms: retry_after_ms(&resp),
@@ -105,9 +156,9 @@ impl PeerLink {
 pub(crate) const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 /// The body of `resp`, read up to [`MAX_ANSWER_BYTES`].
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, FetchFailure> {
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, Failure> {
     let too_large =
-        || FetchFailure::Unreachable(format!("an answer larger than {MAX_ANSWER_BYTES} bytes"));
+        || Failure::Unreachable(format!("an answer larger than {MAX_ANSWER_BYTES} bytes"));
     if resp
         .content_length()
         .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
@@ -128,7 +179,7 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, FetchFailu
 /// arrived. Decompression stops at [`MAX_ANSWER_BYTES`] (a small page can expand to anything).
 async fn decode_counted<T: serde::de::DeserializeOwned>(
     resp: reqwest::Response,
-) -> (Result<T, FetchFailure>, u64) {
+) -> (Result<T, Failure>, u64) {
     use std::io::Read;
     let zstd = resp
         .headers()
@@ -148,10 +199,10 @@ async fn decode_counted<T: serde::de::DeserializeOwned>(
     let inflated = zstd::stream::read::Decoder::new(&body[..])
         .and_then(|d| d.take(MAX_ANSWER_BYTES as u64 + 1).read_to_end(&mut plain));
     let answer = match inflated {
-        Err(e) => Err(FetchFailure::Unreachable(format!(
+        Err(e) => Err(Failure::Unreachable(format!(
             "a page that does not decompress: {e}"
         ))),
-        Ok(n) if n > MAX_ANSWER_BYTES => Err(FetchFailure::TooLarge(format!(
+        Ok(n) if n > MAX_ANSWER_BYTES => Err(Failure::TooLarge(format!(
             "a page larger than {MAX_ANSWER_BYTES} bytes once decompressed"
         ))),
         Ok(_) => decode_body(status, retry, &plain),
@@ -159,9 +210,7 @@ async fn decode_counted<T: serde::de::DeserializeOwned>(
     (answer, wire)
 }
 
-async fn decode<T: serde::de::DeserializeOwned>(
-    resp: reqwest::Response,
-) -> Result<T, FetchFailure> {
+async fn decode<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, Failure> {
     let status = resp.status();
     let retry_after_ms = retry_after_ms(&resp);
     let bytes = read_limited(resp).await?;
@@ -181,19 +230,22 @@ fn decode_body<T: serde::de::DeserializeOwned>(
     status: StatusCode,
     retry_after_ms: Option<u64>,
     bytes: &[u8],
-) -> Result<T, FetchFailure> {
+) -> Result<T, Failure> {
     if status.is_success() {
         return serde_json::from_slice(bytes)
-            .map_err(|e| FetchFailure::Unreachable(format!("an answer that does not parse: {e}")));
+            .map_err(|e| Failure::Unreachable(format!("an answer that does not parse: {e}")));
     }
     let code = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
         .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
         .unwrap_or_default();
     if status == StatusCode::CONFLICT && code == "cursor_reset" {
-        return Err(FetchFailure::CursorReset(format!("{status} {code}")));
+        return Err(Failure::CursorReset(format!("{status} {code}")));
     }
-    Err(FetchFailure::Refused {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return Err(Failure::TooLarge(format!("{status} {code}")));
+    }
+    Err(Failure::Refused {
         status: status.as_u16(),
         code,
         retry_after_ms,

@@ -8,9 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ragsync_core::NodeId;
 use ragsync_store::Store;
 use ragsync_sync::apply::apply_page;
-use ragsync_sync::pull::{
-    Action, ApplyOutcome, Backoff, FetchFailure, PullConfig, PullStatus, Puller,
-};
+use ragsync_sync::pull::{Action, ApplyOutcome, Backoff, Failure, PullConfig, PullStatus, Puller};
 use ragsync_sync::wire::ChangesResponse;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -29,11 +27,11 @@ pub(crate) const PULL_CONFIG: PullConfig = PullConfig {
 
 /// What came back from work the worker started.
 enum Done {
-    Fetched(u64, Result<ChangesResponse, FetchFailure>, u64),
+    Fetched(u64, Result<ChangesResponse, Failure>, u64),
     Applied(u64, ApplyOutcome),
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

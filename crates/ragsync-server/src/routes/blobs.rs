@@ -1,5 +1,7 @@
 //! `GET /v1/blobs/{cid}`: content by BLAKE3 id, streamed from the store, with byte ranges
-//! (RFC 9110 §14; see [`resolve_range`]).
+//! (RFC 9110 §14; see [`resolve_range`]). `PUT /v1/blobs/{cid}`: a peer pushing to this node
+//! uploads a content its pushed states reference; only wanted bytes that hash to `cid` are
+//! kept.
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
@@ -12,6 +14,34 @@ use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiPath;
 use crate::routes::content_stream::{ContentBody, Encoding};
+
+pub(crate) async fn put(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(cid): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    who.require(Permission::Sync, None)?;
+    let cid: ContentId = cid.parse()?;
+    if ContentId::of(&body) != cid {
+        return Err(ApiError::bad_request(
+            "content_mismatch",
+            format!("the bytes sent are not content {cid} (their BLAKE3 hash differs)"),
+        ));
+    }
+    if !node.writing(move |s| s.put_wanted(&body)).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "content_not_wanted",
+            format!("no state here references content {cid} without its bytes"),
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"stored": cid})),
+    )
+        .into_response())
+}
 
 pub(crate) async fn get(
     State(node): State<AppState>,

@@ -38,11 +38,13 @@ pub(crate) fn authed() -> Router<AppState> {
             "/v1/collections/{c}/docs/{id}",
             get(docs::get).put(docs::put).delete(docs::delete),
         )
-        .route("/v1/blobs/{cid}", get(blobs::get))
+        .route("/v1/blobs/{cid}", get(blobs::get).put(blobs::put))
         .route("/v1/sync/info", get(sync::info))
         .route(
             "/v1/sync/changes",
-            get(sync::changes).layer(sync::compression()),
+            get(sync::changes)
+                .layer(sync::compression())
+                .post(sync::push),
         )
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/peers/{node_id}", axum::routing::delete(peers::remove))

@@ -1,5 +1,6 @@
-//! The read side of replication: `GET /v1/sync/info` and `GET /v1/sync/changes`. The message
-//! shapes and the paging rules are documented in `ragsync_sync::wire`.
+//! Replication's endpoints: `GET /v1/sync/info`, `GET /v1/sync/changes` (pull) and
+//! `POST /v1/sync/changes` (push). The message shapes and the paging rules are documented in
+//! `ragsync_sync::wire`.
 
 use axum::Json;
 use axum::extract::{Extension, State};
@@ -7,14 +8,15 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use ragsync_core::CollectionName;
-use ragsync_store::{FeedItem, InlinePolicy};
-use ragsync_sync::wire::{ChangesResponse, PROTOCOL_VERSION, SyncInfo};
+use ragsync_store::InlinePolicy;
+use ragsync_sync::apply::{PushRefused, apply_pushed};
+use ragsync_sync::wire::{ChangesResponse, PROTOCOL_VERSION, PushAnswer, SyncInfo};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiJson, ApiQuery};
 
 /// Page size when the request gives none.
 const DEFAULT_PAGE_ROWS: usize = 1000;
@@ -108,25 +110,7 @@ pub(crate) async fn changes(
         .blocking(move |s| s.changes(since, limit, inline))
         .await?;
     if let Some(only) = only {
-        page.entries.retain(|e| match &e.item {
-            FeedItem::Doc { collection, .. } => only.contains(collection),
-            FeedItem::Collection(c) => only.contains(&c.name),
-        });
-        // Only the contents of the rows kept travel.
-        let kept: std::collections::HashSet<_> = page
-            .entries
-            .iter()
-            .filter_map(|e| match &e.item {
-                FeedItem::Doc { state, .. } => Some(state),
-                FeedItem::Collection(_) => None,
-            })
-            .flat_map(|s| {
-                s.versions()
-                    .iter()
-                    .filter_map(|v| v.content.as_ref().map(|c| c.cid))
-            })
-            .collect();
-        page.contents.retain(|(cid, _)| kept.contains(cid));
+        page.retain_collections(&only);
     }
     Ok(Json(ChangesResponse::from_page(
         node.store.node_id(),
@@ -134,4 +118,38 @@ pub(crate) async fn changes(
         since,
         page,
     )))
+}
+
+/// `POST /v1/sync/changes`: a page of a peer's feed, pushed by a peer this node cannot dial.
+/// Its rows go through the same merge as pulled ones; the answer says what became of each.
+pub(crate) async fn push(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiJson(page): ApiJson<ChangesResponse>,
+) -> ApiResult<Json<PushAnswer>> {
+    who.require(Permission::Sync, None)?;
+    if page.node_id == node.store.node_id() {
+        return Err(ApiError::bad_request(
+            "invalid_page",
+            "a page pushed in this node's own name",
+        ));
+    }
+    let (from, rows) = (page.node_id, page.changes.len());
+    let answer = node
+        .writing(move |s| match apply_pushed(s, page) {
+            Ok(a) => Ok(Ok(a)),
+            Err(PushRefused::Wire(e)) => Ok(Err(e)),
+            Err(PushRefused::Store(e)) => Err(e),
+        })
+        .await?
+        .map_err(|e| ApiError::bad_request("invalid_page", e.to_string()))?;
+    tracing::debug!(
+        %from,
+        token = %who.name,
+        rows,
+        changed = answer.changed,
+        parked = answer.parked.len(),
+        "applied a pushed page"
+    );
+    Ok(Json(answer))
 }

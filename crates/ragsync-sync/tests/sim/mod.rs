@@ -1,5 +1,6 @@
 //! A seeded simulation of replication: real stores (SQLite in temporary directories), the
-//! real pull engine, and an in-memory network that loses, duplicates, delays and reorders
+//! real pull and push engines (each directed link is pulled by the receiver or pushed by the
+//! sender, chosen by the seed), and an in-memory network that loses, duplicates, delays and reorders
 //! messages, cuts links, crashes nodes (the engine's memory is lost, the store kept) and skews
 //! clocks. Every decision comes from one seed, so a failing seed replays exactly.
 
@@ -9,9 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ragsync_core::{CollectionName, CollectionSettings, DocId, DocState, PhysicalClock, Stamp};
 use ragsync_store::{DocOp, Durability, FeedItem, InlinePolicy, OpKind, Store, StoreOptions};
-use ragsync_sync::apply::apply_page;
-use ragsync_sync::pull::{Action, Backoff, FetchFailure, PullConfig, Puller};
-use ragsync_sync::wire::ChangesResponse;
+use ragsync_sync::apply::{apply_page, apply_pushed};
+use ragsync_sync::pull::{Action, Backoff, Failure, PullConfig, Puller};
+use ragsync_sync::push::{PushAction, PushConfig, Pusher};
+use ragsync_sync::wire::{ChangesResponse, PushAnswer};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -41,11 +43,14 @@ struct SimNode {
     _dir: tempfile::TempDir,
     /// Pullers by peer index; empty while the node is down.
     pullers: BTreeMap<usize, Puller>,
+    /// Pushers by peer index; empty while the node is down.
+    pushers: BTreeMap<usize, Pusher>,
     up: bool,
     /// Long-polls held by this node's server: (from, fetch id, since, limit, deadline).
     held: Vec<(usize, u64, u64, usize, u64)>,
 }
 
+#[derive(Clone)]
 enum Msg {
     Fetch {
         from: usize,
@@ -59,7 +64,19 @@ enum Msg {
         to: usize,
         from: usize,
         id: u64,
-        answer: Result<ChangesResponse, FetchFailure>,
+        answer: Result<ChangesResponse, Failure>,
+    },
+    Push {
+        from: usize,
+        to: usize,
+        id: u64,
+        page: ChangesResponse,
+    },
+    Pushed {
+        to: usize,
+        from: usize,
+        id: u64,
+        answer: Result<PushAnswer, Failure>,
     },
 }
 
@@ -89,14 +106,27 @@ pub struct Sim {
     acked: Acked,
     last_stamp: Vec<Option<Stamp>>,
     coll: CollectionName,
-    /// Every node pulls from every other; else each from its two ring neighbours.
-    mesh: bool,
+    /// Directed links (source, receiver, pushed): the receiver pulls from the source, or the
+    /// source pushes to the receiver. A mesh links every pair, a ring each node with its two
+    /// neighbours.
+    links: Vec<(usize, usize, bool)>,
 }
 
 fn inline() -> InlinePolicy {
     InlinePolicy {
         max_content_bytes: 64 << 10,
         max_page_bytes: 1 << 20,
+    }
+}
+
+fn push_config(rng: &mut StdRng) -> PushConfig {
+    PushConfig {
+        page_rows: [1, 3, 50][rng.random_range(0..3)],
+        request_timeout_ms: 500,
+        backoff: Backoff {
+            base_ms: 20,
+            max_ms: 1_000,
+        },
     }
 }
 
@@ -113,8 +143,9 @@ fn pull_config(rng: &mut StdRng) -> PullConfig {
 }
 
 impl Sim {
-    /// A run of `nodes` nodes; `mesh` pulls every node from every other, else a ring (each
-    /// node pulls from its two neighbours, so changes travel several hops).
+    /// A run of `nodes` nodes; `mesh` links every node with every other, else a ring (each
+    /// node with its two neighbours, so changes travel several hops). About a third of the
+    /// directed links are pushed by their source, the rest pulled by their receiver.
     pub fn new(seed: u64, nodes: usize, mesh: bool) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let now = Arc::new(AtomicU64::new(START_MS));
@@ -143,11 +174,24 @@ impl Sim {
                 store,
                 _dir: dir,
                 pullers: BTreeMap::new(),
+                pushers: BTreeMap::new(),
                 up: true,
                 held: Vec::new(),
             });
         }
+        let mut links = Vec::new();
+        for to in 0..nodes {
+            let sources: Vec<usize> = if mesh {
+                (0..nodes).filter(|j| *j != to).collect()
+            } else {
+                vec![(to + 1) % nodes, (to + nodes - 1) % nodes]
+            };
+            for from in sources {
+                links.push((from, to, rng.random_bool(0.3)));
+            }
+        }
         let mut sim = Sim {
+            links,
             loss: rng.random_range(0.0..0.2),
             dup: rng.random_range(0.0..0.1),
             max_delay_ms: rng.random_range(1..60),
@@ -161,24 +205,37 @@ impl Sim {
             acked: Acked::default(),
             last_stamp: vec![None; nodes],
             coll,
-            mesh,
         };
         for i in 0..nodes {
-            sim.start_pullers(i);
+            sim.start_links(i);
         }
         sim
     }
 
-    fn start_pullers(&mut self, i: usize) {
-        let n = self.nodes.len();
-        let peers: Vec<usize> = if self.mesh {
-            (0..n).filter(|j| *j != i).collect()
-        } else {
-            vec![(i + 1) % n, (i + n - 1) % n]
-        };
-        for p in peers {
-            self.start_puller(i, p);
+    /// Starts the engines node `i` runs: a puller per source it pulls from, a pusher per
+    /// receiver it pushes to.
+    fn start_links(&mut self, i: usize) {
+        for (from, to, pushed) in self.links.clone() {
+            if pushed && from == i {
+                self.start_pusher(i, to);
+            } else if !pushed && to == i {
+                self.start_puller(i, from);
+            }
         }
+    }
+
+    fn start_pusher(&mut self, node: usize, peer: usize) {
+        let peer_id = self.nodes[peer].store.node_id();
+        let cursor = self.nodes[node]
+            .store
+            .push_cursor(peer_id)
+            .unwrap()
+            .map(|c| (c.epoch, c.since));
+        let cfg = push_config(&mut self.rng);
+        let seed = self.rng.random();
+        self.nodes[node]
+            .pushers
+            .insert(peer, Pusher::new(cfg, peer_id, cursor, seed));
     }
 
     fn now(&self) -> u64 {
@@ -219,42 +276,51 @@ impl Sim {
             }
             let at = self.now() + self.rng.random_range(1..=self.max_delay_ms);
             self.next_msg += 1;
-            let copy = match &msg {
-                Msg::Fetch {
-                    from,
-                    to,
-                    id,
-                    since,
-                    limit,
-                    wait_ms,
-                } => Msg::Fetch {
-                    from: *from,
-                    to: *to,
-                    id: *id,
-                    since: *since,
-                    limit: *limit,
-                    wait_ms: *wait_ms,
-                },
-                Msg::Page {
-                    to,
-                    from,
-                    id,
-                    answer,
-                } => Msg::Page {
-                    to: *to,
-                    from: *from,
-                    id: *id,
-                    answer: answer.clone(),
-                },
-            };
+            let copy = msg.clone();
             self.queue.push((at, self.next_msg, copy));
         }
     }
 
-    /// Runs every puller until it has nothing to do now.
+    /// Runs every puller and pusher until it has nothing to do now.
     fn drive(&mut self, faulty: bool) {
         let now = self.now();
         for i in 0..self.nodes.len() {
+            let head = self.nodes[i].store.head_seq().unwrap();
+            let receivers: Vec<usize> = self.nodes[i].pushers.keys().copied().collect();
+            for p in receivers {
+                if let Some(x) = self.nodes[i].pushers.get_mut(&p) {
+                    x.on_local_head(now, head);
+                }
+                while let Some(action) = self.nodes[i].pushers.get_mut(&p).and_then(|x| x.poll(now))
+                {
+                    match action {
+                        // Reads of the node's own feed are immediate.
+                        PushAction::Read(r) => {
+                            let s = &self.nodes[i].store;
+                            let page = s.changes(r.since, r.limit, inline()).unwrap();
+                            let page =
+                                ChangesResponse::from_page(s.node_id(), s.epoch(), r.since, page);
+                            if let Some(x) = self.nodes[i].pushers.get_mut(&p) {
+                                x.on_read(now, r.id, Ok(page));
+                            }
+                        }
+                        PushAction::Send { id, page } => self.send(
+                            Msg::Push {
+                                from: i,
+                                to: p,
+                                id,
+                                page,
+                            },
+                            faulty,
+                        ),
+                        PushAction::Save { epoch, since } => {
+                            let peer = self.nodes[p].store.node_id();
+                            let c = ragsync_store::Cursor { epoch, since };
+                            self.nodes[i].store.set_push_cursor(peer, c).unwrap();
+                        }
+                    }
+                }
+            }
             let peers: Vec<usize> = self.nodes[i].pullers.keys().copied().collect();
             for p in peers {
                 while let Some(action) = self.nodes[i].pullers.get_mut(&p).and_then(|x| x.poll(now))
@@ -307,11 +373,11 @@ impl Sim {
         since: u64,
         limit: usize,
         hold: bool,
-    ) -> Option<Result<ChangesResponse, FetchFailure>> {
+    ) -> Option<Result<ChangesResponse, Failure>> {
         let s = &self.nodes[node].store;
         let head = s.head_seq().unwrap();
         if since > head {
-            return Some(Err(FetchFailure::CursorReset(format!(
+            return Some(Err(Failure::CursorReset(format!(
                 "since {since} is past head {head}"
             ))));
         }
@@ -371,6 +437,39 @@ impl Sim {
                     }
                     if let Some(p) = self.nodes[to].pullers.get_mut(&from) {
                         p.on_fetched(now, id, answer);
+                    }
+                }
+                Msg::Push { from, to, id, page } => {
+                    if !self.nodes[to].up || !self.link_up(from, to) {
+                        continue;
+                    }
+                    let answer =
+                        apply_pushed(&self.nodes[to].store, page).map_err(|e| Failure::Refused {
+                            status: 400,
+                            code: format!("invalid_page: {e}"),
+                            retry_after_ms: None,
+                        });
+                    self.send(
+                        Msg::Pushed {
+                            to: from,
+                            from: to,
+                            id,
+                            answer,
+                        },
+                        faulty,
+                    );
+                }
+                Msg::Pushed {
+                    to,
+                    from,
+                    id,
+                    answer,
+                } => {
+                    if !self.nodes[to].up || !self.link_up(from, to) {
+                        continue;
+                    }
+                    if let Some(p) = self.nodes[to].pushers.get_mut(&from) {
+                        p.on_sent(now, id, answer);
                     }
                 }
             }
@@ -460,6 +559,7 @@ impl Sim {
                 if self.nodes[i].up {
                     self.nodes[i].up = false;
                     self.nodes[i].pullers.clear();
+                    self.nodes[i].pushers.clear();
                     self.nodes[i].held.clear();
                     self.applying.retain(|a| a.1 != i);
                 }
@@ -476,16 +576,15 @@ impl Sim {
 
     fn restart(&mut self, i: usize) {
         self.nodes[i].up = true;
-        self.start_pullers(i);
+        self.start_links(i);
     }
 
     fn quiet(&self) -> bool {
         self.queue.is_empty()
             && self.applying.is_empty()
-            && self
-                .nodes
-                .iter()
-                .all(|n| n.pullers.values().all(Puller::is_quiet))
+            && self.nodes.iter().all(|n| {
+                n.pullers.values().all(Puller::is_quiet) && n.pushers.values().all(Pusher::is_quiet)
+            })
     }
 
     /// The whole run: faults and writes, then healing until every node agrees. Returns the
@@ -508,8 +607,9 @@ impl Sim {
                 self.restart(i);
             }
         }
-        for p in self.nodes.iter_mut().flat_map(|n| n.pullers.values_mut()) {
-            p.nudge();
+        for n in &mut self.nodes {
+            n.pullers.values_mut().for_each(Puller::nudge);
+            n.pushers.values_mut().for_each(Pusher::nudge);
         }
         let healed = self.now();
         loop {
@@ -535,6 +635,11 @@ impl Sim {
             for (p, x) in &n.pullers {
                 if !x.is_quiet() {
                     out += &format!("node {i} <- {p}: not quiet: {:?}\n", x.status());
+                }
+            }
+            for (p, x) in &n.pushers {
+                if !x.is_quiet() {
+                    out += &format!("node {i} -> {p}: not quiet: {:?}\n", x.status());
                 }
             }
             out += &format!(
@@ -627,6 +732,14 @@ impl Sim {
                 assert!(
                     puller.status().cursor <= head,
                     "node {i}'s cursor of {p} is past its head"
+                );
+            }
+            let head = n.store.head_seq().unwrap();
+            for (p, pusher) in &n.pushers {
+                assert_eq!(
+                    pusher.status().cursor,
+                    head,
+                    "node {i}'s push cursor to {p} is not its head"
                 );
             }
         }
