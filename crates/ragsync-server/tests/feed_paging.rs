@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{PEER, TestNode, json};
+use common::{PEER, TestNode, json, refused};
 use proptest::prelude::*;
 use ragsync_core::{Limits, PhysicalClock};
 use ragsync_store::StoreOptions;
@@ -185,4 +185,56 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(run_case(steps, limit, since_pick))?;
     }
+}
+
+/// `until` asks for a window of the feed: only rows up to it, and a page holding the whole
+/// window ends at it (or at the head before it), so a puller can ask for the next window
+/// before this one arrives.
+#[tokio::test]
+async fn a_window_of_the_feed_ends_where_it_was_asked_to() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    for i in 0..10 {
+        n.req(Method::PUT, &format!("/v1/collections/c/docs/d{i}"))
+            .json(&json!({"text": format!("v{i}")}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let n = &n;
+    let page = |q: &str| {
+        let url = format!("/v1/sync/changes?{q}");
+        async move { json(n.req(Method::GET, &url).send().await.unwrap()).await }
+    };
+    let (_, head) = page("since=0&limit=1000").await;
+    let head = head["head"].as_u64().unwrap();
+    assert_eq!(head, 11, "a collection and ten documents");
+    let (status, w) = page("since=3&until=7").await;
+    assert_eq!(status, 200);
+    let seqs: Vec<u64> = w["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [4, 5, 6, 7]);
+    assert_eq!(
+        (w["next_since"].clone(), w["has_more"].clone()),
+        (json!(7), json!(false))
+    );
+    // A window cut by its row limit says so and ends at its last row.
+    let (_, cut) = page("since=3&until=7&limit=2").await;
+    assert_eq!(
+        (cut["next_since"].clone(), cut["has_more"].clone()),
+        (json!(5), json!(true))
+    );
+    // A window past the head ends at the head.
+    let (_, tail) = page("since=9&until=500").await;
+    assert_eq!(tail["next_since"], head);
+    refused(
+        n.req(Method::GET, "/v1/sync/changes?since=5&until=5"),
+        400,
+        "invalid_query",
+    )
+    .await;
 }

@@ -71,12 +71,13 @@ fn put(tx: &mut WriteTx<'_>, c: &Collection) -> Result<(), StoreError> {
 pub(crate) fn select_feed(
     tx: &Transaction<'_>,
     since: u64,
+    until: u64,
     limit: usize,
 ) -> Result<Vec<(u64, Collection)>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS}, seq FROM collections WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        "SELECT {COLUMNS}, seq FROM collections WHERE seq > ?1 AND seq <= ?3 ORDER BY seq LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![since as i64, limit as i64], |r| {
+    let rows = stmt.query_map(params![since as i64, limit as i64, until as i64], |r| {
         Ok((r.get::<_, i64>(4)? as u64, from_row(r)?))
     })?;
     rows.map(|r| {

@@ -6,6 +6,12 @@
 //! first row). `next_since` is the `seq` of the last row in the page (the last row
 //! *examined*), never the feed's head, so a cut page cannot skip the rows after it; when the
 //! page is empty it is `since` itself.
+//!
+//! A *window* page ([`Store::changes_window`]) holds only rows with `since < seq <= until`.
+//! When it holds every such row (not cut, nothing more in the window), its `next_since` is
+//! `until` (or the head, when `until` is past it): the page read in one snapshot shows every
+//! commit up to the head, as `seq`s become visible in commit order. Windows with known ends
+//! let a reader ask for several pages at once (pipelining over a long link).
 
 use std::collections::HashSet;
 
@@ -112,17 +118,39 @@ impl Store {
         limit: usize,
         inline: InlinePolicy,
     ) -> Result<ChangesPage, StoreError> {
+        self.feed_page(since, None, limit, inline)
+    }
+
+    /// One page of the window `since < seq <= until` of the change feed; see the module docs.
+    pub fn changes_window(
+        &self,
+        since: u64,
+        until: u64,
+        limit: usize,
+        inline: InlinePolicy,
+    ) -> Result<ChangesPage, StoreError> {
+        self.feed_page(since, Some(until.max(since)), limit, inline)
+    }
+
+    fn feed_page(
+        &self,
+        since: u64,
+        until: Option<u64>,
+        limit: usize,
+        inline: InlinePolicy,
+    ) -> Result<ChangesPage, StoreError> {
         let limit = limit.max(1);
         let since = since.min(i64::MAX as u64);
+        let last = until.unwrap_or(u64::MAX).min(i64::MAX as u64);
         self.read(|tx| {
-            let mut entries: Vec<FeedEntry> = collections::select_feed(tx, since, limit + 1)?
+            let mut entries: Vec<FeedEntry> = collections::select_feed(tx, since, last, limit + 1)?
                 .into_iter()
                 .map(|(seq, c)| FeedEntry { seq, item: FeedItem::Collection(c) })
                 .collect();
             let mut stmt = tx.prepare_cached(
-                "SELECT seq, collection, doc_id, state FROM docs WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, collection, doc_id, state FROM docs WHERE seq > ?1 AND seq <= ?3 ORDER BY seq LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![since as i64, (limit + 1) as i64], |r| {
+            let rows = stmt.query_map(params![since as i64, (limit + 1) as i64, last as i64], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Vec<u8>>(3)?))
             })?;
             for row in rows {
@@ -146,8 +174,13 @@ impl Store {
                 has_more = true;
             }
             let contents = contents::read_small(tx, &cids, inline.max_content_bytes)?;
-            let next_since = entries.last().map_or(since, |e| e.seq);
-            Ok(ChangesPage { entries, contents, next_since, has_more, head: head_seq(tx)? })
+            let head = head_seq(tx)?;
+            let next_since = match until {
+                // The whole window is here: it ends at `until`, or at the head before it.
+                Some(until) if !has_more => until.min(head).max(since),
+                _ => entries.last().map_or(since, |e| e.seq),
+            };
+            Ok(ChangesPage { entries, contents, next_since, has_more, head })
         })
     }
 }

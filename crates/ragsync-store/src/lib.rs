@@ -115,8 +115,11 @@ pub(crate) struct Writer {
 /// Page size of a new database. Larger pages mean fewer page splits and fewer WAL frames
 /// per batch (16 KiB pages ingest about 25% faster than 4 KiB ones, see BENCHMARKS.md).
 const PAGE_SIZE_BYTES: i64 = 16384;
-/// Page cache of the writer connection, in KiB.
-const WRITER_CACHE_KIB: i64 = 64 << 10;
+/// Page cache of the writer connection, in KiB. Its working set is mostly the content-id
+/// index (random keys, ~45 bytes a content: 32 MiB holds it for about 700,000 contents);
+/// 64 MiB ingested no faster at 100,000 or 300,000 documents and cost 34 MiB more RSS
+/// (BENCHMARKS.md).
+const WRITER_CACHE_KIB: i64 = 32 << 10;
 /// WAL size past which a commit copies the WAL back into the database. Larger means fewer,
 /// longer checkpoints and fewer rewrites of hot pages.
 const WAL_AUTOCHECKPOINT_BYTES: i64 = 64 << 20;

@@ -37,14 +37,20 @@ pub struct PullConfig {
     /// How long an answer may take beyond `wait_ms` before the fetch counts as failed.
     pub request_timeout_ms: u64,
     pub backoff: Backoff,
+    /// Pages fetched or waiting beyond the one applying (at least 1). While catching up, the
+    /// puller asks for that many windows of the peer's feed at once, so a long link costs
+    /// one round trip, not one per page.
+    pub pages_ahead: usize,
 }
 
-/// A fetch of one page: `GET /v1/sync/changes?since=&limit=&wait_ms=`.
+/// A fetch of one page: `GET /v1/sync/changes?since=&until=&limit=&wait_ms=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fetch {
     /// Names this fetch in [`Puller::on_fetched`]; answers to other ids are ignored.
     pub id: u64,
     pub since: u64,
+    /// The end of the window asked for; `None` asks for what comes after `since`.
+    pub until: Option<u64>,
     pub limit: usize,
     pub wait_ms: u64,
 }
@@ -96,13 +102,32 @@ pub struct PullStatus {
     pub last_error_ms: Option<u64>,
 }
 
+/// A stretch of the peer's feed, `since < seq <= until`, and where its page is.
+#[derive(Debug)]
+struct Window {
+    since: u64,
+    /// `None`: open-ended (the peer's head was not known to be past `since`).
+    until: Option<u64>,
+    slot: Slot,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// To be fetched.
+    Wanted,
+    /// Fetch `id` is on its way and counts as failed at `deadline`.
+    InFlight {
+        id: u64,
+        deadline: u64,
+    },
+    Ready(ChangesResponse),
+}
+
 /// The pull state machine of one peer; see the module docs.
 pub struct Puller {
     cfg: PullConfig,
     rng: StdRng,
     status: PullStatus,
-    /// The fetch in flight, and when it counts as failed.
-    fetch: Option<(Fetch, u64)>,
     /// The page being applied: its id and `next_since`.
     applying: Option<(u64, u64)>,
     /// An apply started before a reset: its outcome is ignored, and no fetch follows it.
@@ -113,8 +138,8 @@ pub struct Puller {
     page_rows: usize,
     /// Resets since the last page that applied: past the first, they back off.
     resets_in_a_row: u32,
-    /// A page fetched while another applies.
-    ready: Option<ChangesResponse>,
+    /// The windows after the page applying (or the cursor), contiguous, in feed order.
+    windows: VecDeque<Window>,
     /// No fetch before this time (backing off).
     wake_at_ms: u64,
     attempt: u32,
@@ -152,9 +177,8 @@ impl Puller {
                 last_error: None,
                 last_error_ms: None,
             },
-            fetch: None,
             applying: None,
-            ready: None,
+            windows: VecDeque::new(),
             wake_at_ms: 0,
             attempt: 0,
             caught_up: false,
@@ -170,16 +194,29 @@ impl Puller {
     /// True when nothing is in flight, nothing waits to be applied, and the last page was
     /// caught up: the state a convergence check waits for.
     pub fn is_quiet(&self) -> bool {
-        self.applying.is_none() && self.ready.is_none() && self.out.is_empty() && self.caught_up
+        // A long-poll may be out: it waits for what is new.
+        let long_poll = |w: &Window| w.until.is_none() && matches!(w.slot, Slot::InFlight { .. });
+        self.applying.is_none()
+            && self.windows.iter().all(long_poll)
+            && self.out.is_empty()
+            && self.caught_up
     }
 
     /// The time the puller next wants to act without being told anything, if it waits: the
-    /// end of a backoff, or the deadline of the fetch in flight.
+    /// first deadline of the fetches in flight, or the end of a backoff.
     pub fn wake_at_ms(&self) -> Option<u64> {
-        match self.fetch {
-            Some((_, deadline)) => Some(deadline),
+        let deadline = self
+            .windows
+            .iter()
+            .filter_map(|w| match w.slot {
+                Slot::InFlight { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min();
+        match deadline {
+            Some(d) => Some(d),
             // Waiting for an apply, not for time.
-            None if self.ready.is_some() || self.waiting_for_apply() => None,
+            None if !self.windows.is_empty() || self.waiting_for_apply() => None,
             None => (self.wake_at_ms > 0).then_some(self.wake_at_ms),
         }
     }
@@ -204,35 +241,91 @@ impl Puller {
         if let Some(a) = self.out.pop_front() {
             return Some(a);
         }
-        if self.fetch.is_some_and(|(_, deadline)| now_ms >= deadline) {
+        let timed_out = self
+            .windows
+            .iter()
+            .any(|w| matches!(w.slot, Slot::InFlight { deadline, .. } if now_ms >= deadline));
+        if timed_out {
             // Lost on the way, or the peer never answered: try again, after a backoff.
-            self.fetch = None;
             self.fail(now_ms, Failure::Unreachable("no answer in time".into()));
         }
-        if self.fetch.is_some()
-            || self.ready.is_some()
-            || self.waiting_for_apply()
-            || now_ms < self.wake_at_ms
+        if self.applying.is_none()
+            && matches!(
+                self.windows.front(),
+                Some(Window {
+                    slot: Slot::Ready(_),
+                    ..
+                })
+            )
         {
+            if let Some(Window {
+                slot: Slot::Ready(page),
+                ..
+            }) = self.windows.pop_front()
+            {
+                self.start_apply(page);
+            }
+            return self.out.pop_front();
+        }
+        if now_ms < self.wake_at_ms || self.waiting_for_apply() {
             return None;
         }
+        let f = self.next_fetch(now_ms)?;
         self.wake_at_ms = 0;
-        // Fetch the page after the one being applied, or after the cursor.
-        let since = self.applying.map_or(self.status.cursor, |(_, next)| next);
-        let wait_ms = if self.caught_up && self.applying.is_none() {
+        Some(Action::Fetch(f))
+    }
+
+    /// The fetch to start now, if any: a window still wanted, else the next window while
+    /// fewer than `pages_ahead` are out and the peer's head is known to be past it, else
+    /// one open-ended fetch (a long-poll when caught up).
+    fn next_fetch(&mut self, now_ms: u64) -> Option<Fetch> {
+        let idx = match self
+            .windows
+            .iter()
+            .position(|w| matches!(w.slot, Slot::Wanted))
+        {
+            Some(i) => i,
+            None => {
+                if self.windows.len() >= self.cfg.pages_ahead.max(1) {
+                    return None;
+                }
+                let since = match self.windows.back() {
+                    Some(w) => w.until?,
+                    None => self.applying.map_or(self.status.cursor, |(_, next)| next),
+                };
+                let head = self.status.peer_head;
+                let until = (head > since && !self.caught_up)
+                    .then(|| since.saturating_add(self.page_rows as u64).min(head));
+                if until.is_none() && !self.windows.is_empty() {
+                    // Nothing known past the windows out: their answers will say.
+                    return None;
+                }
+                self.windows.push_back(Window {
+                    since,
+                    until,
+                    slot: Slot::Wanted,
+                });
+                self.windows.len() - 1
+            }
+        };
+        let idle = self.caught_up && self.applying.is_none() && self.windows.len() == 1;
+        let w = &self.windows[idx];
+        let wait_ms = if idle && w.until.is_none() {
             self.cfg.wait_ms
         } else {
             0
         };
         let f = Fetch {
-            id: self.take_id(),
-            since,
+            id: self.next_id,
+            since: w.since,
+            until: w.until,
             limit: self.page_rows,
             wait_ms,
         };
+        self.next_id += 1;
         let deadline = now_ms + wait_ms + self.cfg.request_timeout_ms;
-        self.fetch = Some((f, deadline));
-        Some(Action::Fetch(f))
+        self.windows[idx].slot = Slot::InFlight { id: f.id, deadline };
+        Some(f)
     }
 
     fn take_id(&mut self) -> u64 {
@@ -243,10 +336,14 @@ impl Puller {
 
     /// The answer to fetch `id` (answers to fetches no longer awaited are ignored).
     pub fn on_fetched(&mut self, now_ms: u64, id: u64, answer: Result<ChangesResponse, Failure>) {
-        let Some((f, _)) = self.fetch.filter(|(f, _)| f.id == id) else {
+        let Some(idx) = self
+            .windows
+            .iter()
+            .position(|w| matches!(w.slot, Slot::InFlight { id: i, .. } if i == id))
+        else {
             return;
         };
-        self.fetch = None;
+        let (since, until) = (self.windows[idx].since, self.windows[idx].until);
         let page = match answer {
             Ok(page) => page,
             Err(Failure::CursorReset(why)) => return self.reset(now_ms, &why),
@@ -266,30 +363,53 @@ impl Puller {
             return self.reset(now_ms, "the peer's database changed (new epoch)");
         }
         self.status.epoch = Some(page.epoch);
-        if let Err(why) = check_page(&page, f.since) {
+        if let Err(why) = check_page(&page, since, until) {
             return self.fail(now_ms, Failure::Unreachable(why));
         }
         self.attempt = 0;
-        self.status.peer_head = page.head;
+        self.status.peer_head = self.status.peer_head.max(page.head);
         self.status.last_page_ms = Some(now_ms);
-        let nothing_new = page.changes.is_empty() && page.next_since == f.since;
-        self.caught_up = !page.has_more && nothing_new;
-        if self.caught_up && self.applying.is_none() {
-            self.status.caught_up_ms = Some(now_ms);
+        let end = page.next_since;
+        let nothing_new = page.changes.is_empty() && end == since;
+        if until.is_none() {
+            self.caught_up = !page.has_more && nothing_new;
         }
-        self.status.state = if page.has_more {
+        let more_known = page.has_more || page.head > end || self.windows.len() > idx + 1;
+        self.status.state = if more_known {
             LinkState::CatchingUp
         } else {
             LinkState::Live
         };
+        if self.caught_up && self.applying.is_none() && self.windows.len() == 1 {
+            self.status.caught_up_ms = Some(now_ms);
+        }
         if nothing_new {
+            if until.is_some() {
+                // A window that should hold rows came back empty: the peer's feed is not
+                // what its head said. Start again from what is applied, up to its head now.
+                self.status.peer_head = page.head;
+                let why = format!("an empty page for the window after {since}");
+                return self.fail(now_ms, Failure::Unreachable(why));
+            }
+            self.windows.remove(idx);
             self.update_lag();
             return;
         }
-        if self.applying.is_none() {
-            self.start_apply(page);
-        } else {
-            self.ready = Some(page);
+        self.windows[idx] = Window {
+            since,
+            until: Some(end),
+            slot: Slot::Ready(page),
+        };
+        if let Some(u) = until.filter(|u| end < *u) {
+            // Cut short (a page's inline budget): the rest of the window comes next.
+            self.windows.insert(
+                idx + 1,
+                Window {
+                    since: end,
+                    until: Some(u),
+                    slot: Slot::Wanted,
+                },
+            );
         }
     }
 
@@ -317,14 +437,11 @@ impl Puller {
         self.update_lag();
         if let Some(why) = outcome.stopped {
             // Pages fetched past the failed row are no longer what comes next.
-            self.ready = None;
-            self.fetch = None;
+            self.windows.clear();
             self.caught_up = false;
             return self.fail(now_ms, Failure::Unreachable(format!("apply: {why}")));
         }
-        if let Some(page) = self.ready.take() {
-            self.start_apply(page);
-        } else if self.caught_up {
+        if self.caught_up && self.windows.is_empty() {
             self.status.caught_up_ms = Some(now_ms);
         }
     }
@@ -351,8 +468,9 @@ impl Puller {
             self.applying = Some((id, 0));
         }
         self.status.cursor = 0;
+        self.status.peer_head = 0;
         self.status.resets += 1;
-        self.ready = None;
+        self.windows.clear();
         self.caught_up = false;
         self.note_error(now_ms, None, format!("starting over from 0: {why}"));
     }
@@ -360,6 +478,14 @@ impl Puller {
     fn fail(&mut self, now_ms: u64, failure: Failure) {
         self.attempt += 1;
         self.caught_up = false;
+        // Pages already here still apply; everything from the first one missing is asked
+        // for again after the backoff.
+        let keep = self
+            .windows
+            .iter()
+            .take_while(|w| matches!(w.slot, Slot::Ready(_)))
+            .count();
+        self.windows.truncate(keep);
         let failure = match failure {
             Failure::TooLarge(why) => {
                 self.page_rows = (self.page_rows / 2).max(1);
@@ -381,7 +507,7 @@ impl Puller {
 }
 
 /// Checks what a page claims against itself and the fetch it answers.
-fn check_page(page: &ChangesResponse, since: u64) -> Result<(), String> {
+fn check_page(page: &ChangesResponse, since: u64, until: Option<u64>) -> Result<(), String> {
     if page.since != since {
         return Err(format!(
             "asked since {since}, answered since {}",
@@ -407,11 +533,17 @@ fn check_page(page: &ChangesResponse, since: u64) -> Result<(), String> {
             page.next_since, page.head
         ));
     }
+    if let Some(until) = until.filter(|u| page.next_since > *u) {
+        return Err(format!(
+            "next_since {} is past the window asked for (until {until})",
+            page.next_since
+        ));
+    }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const CFG: PullConfig = PullConfig {
@@ -422,9 +554,10 @@ mod tests {
             base_ms: 100,
             max_ms: 10_000,
         },
+        pages_ahead: 1,
     };
 
-    fn page(since: u64, next_since: u64, head: u64, rows: &[u64]) -> ChangesResponse {
+    pub(crate) fn page(since: u64, next_since: u64, head: u64, rows: &[u64]) -> ChangesResponse {
         let collection = ragsync_core::CollectionName::new("c").unwrap();
         let stamp = ragsync_core::Stamp::new(ragsync_core::Hlc::new(1, 0), NodeId(9));
         ChangesResponse {
@@ -451,7 +584,7 @@ mod tests {
         }
     }
 
-    fn fetch(p: &mut Puller, now: u64) -> Fetch {
+    pub(crate) fn fetch(p: &mut Puller, now: u64) -> Fetch {
         match p.poll(now) {
             Some(Action::Fetch(f)) => f,
             other => panic!("expected a fetch, got {other:?}"),
@@ -672,5 +805,128 @@ mod tests {
             Err(Failure::TooLarge("big".into())),
         );
         assert_eq!(fetch(&mut p, 10 * CFG.backoff.max_ms).limit, 5);
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::tests::fetch;
+    use super::*;
+
+    const CFG: PullConfig = PullConfig {
+        page_rows: 10,
+        wait_ms: 1000,
+        request_timeout_ms: 500,
+        backoff: Backoff {
+            base_ms: 100,
+            max_ms: 10_000,
+        },
+        pages_ahead: 3,
+    };
+
+    fn page(since: u64, next_since: u64, head: u64, rows: &[u64]) -> ChangesResponse {
+        let mut p = super::tests::page(since, next_since, head, rows);
+        p.has_more = false;
+        p
+    }
+
+    fn done(cursor: u64) -> ApplyOutcome {
+        ApplyOutcome {
+            cursor,
+            changed: 1,
+            parked: 0,
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn windows_of_a_known_head_are_fetched_at_once_and_applied_in_order() {
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
+        let first = fetch(&mut p, 0);
+        assert_eq!(
+            (first.since, first.until),
+            (0, None),
+            "the head is not known yet"
+        );
+        assert_eq!(p.poll(0), None, "nothing past an open-ended fetch");
+        let mut head_page = page(0, 10, 35, &[1, 10]);
+        head_page.has_more = true;
+        p.on_fetched(1, first.id, Ok(head_page));
+        let Some(Action::Apply { id: a1, .. }) = p.poll(1) else {
+            panic!("the first page applies")
+        };
+        // The head is 35: three windows are asked for at once, the last cut at the head.
+        let w: Vec<Fetch> = (0..3).map(|_| fetch(&mut p, 1)).collect();
+        let spans: Vec<_> = w.iter().map(|f| (f.since, f.until)).collect();
+        assert_eq!(spans, [(10, Some(20)), (20, Some(30)), (30, Some(35))]);
+        assert_eq!(p.poll(1), None, "no more than pages_ahead out");
+        // Answers arrive out of order; the second is cut short by its inline budget.
+        p.on_fetched(2, w[2].id, Ok(page(30, 35, 35, &[31, 35])));
+        let mut cut = page(20, 25, 35, &[21, 25]);
+        cut.has_more = true;
+        p.on_fetched(2, w[1].id, Ok(cut));
+        let rest = fetch(&mut p, 2);
+        assert_eq!(
+            (rest.since, rest.until),
+            (25, Some(30)),
+            "the rest of the cut window"
+        );
+        p.on_fetched(3, w[0].id, Ok(page(10, 20, 35, &[11, 20])));
+        p.on_applied(4, a1, done(10));
+        let mut applied = Vec::new();
+        let mut now = 5;
+        loop {
+            match p.poll(now) {
+                Some(Action::Apply { id, page }) => {
+                    applied.push((page.since, page.next_since));
+                    p.on_applied(now, id, done(page.next_since));
+                }
+                Some(Action::Fetch(f)) if f.since == 35 && f.wait_ms == 0 => {
+                    assert_eq!(f.until, None);
+                    p.on_fetched(now, f.id, Ok(page(35, 35, 35, &[])));
+                }
+                // Caught up: a long-poll.
+                Some(Action::Fetch(f)) if f.since == 35 => {
+                    assert_eq!((f.until, f.wait_ms), (None, CFG.wait_ms));
+                    break;
+                }
+                None if rest.id > 0 && applied.len() == 2 => {
+                    p.on_fetched(now, rest.id, Ok(page(25, 30, 35, &[26, 30])));
+                }
+                None => break,
+                other => panic!("unexpected {other:?}"),
+            }
+            now += 1;
+        }
+        assert_eq!(applied, [(10, 20), (20, 25), (25, 30), (30, 35)]);
+        assert_eq!(p.status().cursor, 35);
+        assert_eq!(p.status().state, LinkState::Live);
+    }
+
+    #[test]
+    fn a_lost_window_is_asked_again_and_pages_before_it_still_apply() {
+        let mut p = Puller::new(CFG, NodeId(9), Some((Epoch(1), 0)), 1);
+        let f = fetch(&mut p, 0);
+        let mut first = page(0, 5, 25, &[5]);
+        first.has_more = true;
+        p.on_fetched(0, f.id, Ok(first));
+        let Some(Action::Apply { id: a, .. }) = p.poll(0) else {
+            panic!("apply")
+        };
+        let w: Vec<Fetch> = (0..2).map(|_| fetch(&mut p, 0)).collect();
+        assert_eq!(p.poll(0), None, "nothing is known past the head");
+        p.on_fetched(1, w[0].id, Ok(page(5, 15, 25, &[15])));
+        // The second window's answer does not come in time: at its deadline it is dropped;
+        // the first, already here, still applies, and a late answer is not used.
+        assert_eq!(p.poll(CFG.request_timeout_ms), None);
+        assert_eq!(p.status().state, LinkState::BackingOff);
+        p.on_fetched(CFG.request_timeout_ms, w[1].id, Ok(page(15, 25, 25, &[25])));
+        p.on_applied(CFG.request_timeout_ms, a, done(5));
+        let Some(Action::Apply { page, .. }) = p.poll(CFG.request_timeout_ms) else {
+            panic!("the page already here applies during the backoff")
+        };
+        assert_eq!(page.since, 5);
+        let again = fetch(&mut p, CFG.request_timeout_ms + CFG.backoff.max_ms);
+        assert_eq!((again.since, again.until), (15, Some(25)));
     }
 }

@@ -7,6 +7,10 @@
 //! - `next_since` is the `seq` of the last row the server examined for this page (`S` when
 //!   none), never the head of the feed: resuming from it never skips a row;
 //! - `has_more` is true when rows past `next_since` existed when the page was read;
+//! - with `&until=U` (a window), only rows with `seq <= U` are sent, `has_more` speaks of
+//!   the window only, and a page that holds the whole window has `next_since` = `U` (or the
+//!   head, when `U` is past it): a puller that knows where windows end asks for several at
+//!   once;
 //! - every row is a whole document state (all its concurrent versions), so applying a row is a
 //!   merge, and applying it twice changes nothing;
 //! - `epoch` names the serving database's incarnation: a puller whose stored epoch differs must

@@ -2,8 +2,10 @@
 //! through the batch endpoint over real HTTP, one request at a time, with every request body
 //! built before the clock starts. `ragsync bench writes`: single-document writes from one
 //! client, then from `--clients` at once, on the same node in the same run. `ragsync bench
-//! sync`: a full sync to an empty peer over HTTP, then single writes timed until the peer
-//! serves them. Prints figures as `ragsync <name>: <value> <unit>`, the same
+//! sync`: a full sync to an empty peer over HTTP, the same through a proxy that delays each
+//! direction, then single writes timed until the peer serves them. `ragsync bench partition`:
+//! a chain of nodes cut in the middle, written on both sides, timed from heal to convergence.
+//! Prints figures as `ragsync <name>: <value> <unit>`, the same
 //! shape as the peer benchmarks in `../shared/peers`.
 
 use std::time::Instant;
@@ -28,8 +30,28 @@ pub enum BenchWhat {
     Ingest(IngestBench),
     /// Single-document writes from one client, then from many at once (group commit).
     Writes(WritesBench),
-    /// Full sync to an empty peer over HTTP, then live propagation of single writes.
+    /// Full sync to an empty peer over HTTP (also through a delaying proxy), then live
+    /// propagation of single writes.
     Sync(SyncBench),
+    /// A chain of nodes cut in the middle, written on both sides: time from heal to
+    /// convergence.
+    Partition(PartitionBench),
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionBench {
+    /// Nodes in the chain (each pulls from its neighbours).
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Documents written on each side of the cut while it lasts.
+    #[arg(long, default_value_t = 10_000)]
+    pub writes: usize,
+    /// Bytes of text per document.
+    #[arg(long, default_value_t = 1024)]
+    pub doc_bytes: usize,
+    /// Durability of every node: relaxed, full (default) or extra.
+    #[arg(long, default_value = "full")]
+    pub durability: String,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +65,10 @@ pub struct SyncBench {
     /// Single-document writes timed until the peer serves each (0 skips the live phase).
     #[arg(long, default_value_t = 200)]
     pub live_docs: usize,
+    /// Then the same full sync to another empty peer through a proxy adding this much to
+    /// each direction (0 skips it).
+    #[arg(long, default_value_t = 50)]
+    pub delay_ms: u64,
     /// Durability of both nodes: relaxed, full (default) or extra.
     #[arg(long, default_value = "full")]
     pub durability: String,
@@ -88,6 +114,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Ingest(a) => ingest(a).await,
         BenchWhat::Writes(a) => writes(a).await,
         BenchWhat::Sync(a) => sync(a).await,
+        BenchWhat::Partition(a) => partition(a).await,
     }
 }
 
@@ -97,13 +124,14 @@ fn batch_bodies(
     batch: usize,
     doc_bytes: usize,
     seed: u32,
+    prefix: &str,
 ) -> anyhow::Result<Vec<(usize, Vec<u8>)>> {
     let mut rng = Mulberry32::new(seed);
     (0..docs)
         .step_by(batch)
         .map(|start| {
             let items: Vec<_> = (start..(start + batch).min(docs))
-                .map(|n| json!({"id": format!("doc-{n:09}"), "text": text(&mut rng, doc_bytes), "metadata": {"n": n}}))
+                .map(|n| json!({"id": format!("{prefix}-{n:09}"), "text": text(&mut rng, doc_bytes), "metadata": {"n": n}}))
                 .collect();
             Ok((items.len(), serde_json::to_vec(&json!({ "docs": items }))?))
         })
@@ -158,7 +186,8 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
 
     let (docs, batch, doc_bytes, seed) = (a.docs, a.batch, a.doc_bytes, a.seed);
     let bodies =
-        tokio::task::spawn_blocking(move || batch_bodies(docs, batch, doc_bytes, seed)).await??;
+        tokio::task::spawn_blocking(move || batch_bodies(docs, batch, doc_bytes, seed, "doc"))
+            .await??;
     let payload_bytes: usize = bodies.iter().map(|(_, b)| b.len()).sum();
     eprintln!(
         "ragsync bench ingest: {} docs of {} bytes in {} batches ({:.1} MB of JSON), durability {}, node pid {}",
@@ -299,7 +328,8 @@ async fn sync(a: SyncBench) -> anyhow::Result<()> {
     let source = src.client();
     let (docs, doc_bytes) = (a.docs, a.doc_bytes);
     let bodies =
-        tokio::task::spawn_blocking(move || batch_bodies(docs, 1000, doc_bytes, 42)).await??;
+        tokio::task::spawn_blocking(move || batch_bodies(docs, 1000, doc_bytes, 42, "doc"))
+            .await??;
     let bar = ProgressBar::new(a.docs as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} docs {per_sec}")
@@ -321,26 +351,25 @@ async fn sync(a: SyncBench) -> anyhow::Result<()> {
     let peer = dst.client();
     bar.reset();
     bar.set_message("full sync");
-    let t0 = Instant::now();
-    peer.post(&["peers"], &json!({"url": src.url, "token": nodes.token}))
-        .await?;
-    let pull = loop {
-        let status = peer.get(&["status"], &[]).await?;
-        let pull = status["peers"][0]["pull"].clone();
-        let cursor = pull["cursor"].as_u64().unwrap_or(0);
-        bar.set_position(status["counts"]["documents"].as_u64().unwrap_or(0));
-        if cursor >= head && status["counts"]["documents"].as_u64() == Some(a.docs as u64) {
-            break pull;
-        }
-        ensure!(
-            t0.elapsed().as_secs() < 3600,
-            "no full sync within an hour: {pull}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
-    let secs = t0.elapsed().as_secs_f64();
+    let (secs, pull) = full_sync(&peer, &src.url, &nodes.token, head, a.docs, &bar).await?;
     let rss_mib = dst.peak_rss_kib().map_or(f64::NAN, |k| k as f64 / 1024.0);
     let bytes = pull["bytes_received"].as_u64().unwrap_or(0);
+
+    // The same through a long link: pipelining, not a round trip per page, keeps it close.
+    let delayed_secs = if a.delay_ms > 0 {
+        let far = nodes.start("far-peer", false).await?;
+        let proxy =
+            crate::proxy::Proxy::start(&src.url, std::time::Duration::from_millis(a.delay_ms))
+                .await?;
+        bar.reset();
+        bar.set_message(format!("full sync, {} ms each way", a.delay_ms));
+        let (secs, _) =
+            full_sync(&far.client(), &proxy.url, &nodes.token, head, a.docs, &bar).await?;
+        far.shutdown().await?;
+        Some(secs)
+    } else {
+        None
+    };
     bar.finish_and_clear();
 
     // Live: each write on the source, timed until the peer's own feed has it.
@@ -383,9 +412,150 @@ async fn sync(a: SyncBench) -> anyhow::Result<()> {
     figure("sync_seconds", secs, "s");
     figure("sync_receiver_peak_rss", rss_mib, "MiB");
     figure("sync_bytes_per_doc", bytes as f64 / a.docs as f64, "bytes");
+    if let Some(d) = delayed_secs {
+        figure(&format!("sync_seconds_{}ms_each_way", a.delay_ms), d, "s");
+        figure("sync_delayed_bound", 2.0 * secs + 1.0, "s");
+    }
     if !lat_ms.is_empty() {
         figure("live_p50", percentile(&lat_ms, 50.0), "ms");
         figure("live_p99", percentile(&lat_ms, 99.0), "ms");
     }
+    Ok(())
+}
+
+/// Gives `peer` the node at `url` as its peer and waits until it holds `docs` documents and
+/// its cursor reached `head`; the seconds that took and the final pull status.
+async fn full_sync(
+    peer: &crate::client::Client,
+    url: &str,
+    token: &str,
+    head: u64,
+    docs: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<(f64, serde_json::Value)> {
+    let t0 = Instant::now();
+    peer.post(&["peers"], &json!({"url": url, "token": token}))
+        .await?;
+    loop {
+        let status = peer.get(&["status"], &[]).await?;
+        let pull = status["peers"][0]["pull"].clone();
+        let cursor = pull["cursor"].as_u64().unwrap_or(0);
+        let held = status["counts"]["documents"].as_u64().unwrap_or(0);
+        bar.set_position(held);
+        if cursor >= head && held == docs as u64 {
+            return Ok((t0.elapsed().as_secs_f64(), pull));
+        }
+        ensure!(
+            t0.elapsed().as_secs() < 3600,
+            "no full sync within an hour: {pull}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+async fn partition(a: PartitionBench) -> anyhow::Result<()> {
+    use crate::proxy::Proxy;
+    use std::time::Duration;
+    ensure!(a.nodes >= 2, "--nodes must be at least 2");
+    let nodes = BenchNodes::new(&a.durability)?;
+    let mut chain = Vec::new();
+    for i in 0..a.nodes {
+        chain.push(nodes.start(&format!("n{i}"), i == 0).await?);
+    }
+    // Every pull goes through a proxy of its own, so one link can be cut alone.
+    let mut links = Vec::new();
+    for i in 0..a.nodes - 1 {
+        for (to, from) in [(i, i + 1), (i + 1, i)] {
+            let proxy = Proxy::start(&chain[from].url, Duration::ZERO).await?;
+            chain[to]
+                .client()
+                .post(&["peers"], &json!({"url": proxy.url, "token": nodes.token}))
+                .await?;
+            links.push(((to, from), proxy));
+        }
+    }
+    let counts = || async {
+        let mut out = Vec::new();
+        for n in &chain {
+            let s = n.client().get(&["status"], &[]).await?;
+            out.push(s["counts"]["documents"].as_u64().unwrap_or(0));
+        }
+        anyhow::Ok(out)
+    };
+    let wait_for = |want: Vec<u64>, what: &'static str| {
+        let counts = &counts;
+        async move {
+            let t0 = Instant::now();
+            loop {
+                let got = counts().await?;
+                if got == want {
+                    return anyhow::Ok(t0.elapsed().as_secs_f64());
+                }
+                ensure!(t0.elapsed().as_secs() < 600, "{what}: {got:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // The collection reaches every node before the cut.
+    let t0 = Instant::now();
+    for n in &chain {
+        while n
+            .client()
+            .get(&["collections", "bench"], &[])
+            .await
+            .is_err()
+        {
+            ensure!(t0.elapsed().as_secs() < 60, "the collection did not spread");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mid = a.nodes / 2;
+    for ((to, from), p) in &links {
+        if (*to).min(*from) == mid - 1 && (*to).max(*from) == mid {
+            p.set_cut(true);
+        }
+    }
+    // Each end of the chain writes while cut off; the writes cross the nodes on its side.
+    let (left, right) = (&chain[0], &chain[a.nodes - 1]);
+    let left_bodies = batch_bodies(a.writes, 1000, a.doc_bytes, 1, "left")?;
+    let right_bodies = batch_bodies(a.writes, 1000, a.doc_bytes, 2, "right")?;
+    for (side, bodies) in [(left, left_bodies), (right, right_bodies)] {
+        for (_, body) in bodies {
+            side.client()
+                .post_raw(&["collections", "bench", "docs:batch"], body)
+                .await?;
+        }
+    }
+    let w = a.writes as u64;
+    wait_for(vec![w; a.nodes], "a side did not converge while cut").await?;
+    // Heal, and tell both ends of the healed link to try now rather than after their backoff.
+    let t0 = Instant::now();
+    for (_, p) in &links {
+        p.set_cut(false);
+    }
+    for i in [mid - 1, mid] {
+        let c = chain[i].client();
+        for peer in c
+            .get(&["peers"], &[])
+            .await?
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let id = peer["node_id"].as_str().unwrap_or_default();
+            c.post(&["peers", id, "sync"], &json!({})).await?;
+        }
+    }
+    wait_for(vec![2 * w; a.nodes], "no convergence after healing").await?;
+    let secs = t0.elapsed().as_secs_f64();
+    for n in chain {
+        n.shutdown().await?;
+    }
+    figure("partition_heal_to_convergence", secs, "s");
+    figure(
+        "partition_docs_moved_per_s",
+        (w * a.nodes as u64) as f64 / secs,
+        "docs/s",
+    );
     Ok(())
 }

@@ -8,5 +8,6 @@ pub mod conflicts;
 pub mod demo;
 pub mod ingest;
 pub mod node_proc;
+pub mod proxy;
 pub mod serve;
 pub mod textgen;

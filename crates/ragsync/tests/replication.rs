@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{EXE, TOKEN, add_peer, converge, eventually, first_peer, node};
 use ragsync::node_proc::NodeProcess;
+use ragsync::proxy::Proxy;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,65 +355,8 @@ async fn a_paused_node_receives_the_whole_backlog_after_it_resumes() {
     .await;
 }
 
-/// A TCP proxy in front of a node, whose links can be cut (every connection it carries is
-/// closed and new ones are refused) and healed: a network partition between real processes.
-struct Proxy {
-    url: String,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    closed: std::sync::Arc<tokio::sync::Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn to(target: &NodeProcess) -> Self {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let target = target.url.trim_start_matches("http://").to_string();
-        let cut = Arc::new(AtomicBool::new(false));
-        let closed = Arc::new(tokio::sync::Notify::new());
-        let (c, n) = (cut.clone(), closed.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if c.load(Ordering::SeqCst) {
-                    continue; // refused: dropped at once
-                }
-                let (target, n) = (target.clone(), n.clone());
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = n.notified() => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            url,
-            cut,
-            closed,
-            task,
-        }
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
-        if cut {
-            self.closed.notify_waiters();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+async fn proxy_to(node: &NodeProcess) -> Proxy {
+    Proxy::start(&node.url, Duration::ZERO).await.unwrap()
 }
 
 /// A partition made by the proxy: both sides write while cut off (one of them deletes a
@@ -423,7 +367,7 @@ impl Drop for Proxy {
 async fn a_partition_heals_into_one_state_and_a_late_older_write_does_not_undo_a_delete() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
-    let (to_a, to_b) = (Proxy::to(&a).await, Proxy::to(&b).await);
+    let (to_a, to_b) = (proxy_to(&a).await, proxy_to(&b).await);
     a.client()
         .put(&["collections", "kb"], &json!({}))
         .await

@@ -51,6 +51,9 @@ impl PeerLink {
             ("limit", f.limit.to_string()),
             ("wait_ms", f.wait_ms.to_string()),
         ];
+        if let Some(until) = f.until {
+            query.push(("until", until.to_string()));
+        }
         if let Some(c) = &self.collections {
             query.push(("collections", c.clone()));
         }

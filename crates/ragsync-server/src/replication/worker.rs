@@ -23,6 +23,7 @@ pub(crate) const PULL_CONFIG: PullConfig = PullConfig {
         base_ms: 250,
         max_ms: 30_000,
     },
+    pages_ahead: 4,
 };
 
 /// What came back from work the worker started.

@@ -40,6 +40,8 @@ pub(crate) async fn info(
 pub(crate) struct ChangesQuery {
     #[serde(default)]
     since: u64,
+    /// Only rows with `seq <= until` (a window; see `ragsync_store::feed`).
+    until: Option<u64>,
     limit: Option<usize>,
     /// Wait this long for something past `since` when there is nothing yet (long-poll).
     #[serde(default)]
@@ -70,7 +72,13 @@ pub(crate) async fn changes(
 ) -> ApiResult<Json<ChangesResponse>> {
     who.require(Permission::Sync, None)?;
     let limit = super::page_limit(q.limit, DEFAULT_PAGE_ROWS, node.limits.max_page_rows)?;
-    let since = q.since;
+    let (since, until) = (q.since, q.until);
+    if until.is_some_and(|u| u <= since) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("until must be past since ({since})"),
+        ));
+    }
     let only = q
         .collections
         .as_deref()
@@ -107,7 +115,10 @@ pub(crate) async fn changes(
         max_page_bytes: node.limits.max_page_inline_bytes as u64,
     };
     let mut page = node
-        .blocking(move |s| s.changes(since, limit, inline))
+        .blocking(move |s| match until {
+            Some(until) => s.changes_window(since, until, limit, inline),
+            None => s.changes(since, limit, inline),
+        })
         .await?;
     if let Some(only) = only {
         page.retain_collections(&only);

@@ -47,6 +47,7 @@ struct SimNode {
     pushers: BTreeMap<usize, Pusher>,
     up: bool,
     /// Long-polls held by this node's server: (from, fetch id, since, limit, deadline).
+    /// (Only open-ended fetches are held.)
     held: Vec<(usize, u64, u64, usize, u64)>,
 }
 
@@ -57,6 +58,7 @@ enum Msg {
         to: usize,
         id: u64,
         since: u64,
+        until: Option<u64>,
         limit: usize,
         wait_ms: u64,
     },
@@ -139,6 +141,7 @@ fn pull_config(rng: &mut StdRng) -> PullConfig {
             base_ms: 20,
             max_ms: 1_000,
         },
+        pages_ahead: [1, 2, 4][rng.random_range(0..3)],
     }
 }
 
@@ -332,6 +335,7 @@ impl Sim {
                                 to: p,
                                 id: f.id,
                                 since: f.since,
+                                until: f.until,
                                 limit: f.limit,
                                 wait_ms: f.wait_ms,
                             },
@@ -371,6 +375,7 @@ impl Sim {
         &self,
         node: usize,
         since: u64,
+        until: Option<u64>,
         limit: usize,
         hold: bool,
     ) -> Option<Result<ChangesResponse, Failure>> {
@@ -384,7 +389,10 @@ impl Sim {
         if hold && since == head {
             return None;
         }
-        let page = s.changes(since, limit, inline()).unwrap();
+        let page = match until {
+            Some(u) => s.changes_window(since, u, limit, inline()).unwrap(),
+            None => s.changes(since, limit, inline()).unwrap(),
+        };
         Some(Ok(ChangesResponse::from_page(
             s.node_id(),
             s.epoch(),
@@ -405,13 +413,14 @@ impl Sim {
                     to,
                     id,
                     since,
+                    until,
                     limit,
                     wait_ms,
                 } => {
                     if !self.nodes[to].up || !self.link_up(from, to) {
                         continue;
                     }
-                    match self.serve(to, since, limit, wait_ms > 0) {
+                    match self.serve(to, since, until, limit, wait_ms > 0) {
                         Some(answer) => self.send(
                             Msg::Page {
                                 to: from,
@@ -480,7 +489,7 @@ impl Sim {
             let held = std::mem::take(&mut self.nodes[node].held);
             for h @ (from, id, since, limit, deadline) in held {
                 if head > since || now >= deadline {
-                    if let Some(answer) = self.serve(node, since, limit, false) {
+                    if let Some(answer) = self.serve(node, since, None, limit, false) {
                         self.send(
                             Msg::Page {
                                 to: from,
