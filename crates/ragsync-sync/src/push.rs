@@ -208,6 +208,14 @@ impl Pusher {
             if self.reading.is_some() {
                 return None;
             }
+            if self
+                .ready
+                .as_ref()
+                .is_some_and(|(page, _)| page.since != self.position())
+            {
+                // Read before the cursor moved back: not what comes next.
+                self.ready = None;
+            }
             if self.sending.is_none()
                 && now_ms >= self.wake_at_ms
                 && let Some((page, end)) = self.ready.take()
@@ -306,7 +314,9 @@ impl Pusher {
             self.status.epoch = Some(answer.epoch);
             self.status.cursor = 0;
             self.status.resets += 1;
+            // A read under way started past the old cursor: its page is not what comes next.
             self.ready = None;
+            self.reading = None;
             self.out.push_back(PushAction::Save {
                 epoch: answer.epoch,
                 since: 0,
@@ -624,5 +634,27 @@ mod tests {
         assert_eq!(p.poll(t), None, "no epoch known yet: nothing to save");
         assert_eq!(p.status().cursor, 6);
         assert!(p.is_quiet());
+    }
+
+    #[test]
+    fn a_read_ahead_under_way_at_a_new_epoch_is_not_sent() {
+        let mut p = Pusher::new(CFG, PEER, Some((Epoch(7), 0)), 1);
+        p.on_local_head(0, 4);
+        let r = read(&mut p, 0);
+        p.on_read(0, r.id, Ok(page(0, &[1, 2], 4)));
+        let (s, _) = sent(&mut p, 0);
+        let ahead = read(&mut p, 0);
+        assert_eq!(ahead.since, 2);
+        let mut replaced = answer(&[1, 2], &[]);
+        replaced.epoch = Epoch(8);
+        p.on_sent(1, s, Ok(replaced));
+        assert_eq!(saved(&mut p, 1), 0);
+        // The read started before the reset answers now: it is not used.
+        p.on_read(1, ahead.id, Ok(page(2, &[3, 4], 4)));
+        assert_eq!(
+            read(&mut p, 1).since,
+            0,
+            "rows 1 and 2 go to the new database too"
+        );
     }
 }

@@ -39,14 +39,20 @@ pub struct PeerView {
     pub pushing: Option<PushStatus>,
 }
 
+struct PushRunning {
+    status: Arc<Mutex<PushStatus>>,
+    nudge: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
 struct Running {
     record: PeerRecord,
     /// When its worker started (lag counts from here until it first catches up).
     started_ms: u64,
     status: Arc<Mutex<PullStatus>>,
     nudge: Arc<Notify>,
-    /// The push worker's status and nudge, for a peer added with `push: true`.
-    push: Option<(Arc<Mutex<PushStatus>>, Arc<Notify>)>,
+    /// The push worker, for a peer added with `push: true`.
+    push: Option<PushRunning>,
     stop: watch::Sender<bool>,
 }
 
@@ -124,8 +130,12 @@ impl Replication {
                 nudge: nudge.clone(),
                 stop: stopped.clone(),
             };
-            tokio::spawn(worker.run());
-            (status, nudge)
+            let task = tokio::spawn(worker.run());
+            PushRunning {
+                status,
+                nudge,
+                task,
+            }
         });
         let worker = Worker {
             peer: record.node_id,
@@ -209,13 +219,19 @@ impl Replication {
 
     /// Forgets a peer and stops its worker. False when it was not known.
     pub async fn remove(&self, node_id: NodeId) -> Result<bool, ApiError> {
+        // Stopped first, and the push worker waited for: it writes its last cursor as it
+        // goes, and a cursor written after the peer's removal would outlive it.
+        let running = self.running().remove(&node_id);
+        if let Some(r) = running {
+            r.stop.send_replace(true);
+            if let Some(p) = r.push {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), p.task).await;
+            }
+        }
         let store = self.store.clone();
         let removed = tokio::task::spawn_blocking(move || store.remove_peer(node_id))
             .await
             .map_err(|e| ApiError::internal(format!("removing a peer: {e}")))??;
-        if let Some(r) = self.running().remove(&node_id) {
-            r.stop.send_replace(true);
-        }
         Ok(removed)
     }
 
@@ -224,8 +240,8 @@ impl Replication {
         match self.running().get(&node_id) {
             Some(r) => {
                 r.nudge.notify_one();
-                if let Some((_, nudge)) = &r.push {
-                    nudge.notify_one();
+                if let Some(p) = &r.push {
+                    p.nudge.notify_one();
                 }
                 true
             }
@@ -273,7 +289,7 @@ fn view(r: &Running) -> PeerView {
         pushing: r
             .push
             .as_ref()
-            .map(|(s, _)| s.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            .map(|p| p.status.lock().unwrap_or_else(|e| e.into_inner()).clone()),
     }
 }
 
