@@ -19,19 +19,51 @@ use crate::client::{Client, ClientArgs};
 use crate::ingest::{self, IngestArgs};
 use crate::node_proc::NodeProcess;
 
-/// The sample documents shipped in the repository.
-const SAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples");
+/// The repository's sample documents, built into the binary so that the demo runs from any
+/// directory and from an installed binary: (path inside the samples folder, text).
+const SAMPLES: &[(&str, &str)] = &[
+    (
+        "what-is-ragsync.md",
+        include_str!("../../../samples/what-is-ragsync.md"),
+    ),
+    (
+        "change-feed.md",
+        include_str!("../../../samples/change-feed.md"),
+    ),
+    ("deletes.md", include_str!("../../../samples/deletes.md")),
+    (
+        "versions-and-conflicts.md",
+        include_str!("../../../samples/versions-and-conflicts.md"),
+    ),
+    (
+        "guides/durability.md",
+        include_str!("../../../samples/guides/durability.md"),
+    ),
+];
 /// The evaluation corpus, when the shared folder sits beside the repository.
 const SHARED_CORPUS: &str = "../shared/data/msmarco-5k/corpus.jsonl";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Folder of documents to ingest.
-    #[arg(long, default_value = SAMPLES_DIR)]
-    pub samples: PathBuf,
+    /// Folder of documents to ingest (default: the samples built into the binary, which include
+    /// `guides/durability.md`, the document the demo edits).
+    #[arg(long)]
+    pub samples: Option<PathBuf>,
     /// A BEIR corpus.jsonl to ingest too (default: the shared MS MARCO subset when present).
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+}
+
+/// Writes the built-in samples under `root` and returns it.
+fn write_samples(root: &Path) -> anyhow::Result<PathBuf> {
+    for (name, text) in SAMPLES {
+        let path = root.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(root.to_path_buf())
 }
 
 fn step(title: &str) {
@@ -59,7 +91,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .exists()
             .then(|| PathBuf::from(SHARED_CORPUS))
     });
-    let mut paths = vec![args.samples.clone()];
+    let samples = match &args.samples {
+        Some(path) => path.clone(),
+        None => write_samples(&dir.path().join("samples"))?,
+    };
+    let mut paths = vec![samples];
     paths.extend(corpus.iter().cloned());
     let ingest_args = || IngestArgs {
         client: ClientArgs {
