@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::link::setback;
 pub use crate::link::{Backoff, Failure, LinkState};
-use crate::wire::{Change, ChangesResponse};
+use crate::wire::{Change, ChangesResponse, WINDOWS_SINCE_PROTOCOL};
 
 /// Limits of one puller.
 #[derive(Clone, Copy, Debug)]
@@ -145,6 +145,9 @@ pub struct Puller {
     attempt: u32,
     /// The last page was empty and had nothing after it: long-poll.
     caught_up: bool,
+    /// The peer's last page said it answers windows (protocol 2 and later): until then,
+    /// one open-ended fetch at a time, as a version 1 node expects.
+    peer_windows: bool,
     next_id: u64,
     out: VecDeque<Action>,
 }
@@ -182,6 +185,7 @@ impl Puller {
             wake_at_ms: 0,
             attempt: 0,
             caught_up: false,
+            peer_windows: false,
             next_id: 1,
             out: VecDeque::new(),
         }
@@ -294,7 +298,7 @@ impl Puller {
                     None => self.applying.map_or(self.status.cursor, |(_, next)| next),
                 };
                 let head = self.status.peer_head;
-                let until = (head > since && !self.caught_up)
+                let until = (head > since && !self.caught_up && self.peer_windows)
                     .then(|| since.saturating_add(self.page_rows as u64).min(head));
                 if until.is_none() && !self.windows.is_empty() {
                     // Nothing known past the windows out: their answers will say.
@@ -367,6 +371,7 @@ impl Puller {
             return self.fail(now_ms, Failure::Unreachable(why));
         }
         self.attempt = 0;
+        self.peer_windows = page.protocol >= WINDOWS_SINCE_PROTOCOL;
         self.status.peer_head = self.status.peer_head.max(page.head);
         self.status.last_page_ms = Some(now_ms);
         let end = page.next_since;

@@ -263,6 +263,15 @@ impl Pusher {
         PushAction::Send { id, page }
     }
 
+    /// Send `id` is still making progress (its answer came and the contents it asked for are
+    /// being uploaded, each with its own time limit): it is not given up before `for_ms`
+    /// from now. A send no longer awaited is not revived.
+    pub fn still_sending(&mut self, now_ms: u64, id: u64, for_ms: u64) {
+        if let Some(s) = self.sending.as_mut().filter(|s| s.id == id) {
+            s.deadline = s.deadline.max(now_ms + for_ms);
+        }
+    }
+
     /// The page read for read `id`, or why it could not be read.
     pub fn on_read(&mut self, now_ms: u64, id: u64, page: Result<ChangesResponse, String>) {
         if self.reading != Some(id) {
@@ -439,6 +448,7 @@ mod tests {
             next_since,
             has_more: next_since < head,
             head,
+            protocol: crate::wire::PROTOCOL_VERSION,
             changes: rows
                 .iter()
                 .map(|seq| Change::Collection {
@@ -634,6 +644,26 @@ mod tests {
         assert_eq!(p.poll(t), None, "no epoch known yet: nothing to save");
         assert_eq!(p.status().cursor, 6);
         assert!(p.is_quiet());
+    }
+
+    #[test]
+    fn a_send_still_uploading_is_not_given_up_at_its_first_deadline() {
+        let mut p = Pusher::new(CFG, PEER, None, 1);
+        p.on_local_head(0, 1);
+        let r = read(&mut p, 0);
+        p.on_read(0, r.id, Ok(page(0, &[1], 1)));
+        let (s, _) = sent(&mut p, 0);
+        let t = CFG.request_timeout_ms - 1;
+        p.still_sending(t, s, 10 * CFG.request_timeout_ms);
+        p.still_sending(t, s + 100, 0);
+        assert_eq!(p.wake_at_ms(), Some(t + 10 * CFG.request_timeout_ms));
+        assert_eq!(p.poll(CFG.request_timeout_ms), None);
+        assert_eq!(p.status().last_error, None, "still sending, not failed");
+        p.on_sent(2 * CFG.request_timeout_ms, s, Ok(answer(&[1], &[])));
+        assert_eq!(saved(&mut p, 2 * CFG.request_timeout_ms), 1);
+        // A send given up on is not revived by a late word of progress.
+        p.still_sending(3 * CFG.request_timeout_ms, s, 10 * CFG.request_timeout_ms);
+        assert_eq!(p.wake_at_ms(), None);
     }
 
     #[test]

@@ -40,8 +40,13 @@ use ragsync_core::{
 use ragsync_store::{ChangesPage, FeedEntry, FeedItem};
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks. Version 2 added windows (`until`) and the
+/// `protocol` field of pages; a page without that field comes from a version 1 node, which
+/// refuses `until`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The first protocol version whose feed answers windows (`until`).
+pub const WINDOWS_SINCE_PROTOCOL: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SyncInfo {
@@ -70,6 +75,9 @@ pub struct ChangesResponse {
     /// smaller than base64, and compressible.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub texts: BTreeMap<ContentId, String>,
+    /// The protocol version of the serving node (absent, so 0, from version 1 nodes).
+    #[serde(default)]
+    pub protocol: u32,
 }
 
 /// The answer to a push: see the module docs.
@@ -173,6 +181,7 @@ impl ChangesResponse {
             next_since: page.next_since,
             has_more: page.has_more,
             head: page.head,
+            protocol: PROTOCOL_VERSION,
             changes,
             contents,
             texts,

@@ -54,6 +54,8 @@ struct Running {
     /// The push worker, for a peer added with `push: true`.
     push: Option<PushRunning>,
     stop: watch::Sender<bool>,
+    /// The pull worker: it ends after the page it is applying, if any, is written.
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// The peers of a node and their workers.
@@ -145,7 +147,7 @@ impl Replication {
             nudge: nudge.clone(),
             stop: stopped,
         };
-        tokio::spawn(worker.run());
+        let task = tokio::spawn(worker.run());
         let node_id = record.node_id;
         let old = self.running().insert(
             node_id,
@@ -158,6 +160,7 @@ impl Replication {
                 nudge,
                 push,
                 stop,
+                task,
             },
         );
         if let Some(old) = old {
@@ -219,14 +222,19 @@ impl Replication {
 
     /// Forgets a peer and stops its worker. False when it was not known.
     pub async fn remove(&self, node_id: NodeId) -> Result<bool, ApiError> {
-        // Stopped first, and the push worker waited for: it writes its last cursor as it
-        // goes, and a cursor written after the peer's removal would outlive it.
+        // Stopped first, and waited for: both workers write cursors (the pull worker with
+        // the page it is applying), and a cursor written after the peer's removal would
+        // outlive it.
         let running = self.running().remove(&node_id);
         if let Some(r) = running {
             r.stop.send_replace(true);
-            if let Some(p) = r.push {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), p.task).await;
-            }
+            let push = async {
+                if let Some(p) = r.push {
+                    let _ = p.task.await;
+                }
+            };
+            let both = async { tokio::join!(r.task, push) };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), both).await;
         }
         let store = self.store.clone();
         let removed = tokio::task::spawn_blocking(move || store.remove_peer(node_id))

@@ -10,11 +10,11 @@ use std::time::Duration;
 use ragsync_core::{CollectionName, NodeId};
 use ragsync_store::{Cursor, InlinePolicy, Store};
 use ragsync_sync::link::{Backoff, Failure};
-use ragsync_sync::push::{PushAction, PushConfig, PushStatus, Pusher};
+use ragsync_sync::push::{PushAction, PushConfig, PushStatus, Pusher, Read};
 use ragsync_sync::wire::{ChangesResponse, PushAnswer};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::transport::PeerLink;
+use super::transport::{BLOB_TIMEOUT, PeerLink};
 use super::worker::now_ms;
 
 /// How pushes are paced on a live node.
@@ -36,6 +36,8 @@ const PUSH_INLINE: InlinePolicy = InlinePolicy {
 
 enum Done {
     Read(u64, Result<ChangesResponse, String>),
+    /// Send `id` is about to upload a content: it may take up to [`BLOB_TIMEOUT`] more.
+    Uploading(u64),
     Sent(u64, Result<PushAnswer, Failure>, u64),
 }
 
@@ -71,6 +73,9 @@ impl PushWorker {
         let (done_tx, mut done) = mpsc::channel::<Done>(4);
         let (save, saved) = watch::channel(None);
         let saver = tokio::spawn(save_cursors(self.store.clone(), self.peer, saved));
+        // The send under way: one at a time, and one the pusher gave up on is stopped rather
+        // than left uploading beside its retry.
+        let mut sending: Option<tokio::task::JoinHandle<()>> = None;
         tracing::info!(peer = %self.peer, url = %self.link.base, "pushing to peer");
         loop {
             let now = now_ms();
@@ -79,7 +84,13 @@ impl PushWorker {
                     PushAction::Save { epoch, since } => {
                         save.send_replace(Some(Cursor { epoch, since }));
                     }
-                    other => self.start(other, done_tx.clone()),
+                    PushAction::Send { id, page } => {
+                        if let Some(stale) = sending.take() {
+                            stale.abort();
+                        }
+                        sending = Some(self.send(id, page, done_tx.clone()));
+                    }
+                    PushAction::Read(r) => self.read(r, done_tx.clone()),
                 }
             }
             *self.status.lock().unwrap_or_else(|e| e.into_inner()) = pusher.status().clone();
@@ -89,6 +100,9 @@ impl PushWorker {
             tokio::select! {
                 Some(d) = done.recv() => match d {
                     Done::Read(id, page) => pusher.on_read(now_ms(), id, page),
+                    Done::Uploading(id) => {
+                        pusher.still_sending(now_ms(), id, BLOB_TIMEOUT.as_millis() as u64);
+                    }
                     Done::Sent(id, answer, bytes) => {
                         pusher.note_bytes(bytes);
                         pusher.on_sent(now_ms(), id, answer);
@@ -103,55 +117,59 @@ impl PushWorker {
                 _ = self.stop.wait_for(|s| *s) => break,
             }
         }
+        if let Some(s) = sending {
+            s.abort();
+        }
         // The last acknowledged cursor is written before the worker goes.
         drop(save);
         let _ = saver.await;
         tracing::info!(peer = %self.peer, "stopped pushing to peer");
     }
 
-    fn start(&self, action: PushAction, done: mpsc::Sender<Done>) {
-        match action {
-            PushAction::Read(r) => {
-                let store = self.store.clone();
-                let only = self.collections.clone();
-                tokio::spawn(async move {
-                    let read = tokio::task::spawn_blocking(move || {
-                        let mut page = store.changes(r.since, r.limit, PUSH_INLINE)?;
-                        if let Some(only) = &only {
-                            page.retain_collections(only);
-                        }
-                        Ok::<_, ragsync_store::StoreError>(ChangesResponse::from_page(
-                            store.node_id(),
-                            store.epoch(),
-                            r.since,
-                            page,
-                        ))
-                    })
-                    .await;
-                    let page = match read {
-                        Ok(Ok(p)) => Ok(p),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(e) => Err(format!("read task: {e}")),
-                    };
-                    let _ = done.send(Done::Read(r.id, page)).await;
-                });
-            }
-            PushAction::Send { id, page } => {
-                let (store, link) = (self.store.clone(), self.link.clone());
-                let timeout = Duration::from_millis(PUSH_CONFIG.request_timeout_ms);
-                tokio::spawn(async move {
-                    let (answer, mut bytes) = link.push(&page, timeout).await;
-                    let answer = match answer {
-                        Ok(a) => upload_wanted(&store, &link, &a, &mut bytes)
-                            .await
-                            .map(|()| a),
-                        Err(e) => Err(e),
-                    };
-                    let _ = done.send(Done::Sent(id, answer, bytes)).await;
-                });
-            }
-            PushAction::Save { .. } => {}
-        }
+    fn read(&self, r: Read, done: mpsc::Sender<Done>) {
+        let store = self.store.clone();
+        let only = self.collections.clone();
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                let mut page = store.changes(r.since, r.limit, PUSH_INLINE)?;
+                if let Some(only) = &only {
+                    page.retain_collections(only);
+                }
+                Ok::<_, ragsync_store::StoreError>(ChangesResponse::from_page(
+                    store.node_id(),
+                    store.epoch(),
+                    r.since,
+                    page,
+                ))
+            })
+            .await;
+            let page = match read {
+                Ok(Ok(p)) => Ok(p),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("read task: {e}")),
+            };
+            let _ = done.send(Done::Read(r.id, page)).await;
+        });
+    }
+
+    fn send(
+        &self,
+        id: u64,
+        page: ChangesResponse,
+        done: mpsc::Sender<Done>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (store, link) = (self.store.clone(), self.link.clone());
+        let timeout = Duration::from_millis(PUSH_CONFIG.request_timeout_ms);
+        tokio::spawn(async move {
+            let (answer, mut bytes) = link.push(&page, timeout).await;
+            let answer = match answer {
+                Ok(a) => upload_wanted(&store, &link, &a, &mut bytes, (id, &done))
+                    .await
+                    .map(|()| a),
+                Err(e) => Err(e),
+            };
+            let _ = done.send(Done::Sent(id, answer, bytes)).await;
+        })
     }
 }
 
@@ -162,6 +180,7 @@ async fn upload_wanted(
     link: &PeerLink,
     answer: &PushAnswer,
     bytes: &mut u64,
+    (send_id, progress): (u64, &mpsc::Sender<Done>),
 ) -> Result<(), Failure> {
     for cid in &answer.wanted {
         let (s, c) = (store.clone(), *cid);
@@ -172,6 +191,7 @@ async fn upload_wanted(
         // Not held here either (a state that came from elsewhere): another node sends it.
         let Some(content) = content else { continue };
         *bytes += content.len() as u64;
+        let _ = progress.send(Done::Uploading(send_id)).await;
         link.upload(&cid.to_string(), content)
             .await
             .map_err(|e| match e {

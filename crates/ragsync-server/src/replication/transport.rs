@@ -112,7 +112,7 @@ impl PeerLink {
             .put(self.url(&["blobs", cid]))
             .bearer_auth(&self.token)
             .body(bytes)
-            .timeout(std::time::Duration::from_secs(300));
+            .timeout(BLOB_TIMEOUT);
         let resp = req.send().await.map_err(unreachable)?;
         match decode::<serde_json::Value>(resp).await {
             Ok(_) => Ok(()),
@@ -123,6 +123,9 @@ impl PeerLink {
         }
     }
 }
+
+/// How long one content may take to download or upload.
+pub(crate) const BLOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn unreachable(e: reqwest::Error) -> Failure {
     Failure::Unreachable(e.to_string())
@@ -136,7 +139,7 @@ impl PeerLink {
             .http
             .get(self.url(&["blobs", cid]))
             .bearer_auth(&self.token)
-            .timeout(std::time::Duration::from_secs(300));
+            .timeout(BLOB_TIMEOUT);
         let resp = req.send().await.map_err(unreachable)?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);

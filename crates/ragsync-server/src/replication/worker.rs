@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ragsync_core::NodeId;
 use ragsync_store::Store;
 use ragsync_sync::apply::apply_page;
-use ragsync_sync::pull::{Action, ApplyOutcome, Backoff, Failure, PullConfig, PullStatus, Puller};
+use ragsync_sync::pull::{
+    Action, ApplyOutcome, Backoff, Failure, Fetch, PullConfig, PullStatus, Puller,
+};
 use ragsync_sync::wire::ChangesResponse;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -74,11 +76,18 @@ impl Worker {
             wanted.clone(),
         ));
         wanted.notify_one();
+        // The page being applied: the worker does not end before it is written.
+        let mut applying: Option<tokio::task::JoinHandle<()>> = None;
         tracing::info!(peer = %self.peer, url = %self.link.base, "pulling from peer");
         loop {
             let now = now_ms();
             while let Some(action) = puller.poll(now) {
-                self.start(action, done_tx.clone());
+                match action {
+                    Action::Fetch(f) => self.fetch(f, done_tx.clone()),
+                    Action::Apply { id, page } => {
+                        applying = Some(self.apply(id, page, done_tx.clone()));
+                    }
+                }
             }
             *self.status.lock().unwrap_or_else(|e| e.into_inner()) = puller.status().clone();
             let sleep = puller.wake_at_ms().map_or(Duration::from_secs(3600), |at| {
@@ -103,35 +112,40 @@ impl Worker {
             }
         }
         fetcher.abort();
+        if let Some(a) = applying {
+            drop(done);
+            let _ = a.await;
+        }
         tracing::info!(peer = %self.peer, "stopped pulling from peer");
     }
 
-    fn start(&self, action: Action, done: mpsc::Sender<Done>) {
-        match action {
-            Action::Fetch(f) => {
-                let link = self.link.clone();
-                let timeout = Duration::from_millis(f.wait_ms + PULL_CONFIG.request_timeout_ms);
-                tokio::spawn(async move {
-                    let (answer, bytes) = link.fetch(&f, timeout).await;
-                    let _ = done.send(Done::Fetched(f.id, answer, bytes)).await;
+    fn fetch(&self, f: Fetch, done: mpsc::Sender<Done>) {
+        let link = self.link.clone();
+        let timeout = Duration::from_millis(f.wait_ms + PULL_CONFIG.request_timeout_ms);
+        tokio::spawn(async move {
+            let (answer, bytes) = link.fetch(&f, timeout).await;
+            let _ = done.send(Done::Fetched(f.id, answer, bytes)).await;
+        });
+    }
+
+    fn apply(
+        &self,
+        id: u64,
+        page: ChangesResponse,
+        done: mpsc::Sender<Done>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (store, peer) = (self.store.clone(), self.peer);
+        tokio::spawn(async move {
+            let outcome = tokio::task::spawn_blocking(move || apply_page(&store, peer, page))
+                .await
+                .unwrap_or_else(|e| ApplyOutcome {
+                    cursor: 0,
+                    changed: 0,
+                    parked: 0,
+                    stopped: Some(format!("apply task: {e}")),
                 });
-            }
-            Action::Apply { id, page } => {
-                let (store, peer) = (self.store.clone(), self.peer);
-                tokio::spawn(async move {
-                    let outcome =
-                        tokio::task::spawn_blocking(move || apply_page(&store, peer, page))
-                            .await
-                            .unwrap_or_else(|e| ApplyOutcome {
-                                cursor: 0,
-                                changed: 0,
-                                parked: 0,
-                                stopped: Some(format!("apply task: {e}")),
-                            });
-                    let _ = done.send(Done::Applied(id, outcome)).await;
-                });
-            }
-        }
+            let _ = done.send(Done::Applied(id, outcome)).await;
+        })
     }
 }
 

@@ -22,6 +22,7 @@ pub(crate) fn page(since: u64, next_since: u64, head: u64, rows: &[u64]) -> Chan
         next_since,
         has_more: next_since < head,
         head,
+        protocol: crate::wire::PROTOCOL_VERSION,
         changes: rows
             .iter()
             .map(|seq| Change::Collection {
@@ -375,5 +376,36 @@ mod windows {
         assert_eq!(page.since, 5);
         let again = fetch(&mut p, CFG.request_timeout_ms + CFG.backoff.max_ms);
         assert_eq!((again.since, again.until), (15, Some(25)));
+    }
+
+    #[test]
+    fn a_version_1_peer_is_never_asked_for_a_window() {
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
+        let first = fetch(&mut p, 0);
+        // A version 1 node sends no `protocol` field: it reads as 0.
+        let mut old = page(0, 10, 35, &[1, 10]);
+        (old.has_more, old.protocol) = (true, 0);
+        p.on_fetched(1, first.id, Ok(old));
+        let Some(Action::Apply { id, .. }) = p.poll(1) else {
+            panic!("the first page applies")
+        };
+        let next = fetch(&mut p, 1);
+        assert_eq!(
+            (next.since, next.until),
+            (10, None),
+            "one open-ended fetch, as version 1 reads"
+        );
+        assert_eq!(p.poll(1), None, "and no other while it is out");
+        p.on_applied(2, id, done(10));
+        let mut newer = page(10, 20, 35, &[20]);
+        newer.has_more = true;
+        p.on_fetched(3, next.id, Ok(newer));
+        let _apply = p.poll(3);
+        let w = fetch(&mut p, 3);
+        assert_eq!(
+            (w.since, w.until),
+            (20, Some(30)),
+            "a peer that now says version 2 gets windows"
+        );
     }
 }
