@@ -92,6 +92,19 @@ pub struct StoreOptions {
     /// Create a new node in a directory that holds other files (by default a new node is
     /// made only in an empty or missing directory).
     pub init_in_nonempty_dir: bool,
+    /// What names this boot of the machine (Linux: `/proc/sys/kernel/random/boot_id`);
+    /// `None` when unknown. With it, pages pulled from peers commit without waiting for their
+    /// sync, and a node that finds the machine rebooted since such a commit takes a new
+    /// epoch (see [`Store::open`]).
+    pub boot_id: Option<String>,
+}
+
+/// This boot of the machine, on Linux.
+pub fn current_boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 impl Default for StoreOptions {
@@ -101,6 +114,7 @@ impl Default for StoreOptions {
             hlc_max_drift_ms: ragsync_core::Limits::default().hlc_max_drift_ms,
             clock: Arc::new(SystemClock),
             init_in_nonempty_dir: false,
+            boot_id: current_boot_id(),
         }
     }
 }
@@ -110,6 +124,11 @@ pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) clock: HlcClock,
     pub(crate) next_seq: u64,
+    /// When a commit that stored a change last waited for its sync (which also made every
+    /// earlier unsynced commit durable).
+    pub(crate) synced_at: std::time::Instant,
+    /// The connection is set not to sync commits (only while a pulled page commits).
+    pub(crate) unsynced: bool,
 }
 
 /// Page size of a new database. Larger pages mean fewer page splits and fewer WAL frames
@@ -123,6 +142,11 @@ const WRITER_CACHE_KIB: i64 = 32 << 10;
 /// WAL size past which a commit copies the WAL back into the database. Larger means fewer,
 /// longer checkpoints and fewer rewrites of hot pages.
 const WAL_AUTOCHECKPOINT_BYTES: i64 = 64 << 20;
+/// The meta key naming the boot under which commits may have skipped their sync.
+const UNSYNCED_BOOT: &str = "unsynced_boot";
+/// Longest a pulled page's commit goes without a synced one after it: past this, the next
+/// pulled page waits for its sync (bounding what a machine crash can take back).
+const MAX_UNSYNCED: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
 const DB_FILE: &str = "ragsync.db";
@@ -136,6 +160,9 @@ pub struct Store {
     node_id: NodeId,
     epoch: Epoch,
     durability: Durability,
+    /// Pages pulled from peers commit without waiting for their sync (see
+    /// [`Store::check_reboot`]): the boot is known and durability is not already relaxed.
+    unsynced_pulls: bool,
     physical: Arc<dyn PhysicalClock>,
     writer: Mutex<Writer>,
     /// Client writes waiting to be committed together (see `group.rs`).
@@ -203,6 +230,11 @@ impl Store {
         // 2 MiB cache they spill to the WAL mid-transaction and are read back. Measured in
         // BENCHMARKS.md.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        // A savepoint (one per replicated row, one per grouped client write) copies each page
+        // it first changes to a statement journal; in a temporary file that was a 16 KiB
+        // `pwrite` per page, the largest cost of applying a pulled page (BENCHMARKS.md). In
+        // memory it lives only until the savepoint is released.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(
             None,
             "wal_autocheckpoint",
@@ -211,6 +243,7 @@ impl Store {
         schema::migrate(&mut conn)?;
 
         let (node_id, epoch, hlc) = Self::load_identity(&mut conn)?;
+        let epoch = Self::check_reboot(&mut conn, epoch, opts.boot_id.as_deref(), opts.durability)?;
         // The database, WAL and lock files may have just been created: make their directory
         // entries durable too, not only their contents.
         File::open(dir)?.sync_all()?;
@@ -228,13 +261,56 @@ impl Store {
                 conn,
                 clock,
                 next_seq,
+                synced_at: std::time::Instant::now(),
+                unsynced: false,
             }),
+            unsynced_pulls: opts.boot_id.is_some() && opts.durability != Durability::Relaxed,
             write_queue: Mutex::new(Vec::new()),
             group_stats: group::GroupStats::default(),
             head: tokio::sync::watch::Sender::new(next_seq - 1),
             readers: Mutex::new(Vec::new()),
             _lock: lock,
         })
+    }
+
+    /// Commits that did not wait for their sync (pulled pages; every commit under relaxed
+    /// durability) survive a crash of the process, but not of the machine. Their `seq`s may
+    /// have been served to peers: after such a loss this node would give the same `seq`s to
+    /// other changes, and a peer whose cursor is past them would never see those. So the
+    /// boot such commits were made under is kept, and a node that finds the machine has
+    /// rebooted since, without a clean stop in between, takes a new epoch: its peers drop
+    /// their cursors of its feed and read it again from the start. Returns the epoch.
+    fn check_reboot(
+        conn: &mut Connection,
+        epoch: Epoch,
+        boot: Option<&str>,
+        durability: Durability,
+    ) -> Result<Epoch, StoreError> {
+        // This commit waits for its sync whatever the durability.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let tx = conn.transaction()?;
+        let unsynced = meta_get(&tx, UNSYNCED_BOOT)?;
+        let rebooted = unsynced.is_some_and(|b| Some(b.as_slice()) != boot.map(str::as_bytes));
+        let epoch = if rebooted {
+            let new = Epoch::random();
+            tracing::warn!(
+                old = %epoch,
+                new = %new,
+                "the machine restarted since commits that were not synced: a new epoch, so \
+                 peers read this node's feed again from the start"
+            );
+            meta_set(&tx, "epoch", new.to_string().as_bytes())?;
+            new
+        } else {
+            epoch
+        };
+        match boot {
+            Some(b) => meta_set(&tx, UNSYNCED_BOOT, b.as_bytes())?,
+            None => meta_delete(&tx, UNSYNCED_BOOT)?,
+        }
+        tx.commit()?;
+        conn.pragma_update(None, "synchronous", durability.pragma())?;
+        Ok(epoch)
     }
 
     fn load_identity(conn: &mut Connection) -> Result<(NodeId, Epoch, Hlc), StoreError> {
@@ -322,6 +398,22 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// A clean stop: one synced commit makes every earlier one durable, so a reboot after it
+    /// takes nothing back and keeps the epoch.
+    fn drop(&mut self) {
+        let w = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
+        let cleared = w
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(StoreError::from)
+            .and_then(|()| meta_delete(&w.conn, UNSYNCED_BOOT));
+        if let Err(e) = cleared {
+            tracing::warn!(error = %e, "the store did not close cleanly");
+        }
+    }
+}
+
 /// Makes the database of a new node, with its identity, under a temporary name, and renames
 /// it into place: a crash leaves either no database (the next start begins again) or a whole
 /// one, never an empty file that would have to be refused.
@@ -383,6 +475,12 @@ fn meta_get(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreError>
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get(0))
         .optional()?)
+}
+
+fn meta_delete(conn: &Connection, key: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?
+        .execute([key])?;
+    Ok(())
 }
 
 fn meta_set(conn: &Connection, key: &str, value: &[u8]) -> Result<(), StoreError> {

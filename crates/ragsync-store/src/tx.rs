@@ -84,8 +84,51 @@ impl Store {
         self.run_tx(&mut self.writer(), f)
     }
 
+    /// [`Store::write_tx`] for a page pulled from a peer: when the node allows it, its commit
+    /// does not wait for its sync, unless no commit has synced for [`crate::MAX_UNSYNCED`].
+    /// Nothing is acknowledged by it: the peer keeps the rows, and this node's cursor of
+    /// them is in the same commit, so a machine crash takes both back together (and a new
+    /// epoch at the next start covers the `seq`s it may have served; see `Store::open`).
+    pub(crate) fn write_tx_pulled<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut w = self.writer();
+        if !self.unsynced_pulls || w.synced_at.elapsed() >= crate::MAX_UNSYNCED {
+            return self.run_tx(&mut w, f);
+        }
+        w.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        w.unsynced = true;
+        let synced_at = w.synced_at;
+        let out = self.run_tx_as_set(&mut w, f);
+        w.synced_at = synced_at;
+        self.sync_again(&mut w)?;
+        out
+    }
+
+    /// Puts the writer back to syncing every commit after an unsynced one.
+    fn sync_again(&self, w: &mut Writer) -> Result<(), StoreError> {
+        if w.unsynced {
+            w.conn
+                .pragma_update(None, "synchronous", self.durability.pragma())?;
+            w.unsynced = false;
+        }
+        Ok(())
+    }
+
     /// [`Store::write_tx`] with the writer already held.
     pub(crate) fn run_tx<T>(
+        &self,
+        w: &mut Writer,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // Whatever failed to restore it before, this commit syncs as it should.
+        self.sync_again(w)?;
+        self.run_tx_as_set(w, f)
+    }
+
+    /// [`Store::run_tx`] with the writer's sync setting as it is.
+    fn run_tx_as_set<T>(
         &self,
         w: &mut Writer,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
@@ -120,6 +163,7 @@ impl Store {
         };
         if next_seq != w.next_seq {
             self.head.send_replace(next_seq - 1);
+            w.synced_at = std::time::Instant::now();
         }
         w.next_seq = next_seq;
         w.clock = clock;

@@ -92,6 +92,72 @@ fn restart_keeps_identity_data_and_clock() {
     assert!(r[0].version > last);
 }
 
+/// Pulled pages commit without waiting for their sync: a crash of the process keeps them (the
+/// same boot), a crash of the machine may not. A node that finds the machine rebooted since
+/// it last ran, without a clean stop, takes a new epoch; a clean stop, or a crash of the
+/// process alone, keeps it.
+#[test]
+fn a_reboot_after_an_unclean_stop_gives_a_new_epoch() {
+    let root = tempfile::tempdir().unwrap();
+    let open_on = |dir: &std::path::Path, boot: Option<&str>| {
+        Store::open(
+            dir,
+            StoreOptions {
+                boot_id: boot.map(str::to_string),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    // What a crash leaves on disk: the files as they are while the store is open.
+    let crash_image = |from: &std::path::Path, name: &str| {
+        let to = root.path().join(name);
+        std::fs::create_dir(&to).unwrap();
+        for f in ["ragsync.db", "ragsync.db-wal"] {
+            if from.join(f).exists() {
+                std::fs::copy(from.join(f), to.join(f)).unwrap();
+            }
+        }
+        to
+    };
+    let dir = root.path().join("node");
+    let s = open_on(&dir, Some("boot-1"));
+    s.put_collection(&coll(), CollectionSettings::default())
+        .unwrap();
+    let epoch = s.epoch();
+    let crashed = crash_image(&dir, "crashed");
+    drop(s);
+
+    let s = open_on(&dir, Some("boot-2"));
+    assert_eq!(
+        s.epoch(),
+        epoch,
+        "a clean stop keeps the epoch across a reboot"
+    );
+    drop(s);
+    let s = open_on(&crashed, Some("boot-1"));
+    assert_eq!(s.epoch(), epoch, "a crash of the process alone keeps it");
+    let crashed_again = crash_image(&crashed, "crashed-again");
+    drop(s);
+    let s = open_on(&crashed_again, Some("boot-2"));
+    assert_ne!(s.epoch(), epoch, "a reboot after a crash gives a new epoch");
+    assert!(
+        s.collection(&coll()).unwrap().is_some(),
+        "and keeps the data"
+    );
+    let renewed = s.epoch();
+    drop(s);
+    let s = open_on(&crashed_again, Some("boot-2"));
+    assert_eq!(s.epoch(), renewed, "the new epoch is durable");
+    drop(s);
+    // Where the boot cannot be known, nothing is left unsynced and nothing changes.
+    let s = open_on(&crashed_again, None);
+    assert_eq!(s.epoch(), renewed);
+    let unknown = crash_image(&crashed_again, "unknown-boot");
+    drop(s);
+    assert_eq!(open_on(&unknown, Some("boot-3")).epoch(), renewed);
+}
+
 #[test]
 fn one_process_per_data_directory() {
     let (dir, _s) = setup();
