@@ -9,6 +9,8 @@
 //! - [`push`]: pushing this node's feed to one peer that cannot pull from it: paging,
 //!   pipelining, a push cursor moved only past rows the peer acknowledged.
 //! - [`link`]: what both share: link states, failures, backoff with jitter.
+//! - [`transport`]: the [`transport::Transport`] trait through which a driver performs the
+//!   engine's requests to one peer.
 //!
 //! The engine uses the store's types, never the store itself: its driver (the server, or a
 //! simulation) performs what it asks for and reports back. [`apply`] holds the one call both
@@ -18,4 +20,5 @@ pub mod apply;
 pub mod link;
 pub mod pull;
 pub mod push;
+pub mod transport;
 pub mod wire;

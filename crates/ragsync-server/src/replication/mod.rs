@@ -21,6 +21,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::error::ApiError;
 use push_worker::PushWorker;
+use ragsync_sync::transport::Transport;
 use transport::PeerLink;
 use worker::Worker;
 
@@ -114,11 +115,14 @@ impl Replication {
                 return;
             }
         };
-        let status = Arc::new(Mutex::new(Worker::new_status(&self.store, record.node_id)));
+        let status = Arc::new(Mutex::new(worker::new_pull_status(
+            &self.store,
+            record.node_id,
+        )));
         let nudge = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
         let push = record.push.then(|| {
-            let status = Arc::new(Mutex::new(PushWorker::new_status(
+            let status = Arc::new(Mutex::new(push_worker::new_push_status(
                 &self.store,
                 record.node_id,
             )));

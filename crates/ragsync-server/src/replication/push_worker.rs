@@ -14,7 +14,9 @@ use ragsync_sync::push::{PushAction, PushConfig, PushStatus, Pusher, Read};
 use ragsync_sync::wire::{ChangesResponse, PushAnswer};
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::transport::{BLOB_TIMEOUT, PeerLink};
+use ragsync_sync::transport::Transport;
+
+use super::transport::BLOB_TIMEOUT;
 use super::worker::now_ms;
 
 /// How pushes are paced on a live node.
@@ -41,24 +43,25 @@ enum Done {
     Sent(u64, Result<PushAnswer, Failure>, u64),
 }
 
-pub(crate) struct PushWorker {
+pub(crate) struct PushWorker<T> {
     pub(crate) peer: NodeId,
     pub(crate) store: Arc<Store>,
-    pub(crate) link: PeerLink,
+    pub(crate) link: T,
     pub(crate) collections: Option<Vec<CollectionName>>,
     pub(crate) status: Arc<Mutex<PushStatus>>,
     pub(crate) nudge: Arc<Notify>,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
-impl PushWorker {
-    pub(crate) fn new_status(store: &Store, peer: NodeId) -> PushStatus {
-        let cursor = store.push_cursor(peer).ok().flatten();
-        let mut p = Pusher::new(PUSH_CONFIG, peer, cursor.map(|c| (c.epoch, c.since)), 0);
-        p.on_local_head(now_ms(), store.head_seq().unwrap_or(0));
-        p.status().clone()
-    }
+/// The status a peer's push worker starts with (from its stored push cursor).
+pub(crate) fn new_push_status(store: &Store, peer: NodeId) -> PushStatus {
+    let cursor = store.push_cursor(peer).ok().flatten();
+    let mut p = Pusher::new(PUSH_CONFIG, peer, cursor.map(|c| (c.epoch, c.since)), 0);
+    p.on_local_head(now_ms(), store.head_seq().unwrap_or(0));
+    p.status().clone()
+}
 
+impl<T: Transport> PushWorker<T> {
     pub(crate) async fn run(mut self) {
         let cursor = match self.store.push_cursor(self.peer) {
             Ok(c) => c.map(|c| (c.epoch, c.since)),
@@ -76,7 +79,7 @@ impl PushWorker {
         // The send under way: one at a time, and one the pusher gave up on is stopped rather
         // than left uploading beside its retry.
         let mut sending: Option<tokio::task::JoinHandle<()>> = None;
-        tracing::info!(peer = %self.peer, url = %self.link.base, "pushing to peer");
+        tracing::info!(peer = %self.peer, url = %self.link.describe(), "pushing to peer");
         loop {
             let now = now_ms();
             while let Some(action) = pusher.poll(now) {
@@ -175,9 +178,9 @@ impl PushWorker {
 
 /// Uploads the contents a push answer asks for; a page counts as delivered only once they are
 /// there (the peer may have no other way to get them).
-async fn upload_wanted(
+async fn upload_wanted<T: Transport>(
     store: &Arc<Store>,
-    link: &PeerLink,
+    link: &T,
     answer: &PushAnswer,
     bytes: &mut u64,
     (send_id, progress): (u64, &mpsc::Sender<Done>),
@@ -192,14 +195,12 @@ async fn upload_wanted(
         let Some(content) = content else { continue };
         *bytes += content.len() as u64;
         let _ = progress.send(Done::Uploading(send_id)).await;
-        link.upload(&cid.to_string(), content)
-            .await
-            .map_err(|e| match e {
-                Failure::Refused { status, code, .. } => {
-                    Failure::Unreachable(format!("uploading content {cid}: {status} {code}"))
-                }
-                other => other,
-            })?;
+        link.upload(cid, content).await.map_err(|e| match e {
+            Failure::Refused { status, code, .. } => {
+                Failure::Unreachable(format!("uploading content {cid}: {status} {code}"))
+            }
+            other => other,
+        })?;
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use ragsync_core::ContentId;
 use ragsync_sync::pull::{Failure, Fetch};
+use ragsync_sync::transport::Transport;
 use ragsync_sync::wire::{ChangesResponse, PushAnswer, SyncInfo};
 use reqwest::{StatusCode, Url};
 
@@ -30,7 +32,7 @@ impl PeerLink {
     }
 
     /// The peer's identity and feed head.
-    pub(crate) async fn info(&self) -> Result<SyncInfo, Failure> {
+    async fn info_http(&self) -> Result<SyncInfo, Failure> {
         let req = self
             .http
             .get(self.url(&["sync", "info"]))
@@ -41,7 +43,7 @@ impl PeerLink {
     }
 
     /// One page of the peer's feed, as the engine asked for it, with its size in bytes.
-    pub(crate) async fn fetch(
+    async fn fetch_http(
         &self,
         f: &Fetch,
         timeout: Duration,
@@ -76,7 +78,7 @@ impl PeerLink {
 impl PeerLink {
     /// Sends a page of this node's feed (`POST /v1/sync/changes`); the peer's answer, and the
     /// bytes sent.
-    pub(crate) async fn push(
+    async fn push_http(
         &self,
         page: &ChangesResponse,
         timeout: Duration,
@@ -106,7 +108,7 @@ impl PeerLink {
 
     /// Uploads a content the peer wants (`PUT /v1/blobs/{cid}`). A peer that no longer wants
     /// it (another sender was first) is not a failure.
-    pub(crate) async fn upload(&self, cid: &str, bytes: Vec<u8>) -> Result<(), Failure> {
+    async fn upload_http(&self, cid: &str, bytes: Vec<u8>) -> Result<(), Failure> {
         let req = self
             .http
             .put(self.url(&["blobs", cid]))
@@ -124,6 +126,36 @@ impl PeerLink {
     }
 }
 
+impl Transport for PeerLink {
+    fn describe(&self) -> String {
+        self.base.to_string()
+    }
+
+    async fn info(&self) -> Result<SyncInfo, Failure> {
+        self.info_http().await
+    }
+
+    async fn fetch(&self, f: &Fetch, timeout: Duration) -> (Result<ChangesResponse, Failure>, u64) {
+        self.fetch_http(f, timeout).await
+    }
+
+    async fn push(
+        &self,
+        page: &ChangesResponse,
+        timeout: Duration,
+    ) -> (Result<PushAnswer, Failure>, u64) {
+        self.push_http(page, timeout).await
+    }
+
+    async fn upload(&self, cid: &ContentId, bytes: Vec<u8>) -> Result<(), Failure> {
+        self.upload_http(&cid.to_string(), bytes).await
+    }
+
+    async fn blob(&self, cid: &ContentId) -> Result<Option<Vec<u8>>, Failure> {
+        self.blob_http(&cid.to_string()).await
+    }
+}
+
 /// How long one content may take to download or upload.
 pub(crate) const BLOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -134,7 +166,7 @@ fn unreachable(e: reqwest::Error) -> Failure {
 impl PeerLink {
     /// The bytes of content `cid` from the peer (`None` when it does not have them), read up
     /// to [`MAX_ANSWER_BYTES`]. Not checked here: the store checks them against their id.
-    pub(crate) async fn blob(&self, cid: &str) -> Result<Option<Vec<u8>>, Failure> {
+    async fn blob_http(&self, cid: &str) -> Result<Option<Vec<u8>>, Failure> {
         let req = self
             .http
             .get(self.url(&["blobs", cid]))

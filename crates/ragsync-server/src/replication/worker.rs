@@ -14,7 +14,7 @@ use ragsync_sync::pull::{
 use ragsync_sync::wire::ChangesResponse;
 use tokio::sync::{Notify, mpsc, watch};
 
-use super::transport::PeerLink;
+use ragsync_sync::transport::Transport;
 
 /// How pulls are paced on a live node.
 pub(crate) const PULL_CONFIG: PullConfig = PullConfig {
@@ -40,25 +40,26 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub(crate) struct Worker {
+pub(crate) struct Worker<T> {
     pub(crate) peer: NodeId,
     pub(crate) store: Arc<Store>,
-    pub(crate) link: PeerLink,
+    pub(crate) link: T,
     pub(crate) status: Arc<Mutex<PullStatus>>,
     pub(crate) nudge: Arc<Notify>,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
-impl Worker {
-    pub(crate) fn new_status(store: &Store, peer: NodeId) -> PullStatus {
-        let cursor = store
-            .cursor(peer)
-            .ok()
-            .flatten()
-            .map(|c| (c.epoch, c.since));
-        Puller::new(PULL_CONFIG, peer, cursor, 0).status().clone()
-    }
+/// The status a peer's pull worker starts with (from its stored cursor).
+pub(crate) fn new_pull_status(store: &Store, peer: NodeId) -> PullStatus {
+    let cursor = store
+        .cursor(peer)
+        .ok()
+        .flatten()
+        .map(|c| (c.epoch, c.since));
+    Puller::new(PULL_CONFIG, peer, cursor, 0).status().clone()
+}
 
+impl<T: Transport> Worker<T> {
     pub(crate) async fn run(mut self) {
         let cursor = match self.store.cursor(self.peer) {
             Ok(c) => c.map(|c| (c.epoch, c.since)),
@@ -78,7 +79,7 @@ impl Worker {
         wanted.notify_one();
         // The page being applied: the worker does not end before it is written.
         let mut applying: Option<tokio::task::JoinHandle<()>> = None;
-        tracing::info!(peer = %self.peer, url = %self.link.base, "pulling from peer");
+        tracing::info!(peer = %self.peer, url = %self.link.describe(), "pulling from peer");
         loop {
             let now = now_ms();
             while let Some(action) = puller.poll(now) {
@@ -156,7 +157,7 @@ const WANTED_BATCH: usize = 32;
 
 /// Fetches, from this worker's peer, the contents that replicated states reference and this
 /// node does not hold yet; the store keeps only bytes that hash to their id and are wanted.
-async fn fetch_wanted(store: Arc<Store>, link: PeerLink, wake: Arc<Notify>) {
+async fn fetch_wanted<T: Transport>(store: Arc<Store>, link: T, wake: Arc<Notify>) {
     loop {
         tokio::select! {
             _ = wake.notified() => {}
@@ -168,7 +169,7 @@ async fn fetch_wanted(store: Arc<Store>, link: PeerLink, wake: Arc<Notify>) {
             continue;
         };
         for (cid, _) in wanted {
-            match link.blob(&cid.to_string()).await {
+            match link.blob(&cid).await {
                 Ok(Some(bytes)) => {
                     let s = store.clone();
                     let stored = tokio::task::spawn_blocking(move || s.put_wanted(&bytes)).await;
@@ -177,7 +178,7 @@ async fn fetch_wanted(store: Arc<Store>, link: PeerLink, wake: Arc<Notify>) {
                         Ok(Ok(false)) => tracing::warn!(
                             target: "ragsync::audit",
                             %cid,
-                            url = %link.base,
+                            url = %link.describe(),
                             "a peer sent bytes that are not the content asked for; not stored"
                         ),
                         other => tracing::warn!(%cid, ?other, "storing a fetched content failed"),
