@@ -1,0 +1,51 @@
+//! Tokenisation. A token is a maximal run of letters and digits (Unicode: `char::is_alphanumeric`),
+//! so punctuation, spaces and symbols separate tokens and are never part of one. This is the
+//! rule SQLite's `unicode61` tokenizer applies to the same text, so a chunk of N tokens here is
+//! N terms in the BM25 index (before stemming and stop words). Tokens are byte ranges of the
+//! text: a chunk is the text between its first token's start and its last token's end.
+
+use std::ops::Range;
+
+/// The byte ranges of the tokens of `text`, in order.
+pub fn token_spans(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        out.push(s..text.len());
+    }
+    out
+}
+
+/// The tokens of `text`, lowercased.
+pub fn tokens(text: &str) -> Vec<String> {
+    token_spans(text)
+        .into_iter()
+        .map(|r| text[r].to_lowercase())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_letters_and_digits_are_tokens() {
+        let t = "Naïve café, 3.14 — x2!";
+        let spans = token_spans(t);
+        let words: Vec<&str> = spans.iter().map(|r| &t[r.clone()]).collect();
+        assert_eq!(words, ["Naïve", "café", "3", "14", "x2"]);
+        assert_eq!(tokens("Hello WORLD"), ["hello", "world"]);
+        assert!(token_spans("  ... !? ").is_empty());
+        assert!(token_spans("").is_empty());
+    }
+}
