@@ -129,6 +129,9 @@ pub(crate) struct Writer {
     pub(crate) synced_at: std::time::Instant,
     /// The connection is set not to sync commits (only while a pulled page commits).
     pub(crate) unsynced: bool,
+    /// An unsynced commit wrote, and no synced one has since: the next synced commit must
+    /// sync even if it stores nothing.
+    pub(crate) behind_sync: bool,
 }
 
 /// Page size of a new database. Larger pages mean fewer page splits and fewer WAL frames
@@ -144,6 +147,8 @@ const WRITER_CACHE_KIB: i64 = 32 << 10;
 const WAL_AUTOCHECKPOINT_BYTES: i64 = 64 << 20;
 /// The meta key naming the boot under which commits may have skipped their sync.
 const UNSYNCED_BOOT: &str = "unsynced_boot";
+/// Recorded for a relaxed node whose boot cannot be known; no boot id reads as it.
+const UNKNOWN_BOOT: &str = "unknown";
 /// Longest a pulled page's commit goes without a synced one after it: past this, the next
 /// pulled page waits for its sync (bounding what a machine crash can take back).
 const MAX_UNSYNCED: std::time::Duration = std::time::Duration::from_secs(1);
@@ -263,8 +268,9 @@ impl Store {
                 next_seq,
                 synced_at: std::time::Instant::now(),
                 unsynced: false,
+                behind_sync: false,
             }),
-            unsynced_pulls: opts.boot_id.is_some() && opts.durability != Durability::Relaxed,
+            unsynced_pulls: opts.boot_id.is_some() && opts.durability == Durability::Full,
             write_queue: Mutex::new(Vec::new()),
             group_stats: group::GroupStats::default(),
             head: tokio::sync::watch::Sender::new(next_seq - 1),
@@ -306,6 +312,11 @@ impl Store {
         };
         match boot {
             Some(b) => meta_set(&tx, UNSYNCED_BOOT, b.as_bytes())?,
+            // Relaxed commits skip their sync whether or not the boot is known: without it,
+            // any stop that is not clean counts as a possible loss.
+            None if durability == Durability::Relaxed => {
+                meta_set(&tx, UNSYNCED_BOOT, UNKNOWN_BOOT.as_bytes())?;
+            }
             None => meta_delete(&tx, UNSYNCED_BOOT)?,
         }
         tx.commit()?;
@@ -391,9 +402,11 @@ impl Store {
     /// Writes a node-level setting, durably.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut w = self.writer();
+        self.sync_again(&mut w)?;
         let tx = w.conn.transaction()?;
         meta_set(&tx, key, value)?;
         tx.commit()?;
+        w.behind_sync = false;
         Ok(())
     }
 }

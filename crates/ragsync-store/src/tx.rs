@@ -99,15 +99,16 @@ impl Store {
         }
         w.conn.pragma_update(None, "synchronous", "NORMAL")?;
         w.unsynced = true;
-        let synced_at = w.synced_at;
         let out = self.run_tx_as_set(&mut w, f);
-        w.synced_at = synced_at;
-        self.sync_again(&mut w)?;
+        if let Err(e) = self.sync_again(&mut w) {
+            // The next commit tries again before it runs; this one stands.
+            tracing::error!(error = %e, "cannot set the writer back to synced commits");
+        }
         out
     }
 
     /// Puts the writer back to syncing every commit after an unsynced one.
-    fn sync_again(&self, w: &mut Writer) -> Result<(), StoreError> {
+    pub(crate) fn sync_again(&self, w: &mut Writer) -> Result<(), StoreError> {
         if w.unsynced {
             w.conn
                 .pragma_update(None, "synchronous", self.durability.pragma())?;
@@ -150,7 +151,11 @@ impl Store {
             // writes no page and syncs nothing (a mesh echoes every change back; merging
             // what is known must cost nothing). Stamps ticked without being stored were
             // never given to anyone, so the durable clock mark need not cover them.
-            if tx.next_seq != w.next_seq {
+            // After an unsynced pulled page, a synced commit must sync even when it stores
+            // nothing new: what it acknowledges (a write found unchanged, a pushed row
+            // already known) may rest on that page. Writing the clock mark makes it sync.
+            let must_sync = w.behind_sync && !w.unsynced;
+            if tx.next_seq != w.next_seq || must_sync {
                 let hlc = tx.clock.last();
                 meta_set(&tx.tx, "hlc", hlc.0.to_string().as_bytes())?;
                 // Kept apart from the tables so that a seq is never given out twice, even
@@ -161,8 +166,15 @@ impl Store {
             tx.tx.commit()?;
             (out, next_seq)
         };
-        if next_seq != w.next_seq {
+        let wrote = next_seq != w.next_seq;
+        if wrote {
             self.head.send_replace(next_seq - 1);
+        }
+        if w.unsynced {
+            w.behind_sync |= wrote;
+        } else if wrote || w.behind_sync {
+            // This commit synced the WAL, and with it every commit before it.
+            w.behind_sync = false;
             w.synced_at = std::time::Instant::now();
         }
         w.next_seq = next_seq;

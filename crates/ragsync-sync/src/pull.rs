@@ -351,7 +351,14 @@ impl Puller {
         let page = match answer {
             Ok(page) => page,
             Err(Failure::CursorReset(why)) => return self.reset(now_ms, &why),
-            Err(failure) => return self.fail(now_ms, failure),
+            Err(failure) => {
+                if until.is_some() {
+                    // Perhaps the peer no longer answers windows (an older build put back):
+                    // its next page says again whether it does.
+                    self.peer_windows = false;
+                }
+                return self.fail(now_ms, failure);
+            }
         };
         if page.node_id != self.expected_node {
             // Another node answers at this peer's address (or a peer lies about who it is):

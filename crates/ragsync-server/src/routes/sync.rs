@@ -118,7 +118,7 @@ pub(crate) async fn changes(
         max_content_bytes: node.limits.max_inline_bytes as u64,
         max_page_bytes: node.limits.max_page_inline_bytes as u64,
     };
-    let read = move |s: &ragsync_store::Store| match until {
+    let read = move |s: &ragsync_store::Store, limit: usize| match until {
         Some(until) => s.changes_window(since, until, limit, inline),
         None => s.changes(since, limit, inline),
     };
@@ -126,9 +126,12 @@ pub(crate) async fn changes(
         // A live peer woken by a commit or two: reading its few rows takes less time than
         // handing the read to a blocking thread and back, two thread wake-ups that are most
         // of a live write's propagation time on an idle machine (BENCHMARKS.md). Reads never
-        // wait for the writer.
-        Some(h) if h - since <= INLINE_LIVE_ROWS => read(&node.store)?,
-        _ => node.blocking(read).await?,
+        // wait for the writer. At most that many rows, whatever committed since the wake-up:
+        // `has_more` sends the peer back for the rest.
+        Some(h) if h - since <= INLINE_LIVE_ROWS => {
+            read(&node.store, limit.min(INLINE_LIVE_ROWS as usize))?
+        }
+        _ => node.blocking(move |s| read(s, limit)).await?,
     };
     if let Some(only) = only {
         page.retain_collections(&only);
