@@ -99,16 +99,7 @@ impl Store {
         let mut answered: Vec<(Arc<Slot>, Answer)> = Vec::with_capacity(group.len());
         let committed = self.run_tx(w, |tx| {
             for q in group {
-                tx.tx.execute_batch("SAVEPOINT client_write")?;
-                let (seq, clock) = tx.checkpoint();
-                let answer = write_ops(tx, &q.collection, q.ops);
-                if answer.is_err() {
-                    tx.tx
-                        .execute_batch("ROLLBACK TO client_write; RELEASE client_write")?;
-                    tx.restore(seq, clock);
-                } else {
-                    tx.tx.execute_batch("RELEASE client_write")?;
-                }
+                let answer = tx.under_savepoint(|tx| write_ops(tx, &q.collection, q.ops))?;
                 answered.push((q.slot, answer));
             }
             Ok(())

@@ -324,28 +324,18 @@ fn apply_all_or_none(
     rows: &[FeedEntry],
     inline: &BTreeMap<ContentId, Vec<u8>>,
 ) -> Result<Option<RowsApplied>, StoreError> {
-    tx.tx.execute_batch("SAVEPOINT page")?;
-    let (saved_seq, saved_clock) = tx.checkpoint();
-    let mut results = Vec::with_capacity(rows.len());
-    for row in rows {
-        match merge_item(tx, &row.item, inline) {
-            Ok(changed) => {
-                let r = if changed {
-                    RowResult::Changed
-                } else {
-                    RowResult::Unchanged
+    let all = tx.under_savepoint(|tx| {
+        rows.iter()
+            .map(|row| {
+                let r = match merge_item(tx, &row.item, inline)? {
+                    true => RowResult::Changed,
+                    false => RowResult::Unchanged,
                 };
-                results.push((row.seq, r));
-            }
-            Err(_) => {
-                tx.tx.execute_batch("ROLLBACK TO page; RELEASE page")?;
-                tx.restore(saved_seq, saved_clock);
-                return Ok(None);
-            }
-        }
-    }
-    tx.tx.execute_batch("RELEASE page")?;
-    Ok(Some(RowsApplied {
+                Ok((row.seq, r))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+    })?;
+    Ok(all.ok().map(|results| RowsApplied {
         results,
         last_examined: rows.last().map(|r| r.seq),
         stopped: None,
@@ -373,19 +363,7 @@ fn apply_row(
     item: &FeedItem,
     inline: &BTreeMap<ContentId, Vec<u8>>,
 ) -> Result<bool, StoreError> {
-    tx.tx.execute_batch("SAVEPOINT row")?;
-    let (saved_seq, saved_clock) = tx.checkpoint();
-    match merge_item(tx, item, inline) {
-        Ok(changed) => {
-            tx.tx.execute_batch("RELEASE row")?;
-            Ok(changed)
-        }
-        Err(e) => {
-            tx.tx.execute_batch("ROLLBACK TO row; RELEASE row")?;
-            tx.restore(saved_seq, saved_clock);
-            Err(e)
-        }
-    }
+    tx.under_savepoint(|tx| merge_item(tx, item, inline))?
 }
 
 fn park(

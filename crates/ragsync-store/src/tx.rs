@@ -55,15 +55,24 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// What a savepoint must restore besides the rows: the next `seq` and the clock.
-    pub(crate) fn checkpoint(&self) -> (u64, HlcClock) {
-        (self.next_seq, self.clock.clone())
-    }
-
-    /// Goes back to a [`WriteTx::checkpoint`] after its savepoint was rolled back.
-    pub(crate) fn restore(&mut self, next_seq: u64, clock: HlcClock) {
-        self.next_seq = next_seq;
-        *self.clock = clock;
+    /// Runs `f` under a savepoint: when it fails, everything it did (rows, `seq`s, the
+    /// clock) is undone and the rest of the transaction goes on. The outer error is a failure
+    /// of the savepoint itself, which leaves the transaction unusable.
+    pub(crate) fn under_savepoint<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<Result<T, StoreError>, StoreError> {
+        self.tx.execute_batch("SAVEPOINT part")?;
+        let (next_seq, clock) = (self.next_seq, self.clock.clone());
+        let out = f(self);
+        if out.is_ok() {
+            self.tx.execute_batch("RELEASE part")?;
+        } else {
+            self.tx.execute_batch("ROLLBACK TO part; RELEASE part")?;
+            self.next_seq = next_seq;
+            *self.clock = clock;
+        }
+        Ok(out)
     }
 
     /// The `seq` for the next change.

@@ -424,7 +424,7 @@ impl Pusher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Change, RowRefusal};
+    use crate::wire::RowRefusal;
 
     const CFG: PushConfig = PushConfig {
         page_rows: 2,
@@ -438,32 +438,8 @@ mod tests {
     const PEER: NodeId = NodeId(9);
 
     fn page(since: u64, rows: &[u64], head: u64) -> ChangesResponse {
-        let collection = ragsync_core::CollectionName::new("c").unwrap();
-        let stamp = ragsync_core::Stamp::new(ragsync_core::Hlc::new(1, 0), ME);
         let next_since = rows.last().copied().unwrap_or(since);
-        ChangesResponse {
-            node_id: ME,
-            epoch: Epoch(1),
-            since,
-            next_since,
-            has_more: next_since < head,
-            head,
-            protocol: crate::wire::PROTOCOL_VERSION,
-            changes: rows
-                .iter()
-                .map(|seq| Change::Collection {
-                    seq: *seq,
-                    collection: ragsync_core::Collection {
-                        name: collection.clone(),
-                        settings: Default::default(),
-                        stamp,
-                        deleted: false,
-                    },
-                })
-                .collect(),
-            contents: Default::default(),
-            texts: Default::default(),
-        }
+        crate::wire::test_page(ME, since, next_since, head, rows)
     }
 
     fn answer(applied: &[u64], parked: &[u64]) -> PushAnswer {

@@ -228,3 +228,39 @@ impl ChangesResponse {
         Ok((entries, contents))
     }
 }
+
+/// A page from `node` of collection records at `rows`, for the engine's unit tests.
+#[cfg(test)]
+pub(crate) fn test_page(
+    node: NodeId,
+    since: u64,
+    next_since: u64,
+    head: u64,
+    rows: &[u64],
+) -> ChangesResponse {
+    let name = CollectionName::new("c").unwrap();
+    let stamp = ragsync_core::Stamp::new(ragsync_core::Hlc::new(1, 0), node);
+    ChangesResponse {
+        node_id: node,
+        epoch: Epoch(1),
+        since,
+        next_since,
+        has_more: next_since < head,
+        head,
+        protocol: PROTOCOL_VERSION,
+        changes: rows
+            .iter()
+            .map(|seq| Change::Collection {
+                seq: *seq,
+                collection: Collection {
+                    name: name.clone(),
+                    settings: Default::default(),
+                    stamp,
+                    deleted: false,
+                },
+            })
+            .collect(),
+        contents: Default::default(),
+        texts: Default::default(),
+    }
+}

@@ -30,9 +30,15 @@ impl PeerLink {
         }
         url
     }
+}
+
+impl Transport for PeerLink {
+    fn describe(&self) -> String {
+        self.base.to_string()
+    }
 
     /// The peer's identity and feed head.
-    async fn info_http(&self) -> Result<SyncInfo, Failure> {
+    async fn info(&self) -> Result<SyncInfo, Failure> {
         let req = self
             .http
             .get(self.url(&["sync", "info"]))
@@ -43,11 +49,7 @@ impl PeerLink {
     }
 
     /// One page of the peer's feed, as the engine asked for it, with its size in bytes.
-    async fn fetch_http(
-        &self,
-        f: &Fetch,
-        timeout: Duration,
-    ) -> (Result<ChangesResponse, Failure>, u64) {
+    async fn fetch(&self, f: &Fetch, timeout: Duration) -> (Result<ChangesResponse, Failure>, u64) {
         let mut query = vec![
             ("since", f.since.to_string()),
             ("limit", f.limit.to_string()),
@@ -73,12 +75,10 @@ impl PeerLink {
             Err(e) => (Err(unreachable(e)), 0),
         }
     }
-}
 
-impl PeerLink {
     /// Sends a page of this node's feed (`POST /v1/sync/changes`); the peer's answer, and the
     /// bytes sent.
-    async fn push_http(
+    async fn push(
         &self,
         page: &ChangesResponse,
         timeout: Duration,
@@ -108,10 +108,10 @@ impl PeerLink {
 
     /// Uploads a content the peer wants (`PUT /v1/blobs/{cid}`). A peer that no longer wants
     /// it (another sender was first) is not a failure.
-    async fn upload_http(&self, cid: &str, bytes: Vec<u8>) -> Result<(), Failure> {
+    async fn upload(&self, cid: &ContentId, bytes: Vec<u8>) -> Result<(), Failure> {
         let req = self
             .http
-            .put(self.url(&["blobs", cid]))
+            .put(self.url(&["blobs", &cid.to_string()]))
             .bearer_auth(&self.token)
             .body(bytes)
             .timeout(BLOB_TIMEOUT);
@@ -124,52 +124,13 @@ impl PeerLink {
             Err(e) => Err(e),
         }
     }
-}
 
-impl Transport for PeerLink {
-    fn describe(&self) -> String {
-        self.base.to_string()
-    }
-
-    async fn info(&self) -> Result<SyncInfo, Failure> {
-        self.info_http().await
-    }
-
-    async fn fetch(&self, f: &Fetch, timeout: Duration) -> (Result<ChangesResponse, Failure>, u64) {
-        self.fetch_http(f, timeout).await
-    }
-
-    async fn push(
-        &self,
-        page: &ChangesResponse,
-        timeout: Duration,
-    ) -> (Result<PushAnswer, Failure>, u64) {
-        self.push_http(page, timeout).await
-    }
-
-    async fn upload(&self, cid: &ContentId, bytes: Vec<u8>) -> Result<(), Failure> {
-        self.upload_http(&cid.to_string(), bytes).await
-    }
-
-    async fn blob(&self, cid: &ContentId) -> Result<Option<Vec<u8>>, Failure> {
-        self.blob_http(&cid.to_string()).await
-    }
-}
-
-/// How long one content may take to download or upload.
-pub(crate) const BLOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-
-fn unreachable(e: reqwest::Error) -> Failure {
-    Failure::Unreachable(e.to_string())
-}
-
-impl PeerLink {
     /// The bytes of content `cid` from the peer (`None` when it does not have them), read up
     /// to [`MAX_ANSWER_BYTES`]. Not checked here: the store checks them against their id.
-    async fn blob_http(&self, cid: &str) -> Result<Option<Vec<u8>>, Failure> {
+    async fn blob(&self, cid: &ContentId) -> Result<Option<Vec<u8>>, Failure> {
         let req = self
             .http
-            .get(self.url(&["blobs", cid]))
+            .get(self.url(&["blobs", &cid.to_string()]))
             .bearer_auth(&self.token)
             .timeout(BLOB_TIMEOUT);
         let resp = req.send().await.map_err(unreachable)?;
@@ -185,6 +146,13 @@ impl PeerLink {
         }
         read_limited(resp).await.map(Some)
     }
+}
+
+/// How long one content may take to download or upload.
+pub(crate) const BLOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn unreachable(e: reqwest::Error) -> Failure {
+    Failure::Unreachable(e.to_string())
 }
 
 /// Largest answer a peer may send, before and after decompression. The pull worker asks for

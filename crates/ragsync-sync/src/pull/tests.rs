@@ -13,31 +13,7 @@ pub(super) const CFG: PullConfig = PullConfig {
 };
 
 pub(crate) fn page(since: u64, next_since: u64, head: u64, rows: &[u64]) -> ChangesResponse {
-    let collection = ragsync_core::CollectionName::new("c").unwrap();
-    let stamp = ragsync_core::Stamp::new(ragsync_core::Hlc::new(1, 0), NodeId(9));
-    ChangesResponse {
-        node_id: NodeId(9),
-        epoch: Epoch(1),
-        since,
-        next_since,
-        has_more: next_since < head,
-        head,
-        protocol: crate::wire::PROTOCOL_VERSION,
-        changes: rows
-            .iter()
-            .map(|seq| Change::Collection {
-                seq: *seq,
-                collection: ragsync_core::Collection {
-                    name: collection.clone(),
-                    settings: Default::default(),
-                    stamp,
-                    deleted: false,
-                },
-            })
-            .collect(),
-        contents: Default::default(),
-        texts: Default::default(),
-    }
+    crate::wire::test_page(NodeId(9), since, next_since, head, rows)
 }
 
 pub(crate) fn fetch(p: &mut Puller, now: u64) -> Fetch {
