@@ -41,7 +41,32 @@ pub struct Search {
     /// 0 = BM25 only, 1 = vector only.
     pub hybrid_alpha: f64,
     pub fusion: Fusion,
+    /// How text is analysed for BM25: stop words and stemming of one of
+    /// [`SEARCH_LANGUAGES`], or `none` (lowercased tokens only).
+    pub language: String,
 }
+
+/// The languages BM25 can stem (Snowball) and drop stop words for, besides `none`.
+pub const SEARCH_LANGUAGES: &[&str] = &[
+    "arabic",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hungarian",
+    "italian",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,6 +102,7 @@ impl Default for Search {
             hybrid: false,
             hybrid_alpha: 0.5,
             fusion: Fusion::Normalized,
+            language: "english".into(),
         }
     }
 }
@@ -118,6 +144,11 @@ impl CollectionSettings {
         if !(0.0..=1.0).contains(&s.hybrid_alpha) {
             return bad("search.hybrid_alpha must be within 0 and 1");
         }
+        if s.language != "none" && !SEARCH_LANGUAGES.contains(&s.language.as_str()) {
+            return bad(
+                "search.language must be none or a language BM25 stems (english, french, ...)",
+            );
+        }
         let e = &self.embedding;
         if e.model.is_empty() || e.model.len() > 200 {
             return bad("embedding.model must be 1 to 200 bytes");
@@ -142,6 +173,11 @@ mod tests {
         let mut s = CollectionSettings::default();
         s.chunking.overlap_tokens = s.chunking.max_tokens;
         assert!(s.validate().is_err());
+        let mut s = CollectionSettings::default();
+        s.search.language = "klingon".into();
+        assert!(s.validate().is_err());
+        s.search.language = "none".into();
+        assert!(s.validate().is_ok());
         let s: Result<CollectionSettings, _> =
             serde_json::from_str(r#"{"chunking": {"max_tokens": 100, "bogus": 1}}"#);
         assert!(s.is_err());

@@ -1,13 +1,20 @@
-//! Search for ragsync, without IO: how text is cut into tokens and chunks, and how a query
-//! becomes a BM25 match expression. The store indexes what these functions produce in the
-//! same transaction as the document state they come from.
+//! Search for ragsync: how text is cut into tokens and chunks, how it is analysed for BM25,
+//! the BM25 index each node derives from its store's change feed, and metadata filters.
 //!
-//! - [`tokens`]: the tokenisation both chunking and BM25 use.
+//! - [`tokens`]: the tokenisation chunking and BM25 share.
 //! - [`chunk`]: chunks by a collection's chunking settings, content-addressed.
-//! - [`bm25`]: query text to an FTS5 match expression (stop words dropped).
+//! - [`analysis`]: stop words and stemming by collection language.
+//! - [`index`]: the tantivy index per collection, kept up by an indexer task.
+//! - [`filter`]: metadata filters on results.
+//! - [`query`]: checking a query and reading its results from the store.
 
-pub mod bm25;
+pub mod analysis;
 pub mod chunk;
+pub mod filter;
+pub mod index;
+pub mod query;
 pub mod tokens;
 
 pub use chunk::{Chunk, chunk};
+pub use filter::Filter;
+pub use index::{Bm25Hit, IndexError, IndexStatus, SearchIndex};

@@ -1,8 +1,9 @@
 //! Tokenisation. A token is a maximal run of letters and digits (Unicode: `char::is_alphanumeric`),
 //! so punctuation, spaces and symbols separate tokens and are never part of one. This is the
-//! rule SQLite's `unicode61` tokenizer applies to the same text, so a chunk of N tokens here is
-//! N terms in the BM25 index (before stemming and stop words). Tokens are byte ranges of the
-//! text: a chunk is the text between its first token's start and its last token's end.
+//! rule tantivy's `SimpleTokenizer` applies to the same text in the BM25 index, so a chunk of N
+//! tokens here is N terms there (before long tokens, stop words and stemming; see
+//! [`crate::analysis`]). Tokens are byte ranges of the text: a chunk is the text between its
+//! first token's start and its last token's end.
 
 use std::ops::Range;
 

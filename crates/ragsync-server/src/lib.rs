@@ -26,6 +26,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use ragsync_core::Limits;
+use ragsync_search::{IndexError, SearchIndex};
 use ragsync_store::{Store, StoreError};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -38,6 +39,8 @@ pub use listen::{ACCEPT_BACKOFF, serve};
 /// writer (and is committed with others waiting, see the store's group commit); more would
 /// only take threads that reads and feed pages need. Further writes wait here, holding none.
 pub const MAX_WRITES_IN_BLOCKING_POOL: usize = 64;
+/// The search index's directory inside the data directory.
+pub const SEARCH_DIR: &str = "search";
 
 /// What every handler can reach.
 pub struct Node {
@@ -50,21 +53,32 @@ pub struct Node {
     pub(crate) closing: tokio::sync::watch::Sender<bool>,
     /// The peers this node pulls from, and their workers.
     pub replication: replication::Replication,
+    /// The BM25 index, kept up from the store's feed by a task `Node::new` starts.
+    pub search: Arc<SearchIndex>,
 }
 
 pub type AppState = Arc<Node>;
 
 impl Node {
-    pub fn new(store: Arc<Store>, auth: Auth, limits: Limits) -> AppState {
-        Arc::new(Self {
+    /// The node of `store`: opens its search index (in `<data>/search`) and starts the task
+    /// that keeps it up, which stops when the node closes. Call within a Tokio runtime.
+    pub fn new(store: Arc<Store>, auth: Auth, limits: Limits) -> Result<AppState, IndexError> {
+        let search = Arc::new(SearchIndex::open(
+            store.clone(),
+            &store.dir().join(SEARCH_DIR),
+        )?);
+        let closing = tokio::sync::watch::Sender::new(false);
+        tokio::spawn(search.clone().run(closing.subscribe()));
+        Ok(Arc::new(Self {
             replication: replication::Replication::new(store.clone()),
             store,
             auth,
             limits,
             started: Instant::now(),
             writes: tokio::sync::Semaphore::new(MAX_WRITES_IN_BLOCKING_POOL),
-            closing: tokio::sync::watch::Sender::new(false),
-        })
+            closing,
+            search,
+        }))
     }
 
     /// [`Node::blocking`] for a call that writes: at most [`MAX_WRITES_IN_BLOCKING_POOL`]
@@ -86,11 +100,18 @@ impl Node {
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
+        self.blocking_with(f).await?.map_err(ApiError::from)
+    }
+
+    /// Runs `f` on the blocking pool; the outer error is the task's failure.
+    pub(crate) async fn blocking_with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
-            .map_err(ApiError::from)
+            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))
     }
 }
 

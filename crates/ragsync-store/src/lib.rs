@@ -350,8 +350,15 @@ impl Store {
         self.durability
     }
 
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The data directory the database lives in (derived data, such as the search index,
+    /// lives beside it).
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     fn now_ms(&self) -> u64 {

@@ -9,5 +9,6 @@ pub mod demo;
 pub mod ingest;
 pub mod node_proc;
 pub mod proxy;
+pub mod search_cmd;
 pub mod serve;
 pub mod textgen;

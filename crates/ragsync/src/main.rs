@@ -4,6 +4,7 @@ use ragsync::client::{Client, ClientArgs};
 use ragsync::config::{ServeArgs, ServeConfig};
 use ragsync::demo::{self, DemoArgs};
 use ragsync::ingest::{self, IngestArgs};
+use ragsync::search_cmd::{self, EvalArgs, QueryArgs};
 use ragsync::serve;
 use serde_json::{Value, json};
 use tokio::signal::unix::{SignalKind, signal};
@@ -30,6 +31,10 @@ enum Command {
     Get(DocArgs),
     /// Delete one document (a tombstone).
     Delete(DocArgs),
+    /// Search a collection: a table of the best chunks (or the JSON answer).
+    Query(QueryArgs),
+    /// Score search on a judged BEIR folder: nDCG@10 and recall@10 per mode.
+    Eval(EvalArgs),
     /// Show a node's status.
     Status(ClientArgs),
     /// Manage the peers a node pulls from (and pushes to).
@@ -173,6 +178,8 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Query(a) => search_cmd::query(a).await,
+        Command::Eval(a) => search_cmd::eval(a).await,
         Command::Status(a) => {
             print_json(&Client::new(&a)?.get(&["status"], &[]).await?);
             Ok(())

@@ -43,7 +43,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         writeln!(out, "{LISTENING_PREFIX}http://{addr}")?;
         out.flush()?;
     }
-    let node = Node::new(store, auth, limits);
+    let node = Node::new(store, auth, limits).context("opening the search index")?;
     node.replication
         .start_all()
         .context("starting replication from the stored peers")?;

@@ -6,6 +6,7 @@ mod content_stream;
 mod docs;
 mod docs_wire;
 mod peers;
+mod query;
 mod status;
 mod sync;
 
@@ -34,6 +35,7 @@ pub(crate) fn authed() -> Router<AppState> {
         )
         .route("/v1/collections/{c}/docs", get(docs::list))
         .route("/v1/collections/{c}/docs:batch", post(docs::batch))
+        .route("/v1/collections/{c}/query", post(query::query))
         .route(
             "/v1/collections/{c}/docs/{id}",
             get(docs::get).put(docs::put).delete(docs::delete),

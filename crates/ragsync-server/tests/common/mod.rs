@@ -53,7 +53,7 @@ impl TestNode {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let node = Node::new(store.clone(), auth, limits);
+        let node = Node::new(store.clone(), auth, limits).expect("search index");
         tokio::spawn(ragsync_server::serve(listener, node, async {
             let _ = stopped.await;
         }));

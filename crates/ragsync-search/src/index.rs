@@ -1,0 +1,721 @@
+//! The BM25 index of a node: one tantivy index per live collection, derived from the store's
+//! change feed with a persisted watermark.
+//!
+//! # Invariants
+//!
+//! - **Derived, never primary.** Every indexed chunk comes from the winning version of a
+//!   document as the store holds it; the index can be deleted at any time and is rebuilt from
+//!   the feed. Nothing is written to the store.
+//! - **Watermark after commit.** `state.json` records the feed `seq` indexed through, written
+//!   (atomically) only after every index holding those rows has committed. A crash replays
+//!   rows past the watermark, and replaying is harmless: a document's chunks are replaced as
+//!   a whole (delete by document id, then add), so the index converges on the feed.
+//! - **One writer.** Only the indexer task writes; queries read committed segments.
+//! - **What is indexed.** A document whose winner is live and has text content (`text/*`,
+//!   JSON, XML) is chunked by its collection's settings; its title is indexed with every chunk.
+//!   A deleted winner leaves no chunk; conflicts are never indexed. A document whose content
+//!   has not arrived yet waits in `awaiting` (persisted) and is indexed when it arrives.
+//! - **Collections.** A live collection record (re)builds its index from the store when its
+//!   index is missing or was built with other chunking or language settings; a deleted one
+//!   drops it. Documents of a collection with no live record are not indexed (queries refuse
+//!   such a collection anyway).
+//! - **Another database, another index.** The store's epoch is recorded; a different one
+//!   (a restored or rebooted-unclean store, whose `seq`s may be reused) rebuilds everything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use ragsync_core::settings::Chunking;
+use ragsync_core::{Collection, CollectionName, ContentId, DocId, DocState, Epoch};
+use ragsync_store::{FeedItem, InlinePolicy, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+    Value,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::analysis::{ANALYZER, analyzer, query_terms};
+use crate::chunk::chunk;
+
+/// Feed rows read per page.
+const PAGE_ROWS: usize = 2048;
+/// Rows applied before a commit while a backlog lasts: bigger segments, fewer fsyncs.
+const COMMIT_ROWS: usize = 32_768;
+/// Longest a backlog goes without a commit, so queries see progress.
+const COMMIT_EVERY: Duration = Duration::from_secs(2);
+/// Indexing memory of one collection's writer.
+const WRITER_BYTES: usize = 64 << 20;
+const STATE_FILE: &str = "state.json";
+
+/// Why the index cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("search index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("search index: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("search index state: {0}")]
+    State(String),
+}
+
+/// One chunk found by BM25.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bm25Hit {
+    pub score: f32,
+    pub doc_id: DocId,
+    pub ord: u32,
+    /// Byte range of the chunk in the content.
+    pub start: u64,
+    pub end: u64,
+    pub chunk_id: ContentId,
+    /// The winner's content when indexed (the chunk's source, unless `start == end`: a
+    /// document indexed by its title alone), `None` when it had none.
+    pub content: Option<ContentId>,
+}
+
+/// How far the index has come.
+#[derive(Clone, Debug, Serialize)]
+pub struct IndexStatus {
+    /// Feed `seq` indexed through.
+    pub indexed_through: u64,
+    /// Documents whose content has not arrived yet.
+    pub awaiting_content: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    doc: Field,
+    ord: Field,
+    start: Field,
+    end: Field,
+    chunk: Field,
+    content: Field,
+    text: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fields = Fields {
+        doc: b.add_text_field("doc", STRING | STORED),
+        ord: b.add_u64_field("ord", STORED),
+        start: b.add_u64_field("start", STORED),
+        end: b.add_u64_field("end", STORED),
+        chunk: b.add_bytes_field("chunk", STORED),
+        content: b.add_bytes_field("content", STORED | INDEXED),
+        text: b.add_text_field("text", text),
+    };
+    (b.build(), fields)
+}
+
+/// What a collection's index was built with; a change rebuilds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct IndexConfig {
+    chunking: Chunking,
+    language: String,
+}
+
+impl IndexConfig {
+    fn of(c: &Collection) -> Self {
+        Self {
+            chunking: c.settings.chunking.clone(),
+            language: c.settings.search.language.clone(),
+        }
+    }
+}
+
+/// The persisted part of the indexer.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    epoch: Option<Epoch>,
+    through: u64,
+    collections: BTreeMap<CollectionName, IndexConfig>,
+    /// Documents waiting for their content, by content id.
+    awaiting: BTreeMap<ContentId, Vec<(CollectionName, DocId)>>,
+}
+
+struct CollIndex {
+    config: IndexConfig,
+    dir: PathBuf,
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+}
+
+/// A node's BM25 index; see the module docs.
+pub struct SearchIndex {
+    store: Arc<Store>,
+    dir: PathBuf,
+    state: Mutex<State>,
+    colls: RwLock<HashMap<CollectionName, Arc<CollIndex>>>,
+    indexed: tokio::sync::watch::Sender<u64>,
+    /// Documents waiting for their content, as of the last commit.
+    awaiting: AtomicUsize,
+}
+
+impl SearchIndex {
+    /// Opens (or starts) the index of `store` under `dir`. An index written for another
+    /// database, or unreadable, is dropped and rebuilt by the indexer from the feed.
+    pub fn open(store: Arc<Store>, dir: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir)?;
+        let mut state = read_state(dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "search index state unreadable; rebuilding the index");
+            State::default()
+        });
+        if state.epoch != Some(store.epoch()) {
+            if state.epoch.is_some() {
+                tracing::info!("the store is another database now; rebuilding the search index");
+            }
+            clear_dir(dir)?;
+            state = State {
+                epoch: Some(store.epoch()),
+                ..State::default()
+            };
+        }
+        let mut colls = HashMap::new();
+        let mut broken = Vec::new();
+        for (name, config) in &state.collections {
+            match open_coll(&coll_dir(dir, name), config.clone(), false) {
+                Ok(ci) => {
+                    colls.insert(name.clone(), Arc::new(ci));
+                }
+                Err(e) => {
+                    tracing::warn!(collection = %name, error = %e, "search index unreadable; rebuilding it");
+                    broken.push(name.clone());
+                }
+            }
+        }
+        let me = Self {
+            store,
+            dir: dir.to_path_buf(),
+            indexed: tokio::sync::watch::Sender::new(state.through),
+            awaiting: AtomicUsize::new(awaiting_count(&state)),
+            state: Mutex::new(state),
+            colls: RwLock::new(colls),
+        };
+        for name in broken {
+            let mut state = me.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.collections.remove(&name);
+            if let Some(c) = me.store.collection(&name)? {
+                me.rebuild(&c)?;
+                state.collections.insert(name, IndexConfig::of(&c));
+            }
+        }
+        Ok(me)
+    }
+
+    /// The feed `seq` indexed through, announced after each commit.
+    pub fn watch_indexed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.indexed.subscribe()
+    }
+
+    pub fn status(&self) -> IndexStatus {
+        IndexStatus {
+            indexed_through: *self.indexed.borrow(),
+            awaiting_content: self.awaiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until the index covers the feed up to `seq`, at most `timeout`. True when it does.
+    pub async fn wait_indexed(&self, seq: u64, timeout: Duration) -> bool {
+        let mut rx = self.indexed.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Indexes what the feed holds past the watermark, until `stop` is set. Runs on the
+    /// blocking pool; an error is logged and retried after a pause (the watermark has not
+    /// moved, so nothing is skipped).
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut head = self.store.watch_head();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let me = self.clone();
+            let stop_now = stop.clone();
+            let worked = tokio::task::spawn_blocking(move || me.catch_up(&stop_now)).await;
+            let pause = match worked {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "search indexing failed; retrying");
+                    Some(Duration::from_secs(1))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "search indexing panicked; retrying");
+                    Some(Duration::from_secs(1))
+                }
+            };
+            let awaiting = !self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .awaiting
+                .is_empty();
+            let wait = pause.or(awaiting.then_some(Duration::from_secs(1)));
+            tokio::select! {
+                _ = head.changed(), if pause.is_none() => {}
+                _ = async { tokio::time::sleep(wait.unwrap_or_default()).await }, if wait.is_some() => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Indexes every row of the feed past the watermark and every awaited content that has
+    /// arrived, committing at least every [`COMMIT_ROWS`] rows or [`COMMIT_EVERY`].
+    pub fn catch_up(&self, stop: &tokio::sync::watch::Receiver<bool>) -> Result<(), IndexError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.fill_awaited(&mut state)?;
+        loop {
+            let started = Instant::now();
+            let mut rows = 0;
+            let mut since = state.through;
+            let mut more = true;
+            while more && rows < COMMIT_ROWS && started.elapsed() < COMMIT_EVERY {
+                let page = self.store.changes(
+                    since,
+                    PAGE_ROWS,
+                    InlinePolicy {
+                        max_content_bytes: 1 << 20,
+                        max_page_bytes: 16 << 20,
+                    },
+                )?;
+                let contents: HashMap<ContentId, Vec<u8>> = page.contents.into_iter().collect();
+                for e in &page.entries {
+                    self.apply(&mut state, &e.item, &contents)?;
+                }
+                rows += page.entries.len();
+                more = page.has_more && !page.entries.is_empty();
+                since = page.next_since;
+                if *stop.borrow() {
+                    break;
+                }
+            }
+            if since == state.through {
+                return Ok(());
+            }
+            self.commit(&mut state, since)?;
+            if !more || *stop.borrow() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Commits every collection's writer, then moves the watermark to `through`.
+    fn commit(&self, state: &mut State, through: u64) -> Result<(), IndexError> {
+        let colls: Vec<Arc<CollIndex>> = self.read_colls().values().cloned().collect();
+        for ci in colls {
+            let mut w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
+            w.commit()?;
+            ci.reader.reload()?;
+        }
+        state.through = through;
+        write_state(&self.dir, state)?;
+        self.awaiting
+            .store(awaiting_count(state), Ordering::Relaxed);
+        self.indexed.send_replace(through);
+        Ok(())
+    }
+
+    fn read_colls(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<CollectionName, Arc<CollIndex>>> {
+        self.colls.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn coll(&self, name: &CollectionName) -> Option<Arc<CollIndex>> {
+        self.read_colls().get(name).cloned()
+    }
+
+    fn apply(
+        &self,
+        state: &mut State,
+        item: &FeedItem,
+        contents: &HashMap<ContentId, Vec<u8>>,
+    ) -> Result<(), IndexError> {
+        match item {
+            FeedItem::Collection(c) if c.deleted => {
+                self.drop_coll(state, &c.name)?;
+            }
+            FeedItem::Collection(c) => {
+                let config = IndexConfig::of(c);
+                if self.coll(&c.name).is_none_or(|ci| ci.config != config) {
+                    // Read the record as it is now: a later one in this page may differ.
+                    if let Some(now) = self.store.collection(&c.name)? {
+                        self.rebuild(&now)?;
+                        state
+                            .collections
+                            .insert(now.name.clone(), IndexConfig::of(&now));
+                    }
+                }
+            }
+            FeedItem::Doc {
+                collection,
+                id,
+                state: doc,
+            } => {
+                if let Some(ci) = self.coll(collection) {
+                    unawait(state, collection, id);
+                    let content = |cid: &ContentId| match contents.get(cid) {
+                        Some(b) => Ok(Some(b.clone())),
+                        None => self.store.content(cid),
+                    };
+                    if let Some(cid) = index_doc(&ci, id, doc, content)? {
+                        state
+                            .awaiting
+                            .entry(cid)
+                            .or_default()
+                            .push((collection.clone(), id.clone()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Indexes the documents whose awaited content has arrived.
+    fn fill_awaited(&self, state: &mut State) -> Result<(), IndexError> {
+        let arrived: Vec<ContentId> = state
+            .awaiting
+            .keys()
+            .filter(|cid| matches!(self.store.content_len(cid), Ok(Some(_))))
+            .copied()
+            .collect();
+        if arrived.is_empty() {
+            return Ok(());
+        }
+        for cid in arrived {
+            for (collection, id) in state.awaiting.remove(&cid).unwrap_or_default() {
+                let (Some(ci), Ok(Some(doc))) =
+                    (self.coll(&collection), self.store.get(&collection, &id))
+                else {
+                    continue;
+                };
+                if let Some(missing) = index_doc(&ci, &id, &doc.state, |c| self.store.content(c))? {
+                    state
+                        .awaiting
+                        .entry(missing)
+                        .or_default()
+                        .push((collection, id));
+                }
+            }
+        }
+        let through = state.through;
+        self.commit(state, through)
+    }
+
+    /// Builds collection `c`'s index afresh from the documents the store holds now.
+    fn rebuild(&self, c: &Collection) -> Result<(), IndexError> {
+        let config = IndexConfig::of(c);
+        let dir = coll_dir(&self.dir, &c.name);
+        {
+            // Release the old writer's lock before the directory is reused.
+            let mut colls = self.colls.write().unwrap_or_else(|e| e.into_inner());
+            colls.remove(&c.name);
+        }
+        let ci = open_coll(&dir, config, true)?;
+        let mut after: Option<String> = None;
+        let mut n = 0usize;
+        loop {
+            let page = self.store.list(&c.name, after.as_deref(), 1024, false)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.as_str().to_owned());
+            for d in &page {
+                // A document without its content yet is picked up from `awaiting` by the
+                // feed row that named it, or by the next rebuild.
+                index_doc(&ci, &d.id, &d.state, |cid| self.store.content(cid))?;
+            }
+            n += page.len();
+        }
+        {
+            let mut w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
+            w.commit()?;
+        }
+        ci.reader.reload()?;
+        tracing::info!(collection = %c.name, documents = n, "search index built");
+        let mut colls = self.colls.write().unwrap_or_else(|e| e.into_inner());
+        colls.insert(c.name.clone(), Arc::new(ci));
+        Ok(())
+    }
+
+    fn drop_coll(&self, state: &mut State, name: &CollectionName) -> Result<(), IndexError> {
+        let removed = {
+            let mut colls = self.colls.write().unwrap_or_else(|e| e.into_inner());
+            colls.remove(name)
+        };
+        state.collections.remove(name);
+        for waiting in state.awaiting.values_mut() {
+            waiting.retain(|(c, _)| c != name);
+        }
+        state.awaiting.retain(|_, w| !w.is_empty());
+        if let Some(ci) = removed {
+            let dir = ci.dir.clone();
+            drop(ci);
+            // Queries holding the old reader keep their open files until they finish.
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The language collection `name` is indexed with, `None` when it has no index here.
+    pub fn language(&self, name: &CollectionName) -> Option<String> {
+        self.coll(name).map(|ci| ci.config.language.clone())
+    }
+
+    /// The `limit` best chunks of collection `name` for `terms` (already analysed, see
+    /// [`query_terms`]), by BM25, best first. Empty when the collection has no index here.
+    pub fn bm25(
+        &self,
+        name: &CollectionName,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<Vec<Bm25Hit>, IndexError> {
+        let Some(ci) = self.coll(name) else {
+            return Ok(Vec::new());
+        };
+        let f = ci.fields;
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|t| {
+                let q = TermQuery::new(
+                    Term::from_field_text(f.text, t),
+                    IndexRecordOption::WithFreqs,
+                );
+                (Occur::Should, Box::new(q) as Box<dyn Query>)
+            })
+            .collect();
+        let query = BooleanQuery::new(clauses);
+        let searcher = ci.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            out.push(hit_of(&d, &f, score)?);
+        }
+        Ok(out)
+    }
+
+    /// Analyses `text` as collection `name`'s index does (English when it has none).
+    pub fn query_terms(&self, name: &CollectionName, text: &str) -> Vec<String> {
+        let lang = self.language(name).unwrap_or_else(|| "english".into());
+        query_terms(&lang, text)
+    }
+}
+
+fn hit_of(d: &TantivyDocument, f: &Fields, score: f32) -> Result<Bm25Hit, IndexError> {
+    let bad = || IndexError::State("an indexed chunk lacks a stored field".into());
+    let u64_of = |field| d.get_first(field).and_then(|v| v.as_u64()).ok_or_else(bad);
+    let cid_of = |field| -> Option<ContentId> {
+        let b = d.get_first(field)?.as_bytes()?;
+        Some(ContentId(b.try_into().ok()?))
+    };
+    Ok(Bm25Hit {
+        score,
+        doc_id: DocId::from_stored(
+            d.get_first(f.doc)
+                .and_then(|v| v.as_str())
+                .ok_or_else(bad)?
+                .to_owned(),
+        ),
+        ord: u64_of(f.ord)? as u32,
+        start: u64_of(f.start)?,
+        end: u64_of(f.end)?,
+        chunk_id: cid_of(f.chunk).ok_or_else(bad)?,
+        content: cid_of(f.content),
+    })
+}
+
+/// Whether a media type is text the index reads.
+pub fn is_text(content_type: &str) -> bool {
+    let t = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    t.starts_with("text/")
+        || t == "application/json"
+        || t == "application/xml"
+        || t.ends_with("+json")
+        || t.ends_with("+xml")
+}
+
+/// Replaces document `id`'s chunks by those of its winner. Returns the content it still
+/// waits for, when its text is not here yet (it is then indexed by title alone).
+fn index_doc(
+    ci: &CollIndex,
+    id: &DocId,
+    state: &DocState,
+    content: impl Fn(&ContentId) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<Option<ContentId>, IndexError> {
+    let f = ci.fields;
+    let w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
+    w.delete_term(Term::from_field_text(f.doc, id.as_str()));
+    let winner = state.winner();
+    if winner.deleted {
+        return Ok(None);
+    }
+    let title = winner.title.as_deref().unwrap_or("");
+    let mut waiting = None;
+    let mut body: Option<(ContentId, String)> = None;
+    if let Some(c) = winner.content.as_ref().filter(|c| is_text(&c.content_type)) {
+        match content(&c.cid)? {
+            Some(bytes) => {
+                body = Some((c.cid, String::from_utf8_lossy(&bytes).into_owned()));
+            }
+            None => waiting = Some(c.cid),
+        }
+    }
+    let add = |ord: u64,
+               start: u64,
+               end: u64,
+               chunk: ContentId,
+               content: Option<ContentId>,
+               text: &str| {
+        let mut d = TantivyDocument::default();
+        d.add_text(f.doc, id.as_str());
+        d.add_u64(f.ord, ord);
+        d.add_u64(f.start, start);
+        d.add_u64(f.end, end);
+        d.add_bytes(f.chunk, chunk.as_bytes());
+        if let Some(c) = content {
+            d.add_bytes(f.content, c.as_bytes());
+        }
+        d.add_text(f.text, text);
+        w.add_document(d).map(|_| ())
+    };
+    let chunks = body
+        .as_ref()
+        .map(|(_, text)| chunk(text, &ci.config.chunking))
+        .unwrap_or_default();
+    if chunks.is_empty() {
+        if !title.trim().is_empty() {
+            let held = winner.content.as_ref().map(|c| c.cid);
+            add(0, 0, 0, ContentId::of(b""), held, title)?;
+        }
+        return Ok(waiting);
+    }
+    let (cid, text) = body.as_ref().expect("chunks come from a body");
+    for ch in chunks {
+        let piece = &text[ch.start..ch.end];
+        let indexed = if title.is_empty() {
+            piece.to_owned()
+        } else {
+            format!("{title}\n{piece}")
+        };
+        add(
+            u64::from(ch.ord),
+            ch.start as u64,
+            ch.end as u64,
+            ch.id,
+            Some(*cid),
+            &indexed,
+        )?;
+    }
+    Ok(waiting)
+}
+
+fn awaiting_count(state: &State) -> usize {
+    state.awaiting.values().map(Vec::len).sum()
+}
+
+fn unawait(state: &mut State, collection: &CollectionName, id: &DocId) {
+    if state.awaiting.is_empty() {
+        return;
+    }
+    for waiting in state.awaiting.values_mut() {
+        waiting.retain(|(c, d)| !(c == collection && d == id));
+    }
+    state.awaiting.retain(|_, w| !w.is_empty());
+}
+
+fn coll_dir(dir: &Path, name: &CollectionName) -> PathBuf {
+    // Names may hold characters a file name cannot; the hash is fixed per name.
+    let h = blake3::hash(name.as_str().as_bytes()).to_hex();
+    dir.join(format!("c-{}", &h[..24]))
+}
+
+/// Opens a collection's index, or makes it empty (`fresh`, or when there is none).
+fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, IndexError> {
+    if fresh {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    let (schema, fields) = schema();
+    let index = if fresh || !dir.join("meta.json").exists() {
+        Index::create_in_dir(dir, schema)?
+    } else {
+        Index::open_in_dir(dir)?
+    };
+    index
+        .tokenizers()
+        .register(ANALYZER, analyzer(&config.language, true));
+    let writer = index.writer_with_num_threads(1, WRITER_BYTES)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    Ok(CollIndex {
+        config,
+        dir: dir.to_path_buf(),
+        fields,
+        reader,
+        writer: Mutex::new(writer),
+    })
+}
+
+fn read_state(dir: &Path) -> Result<State, IndexError> {
+    match std::fs::read(dir.join(STATE_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| IndexError::State(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the state file whole or not at all: a new file, synced, renamed over the old one.
+fn write_state(dir: &Path, state: &State) -> Result<(), IndexError> {
+    let bytes = serde_json::to_vec(state).map_err(|e| IndexError::State(e.to_string()))?;
+    let tmp = dir.join("state.json.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(STATE_FILE))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn clear_dir(dir: &Path) -> Result<(), IndexError> {
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}

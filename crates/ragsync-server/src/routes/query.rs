@@ -1,0 +1,59 @@
+//! `POST /v1/collections/{c}/query`: search a collection (see `ragsync_search::query`).
+//!
+//! A query first waits (at most [`FRESHNESS_WAIT`]) until the index covers every commit made
+//! before it arrived, so a client reads its own writes; past the wait it answers from the
+//! index as it is and says so with `"stale": true`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use ragsync_core::CollectionName;
+use ragsync_search::query::{self, QueryError, QueryRequest};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{Permission, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+
+/// Longest a query waits for the index to catch up with the store.
+pub(crate) const FRESHNESS_WAIT: Duration = Duration::from_secs(5);
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Store(e) => e.into(),
+            QueryError::Index(e) => ApiError::internal(e.to_string()),
+            e @ (QueryError::Invalid(_) | QueryError::Filter(_)) => {
+                ApiError::bad_request(e.code(), e.to_string())
+            }
+        }
+    }
+}
+
+pub(crate) async fn query(
+    State(node): State<AppState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(c): ApiPath<String>,
+    ApiJson(req): ApiJson<QueryRequest>,
+) -> ApiResult<Json<Value>> {
+    let c = CollectionName::new(c)?;
+    who.require(Permission::ReadDocs, Some(&c))?;
+    let head = node.store.head_seq()?;
+    let fresh = node.search.wait_indexed(head, FRESHNESS_WAIT).await;
+    let search = node.search.clone();
+    let answer = node
+        .blocking_with(move |store| {
+            let coll = store
+                .collection(&c)?
+                .ok_or_else(|| ragsync_store::StoreError::CollectionNotFound(c.clone()))?;
+            let checked = query::check(&search, &coll, &req)?;
+            query::run(&search, store, &c, &checked)
+        })
+        .await??;
+    let mut body = serde_json::to_value(answer).map_err(|e| ApiError::internal(e.to_string()))?;
+    body["indexed_through"] = json!(node.search.status().indexed_through);
+    body["stale"] = json!(!fresh);
+    Ok(Json(body))
+}
