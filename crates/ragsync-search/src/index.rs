@@ -88,6 +88,8 @@ pub struct IndexStatus {
     pub indexed_through: u64,
     /// Documents whose content has not arrived yet.
     pub awaiting_content: usize,
+    /// Chunks indexed, by collection (committed ones).
+    pub chunks: BTreeMap<CollectionName, u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -225,6 +227,11 @@ impl SearchIndex {
         IndexStatus {
             indexed_through: *self.indexed.borrow(),
             awaiting_content: self.awaiting.load(Ordering::Relaxed),
+            chunks: self
+                .read_colls()
+                .iter()
+                .map(|(name, ci)| (name.clone(), ci.reader.searcher().num_docs()))
+                .collect(),
         }
     }
 

@@ -53,8 +53,9 @@ pub struct Node {
     pub(crate) closing: tokio::sync::watch::Sender<bool>,
     /// The peers this node pulls from, and their workers.
     pub replication: replication::Replication,
-    /// The BM25 index, kept up from the store's feed by a task `Node::new` starts.
-    pub search: Arc<SearchIndex>,
+    /// The BM25 index, kept up from the store's feed by a task `Node::new` starts; `None` on
+    /// a node that keeps none.
+    pub search: Option<Arc<SearchIndex>>,
 }
 
 pub type AppState = Arc<Node>;
@@ -67,9 +68,26 @@ impl Node {
             store.clone(),
             &store.dir().join(SEARCH_DIR),
         )?);
+        Ok(Self::build(store, auth, limits, Some(search)))
+    }
+
+    /// A node that keeps no search index (a relay that only stores and replicates): queries
+    /// are refused with `search_disabled`.
+    pub fn without_search(store: Arc<Store>, auth: Auth, limits: Limits) -> AppState {
+        Self::build(store, auth, limits, None)
+    }
+
+    fn build(
+        store: Arc<Store>,
+        auth: Auth,
+        limits: Limits,
+        search: Option<Arc<SearchIndex>>,
+    ) -> AppState {
         let closing = tokio::sync::watch::Sender::new(false);
-        tokio::spawn(search.clone().run(closing.subscribe()));
-        Ok(Arc::new(Self {
+        if let Some(s) = &search {
+            tokio::spawn(s.clone().run(closing.subscribe()));
+        }
+        Arc::new(Self {
             replication: replication::Replication::new(store.clone()),
             store,
             auth,
@@ -78,11 +96,9 @@ impl Node {
             writes: tokio::sync::Semaphore::new(MAX_WRITES_IN_BLOCKING_POOL),
             closing,
             search,
-        }))
+        })
     }
 
-    /// [`Node::blocking`] for a call that writes: at most [`MAX_WRITES_IN_BLOCKING_POOL`]
-    /// of them hold a blocking thread at once.
     pub(crate) async fn writing<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,

@@ -1,6 +1,7 @@
 //! `ragsync bench ingest`: a node in its own process on a temporary directory, written to
 //! through the batch endpoint over real HTTP, one request at a time, with every request body
-//! built before the clock starts. `ragsync bench writes`: single-document writes from one
+//! built before the clock starts, on a node without and one with a search index. `ragsync bench
+//! query`: BM25 queries over HTTP on a collection of 100,000 chunks. `ragsync bench writes`: single-document writes from one
 //! client, then from `--clients` at once, on the same node in the same run. `ragsync bench
 //! sync`: a full sync to an empty peer over HTTP, the same through a proxy that delays each
 //! direction, then single writes timed until the peer serves them. `ragsync bench partition`:
@@ -26,8 +27,10 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchWhat {
-    /// Batch-write throughput of one node over HTTP.
+    /// Batch-write throughput of one node over HTTP, without and with its search index.
     Ingest(IngestBench),
+    /// Query latency over HTTP on a collection of `--docs` chunks.
+    Query(QueryBench),
     /// Single-document writes from one client, then from many at once (group commit).
     Writes(WritesBench),
     /// Full sync to an empty peer over HTTP (also through a delaying proxy), then live
@@ -107,11 +110,34 @@ pub struct IngestBench {
     /// Seed of the text generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u32,
+    /// off: a node without a search index; on: with one, timed until every document is
+    /// indexed; both (default): off, then on, in the same run.
+    #[arg(long, default_value = "both")]
+    pub search: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryBench {
+    /// Documents of the collection (each one chunk under the default chunking).
+    #[arg(long, default_value_t = 100_000)]
+    pub docs: usize,
+    /// Bytes of text per document.
+    #[arg(long, default_value_t = 1024)]
+    pub doc_bytes: usize,
+    /// Queries timed (after 50 not timed).
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Words per query, taken in a row from a stored document.
+    #[arg(long, default_value_t = 3)]
+    pub words: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u32,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Ingest(a) => ingest(a).await,
+        BenchWhat::Query(a) => query(a).await,
         BenchWhat::Writes(a) => writes(a).await,
         BenchWhat::Sync(a) => sync(a).await,
         BenchWhat::Partition(a) => partition(a).await,
@@ -145,6 +171,8 @@ struct BenchNodes {
     exe: std::path::PathBuf,
     token: String,
     durability: String,
+    /// More `serve` flags for every node.
+    extra: Vec<String>,
 }
 
 impl BenchNodes {
@@ -154,12 +182,14 @@ impl BenchNodes {
             exe: std::env::current_exe()?,
             token: format!("bench-{:032x}", rand::random::<u128>()),
             durability: durability.to_string(),
+            extra: Vec::new(),
         })
     }
 
     /// Starts node `name`; with `collection`, makes the collection `bench` on it.
     async fn start(&self, name: &str, collection: bool) -> anyhow::Result<NodeProcess> {
-        let args = ["--durability", self.durability.as_str()];
+        let mut args = vec!["--durability", self.durability.as_str()];
+        args.extend(self.extra.iter().map(String::as_str));
         let node =
             NodeProcess::start(&self.exe, &self.dir.path().join(name), &self.token, &args).await?;
         if collection {
@@ -180,17 +210,43 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
         a.docs > 0 && a.batch > 0,
         "--docs and --batch must be positive"
     );
-    let nodes = BenchNodes::new(&a.durability)?;
-    let node = nodes.start("node", true).await?;
-    let client = node.client();
-
+    let phases: &[bool] = match a.search.as_str() {
+        "off" => &[false],
+        "on" => &[true],
+        "both" => &[false, true],
+        other => bail!("--search {other:?}: off, on or both"),
+    };
     let (docs, batch, doc_bytes, seed) = (a.docs, a.batch, a.doc_bytes, a.seed);
     let bodies =
         tokio::task::spawn_blocking(move || batch_bodies(docs, batch, doc_bytes, seed, "doc"))
             .await??;
+    let mut rates = Vec::new();
+    for &search in phases {
+        rates.push(ingest_phase(&a, bodies.clone(), search).await?);
+    }
+    if let [off, on] = rates[..] {
+        figure("ingest_indexed_vs_unindexed", on / off * 100.0, "%");
+    }
+    Ok(())
+}
+
+/// One node, written with `bodies`; with `search`, timed until the index covers every
+/// document. Returns documents per second.
+async fn ingest_phase(
+    a: &IngestBench,
+    bodies: Vec<(usize, Vec<u8>)>,
+    search: bool,
+) -> anyhow::Result<f64> {
+    let mut nodes = BenchNodes::new(&a.durability)?;
+    if !search {
+        nodes.extra.push("--no-search".into());
+    }
+    let node = nodes.start("node", true).await?;
+    let client = node.client();
     let payload_bytes: usize = bodies.iter().map(|(_, b)| b.len()).sum();
+    let label = if search { "indexed" } else { "unindexed" };
     eprintln!(
-        "ragsync bench ingest: {} docs of {} bytes in {} batches ({:.1} MB of JSON), durability {}, node pid {}",
+        "ragsync bench ingest ({label}): {} docs of {} bytes in {} batches ({:.1} MB of JSON), durability {}, node pid {}",
         a.docs,
         a.doc_bytes,
         bodies.len(),
@@ -216,6 +272,11 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
         }
         bar.inc(n as u64);
     }
+    let stored_secs = t0.elapsed().as_secs_f64();
+    if search {
+        bar.set_message("indexing");
+        wait_indexed(&client).await?;
+    }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = node.cpu_seconds().unwrap_or(0.0) - cpu0;
     bar.finish_and_clear();
@@ -230,11 +291,111 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
     let rss_mib = node.peak_rss_kib().map_or(f64::NAN, |k| k as f64 / 1024.0);
     node.shutdown().await?;
 
-    figure("ingest_docs_per_s", a.docs as f64 / secs, "docs/s");
-    figure("ingest_mb_per_s", payload_bytes as f64 / 1e6 / secs, "MB/s");
-    figure("ingest_seconds", secs, "s");
-    figure("ingest_server_cpu", cpu, "cpu-s");
-    figure("ingest_server_peak_rss", rss_mib, "MiB");
+    let p = if search { "ingest_indexed" } else { "ingest" };
+    let rate = a.docs as f64 / secs;
+    figure(&format!("{p}_docs_per_s"), rate, "docs/s");
+    figure(
+        &format!("{p}_mb_per_s"),
+        payload_bytes as f64 / 1e6 / secs,
+        "MB/s",
+    );
+    figure(&format!("{p}_seconds"), secs, "s");
+    if search {
+        figure("ingest_indexed_stored_seconds", stored_secs, "s");
+    }
+    figure(&format!("{p}_server_cpu"), cpu, "cpu-s");
+    figure(&format!("{p}_server_peak_rss"), rss_mib, "MiB");
+    Ok(rate)
+}
+
+/// Waits until the node's search index covers its whole feed.
+async fn wait_indexed(client: &crate::client::Client) -> anyhow::Result<()> {
+    loop {
+        let s = client.get(&["status"], &[]).await?;
+        if s["search"]["indexed_through"].as_u64() >= s["counts"]["head_seq"].as_u64() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+async fn query(a: QueryBench) -> anyhow::Result<()> {
+    ensure!(
+        a.docs > 0 && a.queries > 0 && a.words > 0,
+        "--docs, --queries and --words must be positive"
+    );
+    let nodes = BenchNodes::new("full")?;
+    let node = nodes.start("node", true).await?;
+    let client = node.client();
+    let (docs, doc_bytes, seed) = (a.docs, a.doc_bytes, a.seed);
+    let bodies =
+        tokio::task::spawn_blocking(move || batch_bodies(docs, 1000, doc_bytes, seed, "doc"))
+            .await??;
+    let bar = ProgressBar::new(a.docs as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} docs {per_sec}")
+            .expect("valid template"),
+    );
+    bar.set_message("ingesting");
+    for (n, body) in bodies {
+        client
+            .post_raw(&["collections", "bench", "docs:batch"], body)
+            .await?;
+        bar.inc(n as u64);
+    }
+    bar.set_message("indexing");
+    wait_indexed(&client).await?;
+    bar.finish_and_clear();
+    let status = client.get(&["status"], &[]).await?;
+    let chunks = status["search"]["chunks"]["bench"].as_u64().unwrap_or(0);
+    eprintln!(
+        "ragsync bench query: {chunks} chunks indexed, node pid {}",
+        node.pid()
+    );
+
+    // Queries: a few words in a row from documents spread over the collection.
+    let (queries, words) = (a.queries, a.words);
+    let texts = tokio::task::spawn_blocking(move || {
+        let mut rng = Mulberry32::new(seed);
+        let every = (docs / (queries + 50)).max(1);
+        let mut pick = Mulberry32::new(seed ^ 0x5eed);
+        let mut out = Vec::new();
+        for n in 0..docs {
+            let t = text(&mut rng, doc_bytes);
+            if n % every == 0 && out.len() < queries + 50 {
+                let w: Vec<&str> = t.split_whitespace().collect();
+                let at = (pick.next_f64() * w.len().saturating_sub(words) as f64) as usize;
+                out.push(w[at..(at + words).min(w.len())].join(" "));
+            }
+        }
+        out
+    })
+    .await?;
+    let mut lat = Vec::with_capacity(a.queries);
+    let mut results = 0usize;
+    for (i, q) in texts.iter().enumerate() {
+        let t = Instant::now();
+        let v = client
+            .post(
+                &["collections", "bench", "query"],
+                &json!({"query": q, "mode": "bm25", "top_k": 10}),
+            )
+            .await?;
+        if i >= 50 {
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            results += v["results"].as_array().map_or(0, Vec::len);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    node.shutdown().await?;
+    figure("query_chunks", chunks as f64, "chunks");
+    figure("query_bm25_p50", percentile(&lat, 50.0), "ms");
+    figure("query_bm25_p99", percentile(&lat, 99.0), "ms");
+    figure(
+        "query_bm25_mean_results",
+        results as f64 / lat.len().max(1) as f64,
+        "results",
+    );
     Ok(())
 }
 

@@ -91,6 +91,9 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub tokens: Vec<Secret>,
+    /// Keep no search index (a relay that only stores and replicates; queries are refused).
+    #[arg(long, env = "RAGSYNC_NO_SEARCH")]
+    pub no_search: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -164,6 +167,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub tokens: Vec<TokenSpec>,
     pub peers: Vec<PeerConfig>,
+    /// Keep a search index (off with `--no-search`).
+    pub search: bool,
 }
 
 impl ServeConfig {
@@ -223,6 +228,7 @@ impl ServeConfig {
             limits,
             tokens,
             peers: file.peers,
+            search: !args.no_search,
         })
     }
 }

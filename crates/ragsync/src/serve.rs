@@ -43,7 +43,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         writeln!(out, "{LISTENING_PREFIX}http://{addr}")?;
         out.flush()?;
     }
-    let node = Node::new(store, auth, limits).context("opening the search index")?;
+    let node = if cfg.search {
+        Node::new(store, auth, limits).context("opening the search index")?
+    } else {
+        Node::without_search(store, auth, limits)
+    };
     node.replication
         .start_all()
         .context("starting replication from the stored peers")?;

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{EXE, TOKEN, add_peer, converge, eventually, first_peer, node};
+use common::{EXE, TOKEN, add_peer, conflicting_writes, converge, eventually, first_peer, node};
 use ragsync::node_proc::NodeProcess;
 use ragsync::proxy::Proxy;
 use serde_json::{Value, json};
@@ -236,21 +236,7 @@ async fn the_peers_cli_adds_lists_drives_and_removes() {
 async fn concurrent_writes_conflict_identically_everywhere_and_resolve() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
-    for (n, text) in [(&a, "written on A"), (&b, "written on B")] {
-        n.client()
-            .put(&["collections", "kb"], &json!({}))
-            .await
-            .unwrap();
-        n.client()
-            .put(
-                &["collections", "kb", "docs", "shared"],
-                &json!({"text": text}),
-            )
-            .await
-            .unwrap();
-    }
-    add_peer(&a, &b).await;
-    add_peer(&b, &a).await;
+    let (on_a, on_b) = conflicting_writes(&a, &b, ["written on A", "written on B"]).await;
     let read = |n: &NodeProcess| {
         let c = n.client();
         async move {
@@ -259,15 +245,6 @@ async fn concurrent_writes_conflict_identically_everywhere_and_resolve() {
                 .unwrap()
         }
     };
-    let (on_a, on_b) = eventually("no common conflict", || async {
-        let (x, y) = (read(&a).await, read(&b).await);
-        if x["conflicts"].as_array().unwrap().len() == 1 && x["version"] == y["version"] {
-            Ok((x, y))
-        } else {
-            Err(format!("{x} / {y}"))
-        }
-    })
-    .await;
     assert_eq!(
         (&on_a["stamp"], &on_a["text"], &on_a["conflicts"]),
         (&on_b["stamp"], &on_b["text"], &on_b["conflicts"])

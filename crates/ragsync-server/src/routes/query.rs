@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Extension, State};
+use axum::http::StatusCode;
 use ragsync_core::CollectionName;
 use ragsync_search::query::{self, QueryError, QueryRequest};
 use serde_json::{Value, json};
@@ -40,20 +41,27 @@ pub(crate) async fn query(
 ) -> ApiResult<Json<Value>> {
     let c = CollectionName::new(c)?;
     who.require(Permission::ReadDocs, Some(&c))?;
+    let Some(search) = node.search.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "search_disabled",
+            "this node keeps no search index (started with --no-search)",
+        ));
+    };
     let head = node.store.head_seq()?;
-    let fresh = node.search.wait_indexed(head, FRESHNESS_WAIT).await;
-    let search = node.search.clone();
+    let fresh = search.wait_indexed(head, FRESHNESS_WAIT).await;
+    let indexed = search.clone();
     let answer = node
         .blocking_with(move |store| {
             let coll = store
                 .collection(&c)?
                 .ok_or_else(|| ragsync_store::StoreError::CollectionNotFound(c.clone()))?;
-            let checked = query::check(&search, &coll, &req)?;
-            query::run(&search, store, &c, &checked)
+            let checked = query::check(&indexed, &coll, &req)?;
+            query::run(&indexed, store, &c, &checked)
         })
         .await??;
     let mut body = serde_json::to_value(answer).map_err(|e| ApiError::internal(e.to_string()))?;
-    body["indexed_through"] = json!(node.search.status().indexed_through);
+    body["indexed_through"] = json!(search.status().indexed_through);
     body["stale"] = json!(!fresh);
     Ok(Json(body))
 }

@@ -29,6 +29,6 @@ pub(crate) async fn status(
         "group_commit": {"commits": commits, "writes": writes},
         "limits": node.limits,
         "peers": node.replication.list(),
-        "search": node.search.status(),
+        "search": node.search.as_ref().map(|s| s.status()),
     })))
 }

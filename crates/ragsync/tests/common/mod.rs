@@ -109,3 +109,45 @@ pub async fn converge(
     })
     .await
 }
+
+/// Writes document `kb/shared` on `a` and on `b` (with `texts[0]` and `texts[1]`) before they
+/// know each other, then makes each pull from the other, and waits until both hold the same
+/// conflict. Returns the document as each reads it.
+pub async fn conflicting_writes(
+    a: &NodeProcess,
+    b: &NodeProcess,
+    texts: [&str; 2],
+) -> (Value, Value) {
+    for (n, text) in [(a, texts[0]), (b, texts[1])] {
+        n.client()
+            .put(&["collections", "kb"], &json!({}))
+            .await
+            .unwrap();
+        n.client()
+            .put(
+                &["collections", "kb", "docs", "shared"],
+                &json!({"text": text}),
+            )
+            .await
+            .unwrap();
+    }
+    add_peer(a, b).await;
+    add_peer(b, a).await;
+    let read = |n: &NodeProcess| {
+        let c = n.client();
+        async move {
+            c.get(&["collections", "kb", "docs", "shared"], &[])
+                .await
+                .unwrap()
+        }
+    };
+    eventually("no common conflict", || async {
+        let (x, y) = (read(a).await, read(b).await);
+        if x["conflicts"].as_array().unwrap().len() == 1 && x["version"] == y["version"] {
+            Ok((x, y))
+        } else {
+            Err(format!("{x} / {y}"))
+        }
+    })
+    .await
+}

@@ -1,0 +1,314 @@
+//! Search over the API of one real node: what is written is found, what changes or goes
+//! stops matching, filters select by metadata, settings rebuild the index, and every bad
+//! query is refused with its code.
+
+mod common;
+
+use common::{READER, TestNode, json, refused};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn put(n: &TestNode, coll: &str, id: &str, body: Value) {
+    let r = n
+        .req(Method::PUT, &format!("/v1/collections/{coll}/docs/{id}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "put {id}: {}", r.status());
+}
+
+async fn query(n: &TestNode, coll: &str, body: Value) -> Value {
+    let (status, v) = json(
+        n.req(Method::POST, &format!("/v1/collections/{coll}/query"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["stale"], false, "{v}");
+    v
+}
+
+/// The document ids of a query's results, in order.
+async fn found(n: &TestNode, coll: &str, text: &str) -> Vec<String> {
+    let v = query(n, coll, json!({"query": text})).await;
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn written_text_is_found_and_updates_deletes_and_collection_deletes_follow() {
+    let n = TestNode::start().await;
+    n.create_collection("kb").await;
+    put(
+        &n,
+        "kb",
+        "wal",
+        json!({"text": "SQLite's write-ahead log lets readers run beside the writer.",
+               "title": "WAL mode", "metadata": {"topic": "storage"}}),
+    )
+    .await;
+    put(
+        &n,
+        "kb",
+        "raft",
+        json!({"text": "Raft elects a leader by randomised timeouts."}),
+    )
+    .await;
+
+    // Read your writes: the query waits for the index. Stemming: "readers" matches "reader".
+    let v = query(&n, "kb", json!({"query": "Which READER runs?", "top_k": 5})).await;
+    let r = &v["results"][0];
+    assert_eq!(r["doc_id"], "wal");
+    assert_eq!(r["title"], "WAL mode");
+    assert_eq!(r["metadata"], json!({"topic": "storage"}));
+    assert_eq!(
+        r["text"],
+        "SQLite's write-ahead log lets readers run beside the writer"
+    );
+    assert_eq!((r["ord"].as_u64(), r["start"].as_u64()), (Some(0), Some(0)));
+    assert!(r["scores"]["bm25"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["score"], r["scores"]["bm25"]);
+    assert_eq!(r["chunk_id"].as_str().unwrap().len(), 64);
+    assert_eq!(v["mode"], "bm25");
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{v}");
+    // The title is searchable too.
+    assert_eq!(found(&n, "kb", "mode").await, ["wal"]);
+
+    // An update: the old text no longer matches, the new one does.
+    put(
+        &n,
+        "kb",
+        "raft",
+        json!({"text": "Paxos agrees on one value."}),
+    )
+    .await;
+    assert!(found(&n, "kb", "leader").await.is_empty());
+    assert_eq!(found(&n, "kb", "paxos").await, ["raft"]);
+
+    // A delete: gone.
+    let r = n
+        .req(Method::DELETE, "/v1/collections/kb/docs/raft")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert!(found(&n, "kb", "paxos").await.is_empty());
+
+    // A batch is indexed like single writes.
+    let docs: Vec<Value> = (0..50)
+        .map(|i| json!({"id": format!("b{i}"), "text": format!("batch item number{i} zebra")}))
+        .collect();
+    let r = n
+        .req(Method::POST, "/v1/collections/kb/docs:batch")
+        .json(&json!({"docs": docs}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(found(&n, "kb", "number37").await, ["b37"]);
+    let v = query(&n, "kb", json!({"query": "zebra", "top_k": 100})).await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 50);
+
+    // A deleted collection is not searchable; a new one of the same name starts empty.
+    let r = n
+        .req(Method::DELETE, "/v1/collections/kb")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    refused(
+        n.req(Method::POST, "/v1/collections/kb/query")
+            .json(&json!({"query": "zebra"})),
+        404,
+        "collection_not_found",
+    )
+    .await;
+    n.create_collection("kb").await;
+    assert!(found(&n, "kb", "zebra").await.is_empty());
+    let status = json(n.req(Method::GET, "/v1/status").send().await.unwrap())
+        .await
+        .1;
+    assert_eq!(status["search"]["chunks"]["kb"], 0, "{status}");
+}
+
+#[tokio::test]
+async fn filters_select_by_metadata() {
+    let n = TestNode::start().await;
+    n.create_collection("papers").await;
+    for (id, year, venue) in [
+        ("p1", 1999, "sigmod"),
+        ("p2", 2008, "vldb"),
+        ("p3", 2015, "sigmod"),
+    ] {
+        put(
+            &n,
+            "papers",
+            id,
+            json!({"text": "replication of databases", "metadata": {"year": year, "venue": venue}}),
+        )
+        .await;
+    }
+    let ids = |v: &Value| {
+        let mut ids: Vec<String> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["doc_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let q = |filter: Value| json!({"query": "replication", "filter": filter});
+    assert_eq!(
+        ids(&query(&n, "papers", q(json!({"venue": "sigmod"}))).await),
+        ["p1", "p3"]
+    );
+    assert_eq!(
+        ids(&query(
+            &n,
+            "papers",
+            q(json!({"year": {"$gte": 2000, "$lt": 2010}}))
+        )
+        .await),
+        ["p2"]
+    );
+    assert_eq!(
+        ids(&query(
+            &n,
+            "papers",
+            q(json!({"venue": {"$in": ["vldb", "icde"]}, "year": 2008}))
+        )
+        .await),
+        ["p2"]
+    );
+    assert!(ids(&query(&n, "papers", q(json!({"year": {"$gt": 2020}}))).await).is_empty());
+    // top_k counts results that pass the filter.
+    let v = query(
+        &n,
+        "papers",
+        json!({"query": "replication", "top_k": 1, "filter": {"venue": "sigmod"}}),
+    )
+    .await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn chunking_and_language_settings_rebuild_the_index() {
+    let n = TestNode::start().await;
+    let text: String = (0..40).map(|i| format!("w{i} ")).collect();
+    n.create_collection("c").await;
+    put(&n, "c", "d", json!({"text": text})).await;
+    let v = query(&n, "c", json!({"query": "w35"})).await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    assert_eq!(v["results"][0]["ord"], 0);
+
+    // Ten-token chunks overlapping by two: w35 is in the chunk that starts at w32.
+    let r = n
+        .req(Method::PUT, "/v1/collections/c")
+        .json(
+            &json!({"chunking": {"max_tokens": 10, "min_tokens": 1, "overlap_tokens": 2},
+                      "search": {"language": "french"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let v = query(&n, "c", json!({"query": "w35"})).await;
+    let r = &v["results"][0];
+    assert_eq!(
+        (r["ord"].as_u64(), r["text"].as_str()),
+        (Some(4), Some("w32 w33 w34 w35 w36 w37 w38 w39"))
+    );
+    let status = json(n.req(Method::GET, "/v1/status").send().await.unwrap())
+        .await
+        .1;
+    assert_eq!(status["search"]["chunks"]["c"], 5, "{status}");
+
+    // French stemming now: "chevaux" finds "cheval".
+    put(&n, "c", "fr", json!({"text": "un cheval blanc"})).await;
+    assert_eq!(found(&n, "c", "chevaux").await, ["fr"]);
+}
+
+#[tokio::test]
+async fn bad_queries_are_refused_with_their_codes() {
+    let n = TestNode::start().await;
+    n.create_collection("kb").await;
+    put(&n, "kb", "a", json!({"text": "alpha beta"})).await;
+    let q = |body: Value| n.req(Method::POST, "/v1/collections/kb/query").json(&body);
+    for (body, code) in [
+        (json!({}), "invalid_query"),
+        (json!({"query": "   "}), "invalid_query"),
+        (json!({"query": "?! ..."}), "invalid_query"),
+        (
+            json!({"query": "alpha", "mode": "semantic"}),
+            "invalid_query",
+        ),
+        (json!({"query": "alpha", "alpha": 1.5}), "invalid_query"),
+        (json!({"query": "alpha", "alpha": -0.1}), "invalid_query"),
+        (json!({"query": "alpha", "top_k": 0}), "invalid_query"),
+        (json!({"query": "alpha", "top_k": 5000}), "invalid_query"),
+        (json!({"query": "alpha", "mode": "vector"}), "invalid_query"),
+        (json!({"query": "alpha", "mode": "hybrid"}), "invalid_query"),
+        (json!({"vector": [0.1, 0.2]}), "invalid_query"),
+        (
+            json!({"query": "alpha", "filter": {"year": {"$between": 1}}}),
+            "invalid_filter",
+        ),
+        (json!({"query": "alpha", "filter": [1]}), "invalid_filter"),
+        (json!({"query": "x".repeat(20_000)}), "invalid_query"),
+    ] {
+        let msg = refused(q(body.clone()), 400, code).await;
+        assert!(!msg.is_empty(), "{body}");
+    }
+    let msg = refused(
+        q(json!({"query": "alpha", "mode": "vector"})),
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert!(msg.contains("no embedding model"), "{msg}");
+    refused(
+        q(json!({"query": "alpha", "bogus": 1})),
+        400,
+        "invalid_body",
+    )
+    .await;
+    refused(
+        n.req(Method::POST, "/v1/collections/nope/query")
+            .json(&json!({"query": "alpha"})),
+        404,
+        "collection_not_found",
+    )
+    .await;
+    refused(
+        n.req(Method::POST, "/v1/collections/Bad%20Name/query")
+            .json(&json!({"query": "alpha"})),
+        400,
+        "invalid_collection_name",
+    )
+    .await;
+    // Reading is enough to search; no token is not.
+    let r = n
+        .as_token(READER, Method::POST, "/v1/collections/kb/query")
+        .json(&json!({"query": "alpha"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = n
+        .http
+        .post(format!("{}/v1/collections/kb/query", n.base))
+        .json(&json!({"query": "alpha"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

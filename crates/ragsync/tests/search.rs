@@ -1,0 +1,150 @@
+//! Search on real nodes (the built binary): what replicates is searchable where it arrives,
+//! only a conflicted document's winner is indexed, on every node, and a node killed in the
+//! middle of an ingest restarts with an index that matches its store.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{EXE, TOKEN, conflicting_writes, eventually, node};
+use ragsync::client::Client;
+use ragsync::node_proc::NodeProcess;
+use serde_json::{Value, json};
+
+/// The document ids a BM25 query finds.
+async fn found(c: &Client, coll: &str, text: &str) -> Vec<String> {
+    let v = c
+        .post(
+            &["collections", coll, "query"],
+            &json!({"query": text, "mode": "bm25"}),
+        )
+        .await
+        .unwrap();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until `text` finds exactly `want` on node `n`.
+async fn finds(n: &NodeProcess, text: &str, want: &[&str]) {
+    let c = n.client();
+    eventually(&format!("{text:?} on {}", n.url), || async {
+        let got = found(&c, "kb", text).await;
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("found {got:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_writes_updates_deletes_and_conflicts_are_searched_alike_on_both_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    // Concurrent writes before the nodes know each other: a conflict once they do.
+    let (doc, _) =
+        conflicting_writes(&a, &b, ["written on A aardvark", "written on B bison"]).await;
+    let winner = doc["text"].as_str().unwrap();
+    let (won, lost) = if winner.contains("aardvark") {
+        ("aardvark", "bison")
+    } else {
+        ("bison", "aardvark")
+    };
+    for n in [&a, &b] {
+        finds(n, won, &["shared"]).await;
+        finds(n, lost, &[]).await;
+    }
+
+    // Written on A, found on B without anyone re-ingesting it.
+    a.client()
+        .put(
+            &["collections", "kb", "docs", "fox"],
+            &json!({"text": "The quick brown fox jumps.", "metadata": {"n": 1}}),
+        )
+        .await
+        .unwrap();
+    finds(&b, "foxes jumping", &["fox"]).await;
+    // Updated on A: the old text no longer matches on B.
+    a.client()
+        .put(
+            &["collections", "kb", "docs", "fox"],
+            &json!({"text": "A lazy dog sleeps."}),
+        )
+        .await
+        .unwrap();
+    finds(&b, "dog", &["fox"]).await;
+    finds(&b, "quick", &[]).await;
+    // Deleted on B: gone from A's results.
+    b.client()
+        .delete(&["collections", "kb", "docs", "fox"])
+        .await
+        .unwrap();
+    finds(&a, "dog", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_an_ingest_restarts_with_an_index_that_matches_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let mut n = NodeProcess::spawn(Path::new(EXE), &data, TOKEN, &[]).unwrap();
+    let c = n.client();
+    c.put(&["collections", "kb"], &json!({})).await.unwrap();
+    // 20 batches of 500: each document one chunk, with a word of its own.
+    for b in 0..20 {
+        let docs: Vec<Value> = (0..500)
+            .map(|i| {
+                json!({"id": format!("d{b}-{i}"),
+                       "text": format!("document uniq{b}x{i} of batch {b}, with common words")})
+            })
+            .collect();
+        c.post(&["collections", "kb", "docs:batch"], &json!({"docs": docs}))
+            .await
+            .unwrap();
+    }
+    // Some deletes among them, then a kill right after the last acknowledgement (the indexer
+    // commits at most every two seconds, so it is usually still behind).
+    for i in 0..10 {
+        c.delete(&["collections", "kb", "docs", &format!("d3-{i}")])
+            .await
+            .unwrap();
+    }
+    n.kill9().unwrap();
+    drop(n);
+
+    let n = NodeProcess::spawn(Path::new(EXE), &data, TOKEN, &[]).unwrap();
+    let c = n.client();
+    let status = eventually("the index did not catch up", || async {
+        let s = c.get(&["status"], &[]).await.unwrap();
+        let caught_up = s["search"]["indexed_through"] == s["counts"]["head_seq"];
+        if caught_up { Ok(s) } else { Err(s.to_string()) }
+    })
+    .await;
+    // No missing and no orphan chunks: one per live document.
+    assert_eq!(status["counts"]["documents"], 9990, "{status}");
+    assert_eq!(status["search"]["chunks"]["kb"], 9990, "{status}");
+    for (word, want) in [
+        ("uniq0x0", vec!["d0-0"]),
+        ("uniq19x499", vec!["d19-499"]),
+        ("uniq3x5", vec![]),
+    ] {
+        assert_eq!(found(&c, "kb", word).await, want, "{word}");
+    }
+    // And it goes on indexing new writes.
+    c.put(
+        &["collections", "kb", "docs", "late"],
+        &json!({"text": "arrived after the restart"}),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        assert_eq!(found(&c, "kb", "restart").await, ["late"]);
+    })
+    .await
+    .unwrap();
+}
