@@ -18,7 +18,7 @@ source "$(dirname "$0")/pouchdb-side-by-side.sh"
 
 rs_rates=() ; pd_rates=() ; rs_rss=() ; pd_rss=()
 for run in $(seq 1 "$runs"); do
-  out=$("$bin" bench ingest --docs "$docs" --doc-bytes "$doc_bytes" 2>/dev/null)
+  out=$("$bin" bench ingest --search off --docs "$docs" --doc-bytes "$doc_bytes" 2>/dev/null)
   rs_rates+=("$(figure "$out" ingest_docs_per_s)"); rs_rss+=("$(figure "$out" ingest_server_peak_rss)")
   echo "run $run ragsync: ${rs_rates[-1]} docs/s, server peak RSS ${rs_rss[-1]} MiB"
   out=$(cd "$peer" && node bench.js --docs "$docs" --doc-bytes "$doc_bytes" --sync-sets '' --live-docs 0 2>/dev/null)

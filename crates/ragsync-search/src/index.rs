@@ -22,7 +22,7 @@
 //! - **Another database, another index.** The store's epoch is recorded; a different one
 //!   (a restored or rebooted-unclean store, whose `seq`s may be reused) rebuilds everything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -46,12 +46,15 @@ use crate::chunk::chunk;
 /// Feed rows read per page.
 const PAGE_ROWS: usize = 2048;
 /// Rows applied before a commit while a backlog lasts: bigger segments, fewer fsyncs.
-const COMMIT_ROWS: usize = 32_768;
+const COMMIT_ROWS: usize = 4096;
 /// Longest a backlog goes without a commit, so queries see progress.
 const COMMIT_EVERY: Duration = Duration::from_secs(2);
-/// Indexing memory of one collection's writer.
+/// Indexing memory of one collection's writer (shared by its indexing threads).
 const WRITER_BYTES: usize = 64 << 20;
 const STATE_FILE: &str = "state.json";
+/// How long the indexer lets new commits gather before it indexes them, when no query waits:
+/// an index commit per replicated write would compete with replication for the CPU.
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// Why the index cannot answer.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +149,15 @@ struct State {
     collections: BTreeMap<CollectionName, IndexConfig>,
     /// Documents waiting for their content, by content id.
     awaiting: BTreeMap<ContentId, Vec<(CollectionName, DocId)>>,
+    /// The feed `seq` applied to the writers through (committed or not); `through` is what
+    /// the last commit covered.
+    #[serde(skip)]
+    applied: u64,
+    /// Rows applied since the last commit, and when that was.
+    #[serde(skip)]
+    uncommitted: usize,
+    #[serde(skip)]
+    last_commit: Option<Instant>,
 }
 
 struct CollIndex {
@@ -153,7 +165,24 @@ struct CollIndex {
     dir: PathBuf,
     fields: Fields,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    writer: Mutex<Writer>,
+}
+
+/// A collection's writer, with the documents it added since its last commit: a document
+/// neither there nor in the committed index needs no delete (deletes cost a term lookup in
+/// every segment at commit, which a bulk load of new documents would pay for nothing).
+struct Writer {
+    w: IndexWriter,
+    added: HashSet<DocId>,
+}
+
+impl Writer {
+    fn commit(&mut self, reader: &IndexReader) -> Result<(), IndexError> {
+        self.w.commit()?;
+        reader.reload()?;
+        self.added.clear();
+        Ok(())
+    }
 }
 
 /// A node's BM25 index; see the module docs.
@@ -165,6 +194,8 @@ pub struct SearchIndex {
     indexed: tokio::sync::watch::Sender<u64>,
     /// Documents waiting for their content, as of the last commit.
     awaiting: AtomicUsize,
+    /// A query waits for the index: index now, without settling.
+    urgent: tokio::sync::Notify,
 }
 
 impl SearchIndex {
@@ -186,6 +217,7 @@ impl SearchIndex {
                 ..State::default()
             };
         }
+        state.applied = state.through;
         let mut colls = HashMap::new();
         let mut broken = Vec::new();
         for (name, config) in &state.collections {
@@ -204,6 +236,7 @@ impl SearchIndex {
             dir: dir.to_path_buf(),
             indexed: tokio::sync::watch::Sender::new(state.through),
             awaiting: AtomicUsize::new(awaiting_count(&state)),
+            urgent: tokio::sync::Notify::new(),
             state: Mutex::new(state),
             colls: RwLock::new(colls),
         };
@@ -238,6 +271,9 @@ impl SearchIndex {
     /// Waits until the index covers the feed up to `seq`, at most `timeout`. True when it does.
     pub async fn wait_indexed(&self, seq: u64, timeout: Duration) -> bool {
         let mut rx = self.indexed.subscribe();
+        if *rx.borrow() < seq {
+            self.urgent.notify_one();
+        }
         tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq))
             .await
             .is_ok_and(|r| r.is_ok())
@@ -245,55 +281,69 @@ impl SearchIndex {
 
     /// Indexes what the feed holds past the watermark, until `stop` is set. Runs on the
     /// blocking pool; an error is logged and retried after a pause (the watermark has not
-    /// moved, so nothing is skipped).
+    /// moved, so nothing is skipped). Commits when a query waits, when the feed has been quiet
+    /// for [`SETTLE`], and during a backlog every [`COMMIT_ROWS`] rows or [`COMMIT_EVERY`].
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut head = self.store.watch_head();
+        let mut commit_now = false;
         loop {
-            if *stop.borrow() {
-                return;
-            }
+            let stopping = *stop.borrow();
             let me = self.clone();
             let stop_now = stop.clone();
-            let worked = tokio::task::spawn_blocking(move || me.catch_up(&stop_now)).await;
-            let pause = match worked {
-                Ok(Ok(())) => None,
+            let worked =
+                tokio::task::spawn_blocking(move || me.catch_up(&stop_now, commit_now || stopping))
+                    .await;
+            commit_now = false;
+            let (pending, pause) = match worked {
+                Ok(Ok(pending)) => (pending, None),
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "search indexing failed; retrying");
-                    Some(Duration::from_secs(1))
+                    (false, Some(Duration::from_secs(1)))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "search indexing panicked; retrying");
-                    Some(Duration::from_secs(1))
+                    (false, Some(Duration::from_secs(1)))
                 }
             };
-            let awaiting = !self
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .awaiting
-                .is_empty();
+            if stopping {
+                return;
+            }
+            let awaiting = self.awaiting.load(Ordering::Relaxed) > 0;
             let wait = pause.or(awaiting.then_some(Duration::from_secs(1)));
             tokio::select! {
-                _ = head.changed(), if pause.is_none() => {}
+                _ = head.changed(), if pause.is_none() => {
+                    // Let a burst of small commits (and their replication) gather into one
+                    // index commit, unless a query waits for it.
+                    tokio::select! {
+                        _ = tokio::time::sleep(SETTLE) => {}
+                        _ = self.urgent.notified() => commit_now = true,
+                        _ = stop.changed() => {}
+                    }
+                }
+                _ = tokio::time::sleep(SETTLE), if pending && pause.is_none() => commit_now = true,
+                _ = self.urgent.notified(), if pending => commit_now = true,
                 _ = async { tokio::time::sleep(wait.unwrap_or_default()).await }, if wait.is_some() => {}
                 _ = stop.changed() => {}
             }
         }
     }
 
-    /// Indexes every row of the feed past the watermark and every awaited content that has
-    /// arrived, committing at least every [`COMMIT_ROWS`] rows or [`COMMIT_EVERY`].
-    pub fn catch_up(&self, stop: &tokio::sync::watch::Receiver<bool>) -> Result<(), IndexError> {
+    /// Applies every row of the feed past what was applied, and every awaited content that
+    /// has arrived; commits when `commit_now`, or every [`COMMIT_ROWS`] rows or
+    /// [`COMMIT_EVERY`]. Returns whether applied rows are left uncommitted.
+    pub fn catch_up(
+        &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+        commit_now: bool,
+    ) -> Result<bool, IndexError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.fill_awaited(&mut state)?;
         loop {
             let started = Instant::now();
-            let mut rows = 0;
-            let mut since = state.through;
             let mut more = true;
-            while more && rows < COMMIT_ROWS && started.elapsed() < COMMIT_EVERY {
+            while more && state.uncommitted < COMMIT_ROWS && started.elapsed() < COMMIT_EVERY {
                 let page = self.store.changes(
-                    since,
+                    state.applied,
                     PAGE_ROWS,
                     InlinePolicy {
                         max_content_bytes: 1 << 20,
@@ -304,32 +354,39 @@ impl SearchIndex {
                 for e in &page.entries {
                     self.apply(&mut state, &e.item, &contents)?;
                 }
-                rows += page.entries.len();
+                state.uncommitted += page.entries.len();
                 more = page.has_more && !page.entries.is_empty();
-                since = page.next_since;
+                state.applied = page.next_since;
                 if *stop.borrow() {
                     break;
                 }
             }
-            if since == state.through {
-                return Ok(());
+            let due = commit_now
+                || *stop.borrow()
+                || state.uncommitted >= COMMIT_ROWS
+                || state
+                    .last_commit
+                    .is_none_or(|t| t.elapsed() >= COMMIT_EVERY);
+            if state.applied > state.through && due {
+                self.commit(&mut state)?;
             }
-            self.commit(&mut state, since)?;
             if !more || *stop.borrow() {
-                return Ok(());
+                return Ok(state.applied > state.through);
             }
         }
     }
 
-    /// Commits every collection's writer, then moves the watermark to `through`.
-    fn commit(&self, state: &mut State, through: u64) -> Result<(), IndexError> {
+    /// Commits every collection's writer, then moves the watermark to what was applied.
+    fn commit(&self, state: &mut State) -> Result<(), IndexError> {
+        let through = state.applied;
         let colls: Vec<Arc<CollIndex>> = self.read_colls().values().cloned().collect();
         for ci in colls {
             let mut w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
-            w.commit()?;
-            ci.reader.reload()?;
+            w.commit(&ci.reader)?;
         }
         state.through = through;
+        state.uncommitted = 0;
+        state.last_commit = Some(Instant::now());
         write_state(&self.dir, state)?;
         self.awaiting
             .store(awaiting_count(state), Ordering::Relaxed);
@@ -420,8 +477,7 @@ impl SearchIndex {
                 }
             }
         }
-        let through = state.through;
-        self.commit(state, through)
+        self.commit(state)
     }
 
     /// Builds collection `c`'s index afresh from the documents the store holds now.
@@ -447,11 +503,10 @@ impl SearchIndex {
             }
             n += page.len();
         }
-        {
-            let mut w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
-            w.commit()?;
-        }
-        ci.reader.reload()?;
+        ci.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .commit(&ci.reader)?;
         tracing::info!(collection = %c.name, documents = n, "search index built");
         let mut colls = self.colls.write().unwrap_or_else(|e| e.into_inner());
         colls.insert(c.name.clone(), Arc::new(ci));
@@ -573,8 +628,13 @@ fn index_doc(
     content: impl Fn(&ContentId) -> Result<Option<Vec<u8>>, StoreError>,
 ) -> Result<Option<ContentId>, IndexError> {
     let f = ci.fields;
-    let w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
-    w.delete_term(Term::from_field_text(f.doc, id.as_str()));
+    let mut guard = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
+    let writer = &mut *guard;
+    let term = Term::from_field_text(f.doc, id.as_str());
+    if writer.added.contains(id) || ci.reader.searcher().doc_freq(&term)? > 0 {
+        writer.w.delete_term(term);
+    }
+    let w = &writer.w;
     let winner = state.winner();
     if winner.deleted {
         return Ok(None);
@@ -616,9 +676,11 @@ fn index_doc(
         if !title.trim().is_empty() {
             let held = winner.content.as_ref().map(|c| c.cid);
             add(0, 0, 0, ContentId::of(b""), held, title)?;
+            writer.added.insert(id.clone());
         }
         return Ok(waiting);
     }
+    writer.added.insert(id.clone());
     let (cid, text) = body.as_ref().expect("chunks come from a body");
     for ch in chunks {
         let piece = &text[ch.start..ch.end];
@@ -678,7 +740,8 @@ fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, 
     index
         .tokenizers()
         .register(ANALYZER, analyzer(&config.language, true));
-    let writer = index.writer_with_num_threads(1, WRITER_BYTES)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let writer = index.writer_with_num_threads(threads, WRITER_BYTES)?;
     let reader = index
         .reader_builder()
         .reload_policy(ReloadPolicy::Manual)
@@ -688,7 +751,10 @@ fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, 
         dir: dir.to_path_buf(),
         fields,
         reader,
-        writer: Mutex::new(writer),
+        writer: Mutex::new(Writer {
+            w: writer,
+            added: HashSet::new(),
+        }),
     })
 }
 

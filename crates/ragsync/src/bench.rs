@@ -75,6 +75,11 @@ pub struct SyncBench {
     /// Durability of both nodes: relaxed, full (default) or extra.
     #[arg(long, default_value = "full")]
     pub durability: String,
+    /// on (default): nodes keep their search index; each index has caught up before a phase
+    /// is timed, and the receiver's time to a caught-up index is a figure of its own.
+    /// off: nodes without one (`serve --no-search`).
+    #[arg(long, default_value = "on")]
+    pub search: String,
 }
 
 #[derive(Debug, Args)]
@@ -308,14 +313,19 @@ async fn ingest_phase(
     Ok(rate)
 }
 
-/// Waits until the node's search index covers its whole feed.
+/// Waits until the node's search index covers every write made before the call: a query
+/// waits for that itself (bounded), and says `stale` when it gave up.
 async fn wait_indexed(client: &crate::client::Client) -> anyhow::Result<()> {
     loop {
-        let s = client.get(&["status"], &[]).await?;
-        if s["search"]["indexed_through"].as_u64() >= s["counts"]["head_seq"].as_u64() {
+        let v = client
+            .post(
+                &["collections", "bench", "query"],
+                &json!({"query": "ba", "mode": "bm25", "top_k": 1}),
+            )
+            .await?;
+        if v["stale"] == json!(false) {
             return Ok(());
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
@@ -484,7 +494,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn sync(a: SyncBench) -> anyhow::Result<()> {
     ensure!(a.docs > 0, "--docs must be positive");
-    let nodes = BenchNodes::new(&a.durability)?;
+    let mut nodes = BenchNodes::new(&a.durability)?;
+    let search = match a.search.as_str() {
+        "on" => true,
+        "off" => false,
+        other => bail!("--search {other:?}: on or off"),
+    };
+    if !search {
+        nodes.extra.push("--no-search".into());
+    }
     let src = nodes.start("source", true).await?;
     let source = src.client();
     let (docs, doc_bytes) = (a.docs, a.doc_bytes);
@@ -506,13 +524,25 @@ async fn sync(a: SyncBench) -> anyhow::Result<()> {
     let head = source.get(&["sync", "info"], &[]).await?["head"]
         .as_u64()
         .unwrap_or(0);
+    if search {
+        bar.set_message("indexing the source");
+        wait_indexed(&source).await?;
+    }
 
     // Full sync: an empty node is given the source as its peer and pulls everything.
     let dst = nodes.start("peer", false).await?;
     let peer = dst.client();
     bar.reset();
     bar.set_message("full sync");
+    let t0 = Instant::now();
     let (secs, pull) = full_sync(&peer, &src.url, &nodes.token, head, a.docs, &bar).await?;
+    let indexed_secs = if search {
+        bar.set_message("indexing on the peer");
+        wait_indexed(&peer).await?;
+        Some(t0.elapsed().as_secs_f64())
+    } else {
+        None
+    };
     let rss_mib = dst.peak_rss_kib().map_or(f64::NAN, |k| k as f64 / 1024.0);
     let bytes = pull["bytes_received"].as_u64().unwrap_or(0);
 
@@ -571,6 +601,9 @@ async fn sync(a: SyncBench) -> anyhow::Result<()> {
 
     figure("sync_docs_per_s", a.docs as f64 / secs, "docs/s");
     figure("sync_seconds", secs, "s");
+    if let Some(s) = indexed_secs {
+        figure("sync_until_indexed_seconds", s, "s");
+    }
     figure("sync_receiver_peak_rss", rss_mib, "MiB");
     figure("sync_bytes_per_doc", bytes as f64 / a.docs as f64, "bytes");
     if let Some(d) = delayed_secs {
