@@ -46,10 +46,10 @@ impl Filter {
                 return Err(format!("unknown filter operator {field} at the top level"));
             }
             match cond {
+                Value::Object(ops) if ops.is_empty() => {
+                    return Err(format!("filter on {field} has no condition"));
+                }
                 Value::Object(ops) if ops.keys().any(|k| k.starts_with('$')) => {
-                    if ops.is_empty() {
-                        return Err(format!("filter on {field} has no condition"));
-                    }
                     for (op, arg) in ops {
                         conditions.push((field.clone(), condition(field, op, arg)?));
                     }
@@ -169,6 +169,7 @@ mod tests {
             json!({"lang": {"$in": "en"}}),
             json!({"tags": ["a"]}),
             json!({"nested": {"a": 1}}),
+            json!({"empty": {}}),
         ] {
             assert!(Filter::parse(&bad).is_err(), "{bad}");
         }

@@ -141,12 +141,20 @@ impl IndexConfig {
     }
 }
 
+/// A collection's index: the settings it was built with and its directory (a new one per
+/// build, so the old index answers queries until the new one is committed and recorded).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Indexed {
+    config: IndexConfig,
+    dir: String,
+}
+
 /// The persisted part of the indexer.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     epoch: Option<Epoch>,
     through: u64,
-    collections: BTreeMap<CollectionName, IndexConfig>,
+    collections: BTreeMap<CollectionName, Indexed>,
     /// Documents waiting for their content, by content id.
     awaiting: BTreeMap<ContentId, Vec<(CollectionName, DocId)>>,
     /// The feed `seq` applied to the writers through (committed or not); `through` is what
@@ -220,8 +228,8 @@ impl SearchIndex {
         state.applied = state.through;
         let mut colls = HashMap::new();
         let mut broken = Vec::new();
-        for (name, config) in &state.collections {
-            match open_coll(&coll_dir(dir, name), config.clone(), false) {
+        for (name, ix) in &state.collections {
+            match open_coll(&dir.join(&ix.dir), ix.config.clone(), false) {
                 Ok(ci) => {
                     colls.insert(name.clone(), Arc::new(ci));
                 }
@@ -231,6 +239,7 @@ impl SearchIndex {
                 }
             }
         }
+        remove_unrecorded(dir, &state)?;
         let me = Self {
             store,
             dir: dir.to_path_buf(),
@@ -242,10 +251,11 @@ impl SearchIndex {
         };
         for name in broken {
             let mut state = me.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.collections.remove(&name);
-            if let Some(c) = me.store.collection(&name)? {
-                me.rebuild(&c)?;
-                state.collections.insert(name, IndexConfig::of(&c));
+            match me.store.collection(&name)? {
+                Some(c) => me.rebuild(&mut state, &c)?,
+                None => {
+                    state.collections.remove(&name);
+                }
             }
         }
         Ok(me)
@@ -294,14 +304,19 @@ impl SearchIndex {
                 tokio::task::spawn_blocking(move || me.catch_up(&stop_now, commit_now || stopping))
                     .await;
             commit_now = false;
-            let (pending, pause) = match worked {
-                Ok(Ok(pending)) => (pending, None),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "search indexing failed; retrying");
-                    (false, Some(Duration::from_secs(1)))
-                }
+            let failure = match worked {
+                Ok(Ok(pending)) => Ok(pending),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("panicked: {e}")),
+            };
+            let (pending, pause) = match failure {
+                Ok(pending) => (pending, None),
                 Err(e) => {
-                    tracing::error!(error = %e, "search indexing panicked; retrying");
+                    tracing::error!(error = %e, "search indexing failed; going back to the last commit and retrying");
+                    let me = self.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || me.recover()).await {
+                        tracing::error!(error = %e, "search index recovery failed");
+                    }
                     (false, Some(Duration::from_secs(1)))
                 }
             };
@@ -317,15 +332,33 @@ impl SearchIndex {
                     tokio::select! {
                         _ = tokio::time::sleep(SETTLE) => {}
                         _ = self.urgent.notified() => commit_now = true,
-                        _ = stop.changed() => {}
+                        r = stop.changed() => if r.is_err() { return },
                     }
                 }
                 _ = tokio::time::sleep(SETTLE), if pending && pause.is_none() => commit_now = true,
                 _ = self.urgent.notified(), if pending => commit_now = true,
                 _ = async { tokio::time::sleep(wait.unwrap_or_default()).await }, if wait.is_some() => {}
-                _ = stop.changed() => {}
+                // A dropped sender (the node is gone) stops the task too.
+                r = stop.changed() => if r.is_err() { return },
             }
         }
+    }
+
+    /// After a failure: drops what every writer holds uncommitted and goes back to the last
+    /// commit (its watermark and its `awaiting`, as `state.json` has them), so the rows are
+    /// applied again rather than taken as indexed.
+    fn recover(&self) -> Result<(), IndexError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for ci in self.read_colls().values() {
+            let mut w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
+            w.w.rollback()?;
+            w.added.clear();
+        }
+        let disk = read_state(&self.dir)?;
+        state.awaiting = disk.awaiting;
+        state.applied = state.through;
+        state.uncommitted = 0;
+        Ok(())
     }
 
     /// Applies every row of the feed past what was applied, and every awaited content that
@@ -384,10 +417,14 @@ impl SearchIndex {
             let mut w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
             w.commit(&ci.reader)?;
         }
+        let before = state.through;
         state.through = through;
+        if let Err(e) = write_state(&self.dir, state) {
+            state.through = before;
+            return Err(e);
+        }
         state.uncommitted = 0;
         state.last_commit = Some(Instant::now());
-        write_state(&self.dir, state)?;
         self.awaiting
             .store(awaiting_count(state), Ordering::Relaxed);
         self.indexed.send_replace(through);
@@ -419,10 +456,7 @@ impl SearchIndex {
                 if self.coll(&c.name).is_none_or(|ci| ci.config != config) {
                     // Read the record as it is now: a later one in this page may differ.
                     if let Some(now) = self.store.collection(&c.name)? {
-                        self.rebuild(&now)?;
-                        state
-                            .collections
-                            .insert(now.name.clone(), IndexConfig::of(&now));
+                        self.rebuild(state, &now)?;
                     }
                 }
             }
@@ -438,11 +472,7 @@ impl SearchIndex {
                         None => self.store.content(cid),
                     };
                     if let Some(cid) = index_doc(&ci, id, doc, content)? {
-                        state
-                            .awaiting
-                            .entry(cid)
-                            .or_default()
-                            .push((collection.clone(), id.clone()));
+                        await_content(state, cid, collection, id);
                     }
                 }
             }
@@ -450,46 +480,44 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Indexes the documents whose awaited content has arrived.
+    /// Indexes the documents whose awaited content has arrived. A failure leaves `awaiting`
+    /// to [`SearchIndex::recover`], which reads it back from the last commit.
     fn fill_awaited(&self, state: &mut State) -> Result<(), IndexError> {
-        let arrived: Vec<ContentId> = state
-            .awaiting
-            .keys()
-            .filter(|cid| matches!(self.store.content_len(cid), Ok(Some(_))))
-            .copied()
-            .collect();
+        let mut arrived = Vec::new();
+        for cid in state.awaiting.keys() {
+            if self.store.content_len(cid)?.is_some() {
+                arrived.push(*cid);
+            }
+        }
         if arrived.is_empty() {
             return Ok(());
         }
         for cid in arrived {
             for (collection, id) in state.awaiting.remove(&cid).unwrap_or_default() {
-                let (Some(ci), Ok(Some(doc))) =
-                    (self.coll(&collection), self.store.get(&collection, &id))
-                else {
+                let Some(ci) = self.coll(&collection) else {
                     continue;
                 };
+                let doc = match self.store.get(&collection, &id) {
+                    Ok(Some(doc)) => doc,
+                    Ok(None) | Err(StoreError::CollectionNotFound(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 if let Some(missing) = index_doc(&ci, &id, &doc.state, |c| self.store.content(c))? {
-                    state
-                        .awaiting
-                        .entry(missing)
-                        .or_default()
-                        .push((collection, id));
+                    await_content(state, missing, &collection, &id);
                 }
             }
         }
         self.commit(state)
     }
 
-    /// Builds collection `c`'s index afresh from the documents the store holds now.
-    fn rebuild(&self, c: &Collection) -> Result<(), IndexError> {
+    /// Builds collection `c`'s index afresh from the documents the store holds now, in a new
+    /// directory: the old index answers queries until the new one is committed, recorded in
+    /// `state.json` and swapped in. A crash before that leaves the old one recorded (and the
+    /// feed row that asked for the rebuild past the watermark, so it asks again).
+    fn rebuild(&self, state: &mut State, c: &Collection) -> Result<(), IndexError> {
         let config = IndexConfig::of(c);
-        let dir = coll_dir(&self.dir, &c.name);
-        {
-            // Release the old writer's lock before the directory is reused.
-            let mut colls = self.colls.write().unwrap_or_else(|e| e.into_inner());
-            colls.remove(&c.name);
-        }
-        let ci = open_coll(&dir, config, true)?;
+        let name = new_coll_dir(&c.name);
+        let ci = open_coll(&self.dir.join(&name), config.clone(), true)?;
         let mut after: Option<String> = None;
         let mut n = 0usize;
         loop {
@@ -497,9 +525,10 @@ impl SearchIndex {
             let Some(last) = page.last() else { break };
             after = Some(last.id.as_str().to_owned());
             for d in &page {
-                // A document without its content yet is picked up from `awaiting` by the
-                // feed row that named it, or by the next rebuild.
-                index_doc(&ci, &d.id, &d.state, |cid| self.store.content(cid))?;
+                unawait(state, &c.name, &d.id);
+                if let Some(cid) = index_doc(&ci, &d.id, &d.state, |cid| self.store.content(cid))? {
+                    await_content(state, cid, &c.name, &d.id);
+                }
             }
             n += page.len();
         }
@@ -507,9 +536,25 @@ impl SearchIndex {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .commit(&ci.reader)?;
+        let previous = state
+            .collections
+            .insert(c.name.clone(), Indexed { config, dir: name });
+        if let Err(e) = write_state(&self.dir, state) {
+            match previous {
+                Some(p) => state.collections.insert(c.name.clone(), p),
+                None => state.collections.remove(&c.name),
+            };
+            let _ = std::fs::remove_dir_all(&ci.dir);
+            return Err(e);
+        }
+        let old = {
+            let mut colls = self.colls.write().unwrap_or_else(|e| e.into_inner());
+            colls.insert(c.name.clone(), Arc::new(ci))
+        };
+        if let Some(old) = old {
+            remove_index_dir(old)?;
+        }
         tracing::info!(collection = %c.name, documents = n, "search index built");
-        let mut colls = self.colls.write().unwrap_or_else(|e| e.into_inner());
-        colls.insert(c.name.clone(), Arc::new(ci));
         Ok(())
     }
 
@@ -524,14 +569,7 @@ impl SearchIndex {
         }
         state.awaiting.retain(|_, w| !w.is_empty());
         if let Some(ci) = removed {
-            let dir = ci.dir.clone();
-            drop(ci);
-            // Queries holding the old reader keep their open files until they finish.
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+            remove_index_dir(ci)?;
         }
         Ok(())
     }
@@ -644,9 +682,9 @@ fn index_doc(
     let mut body: Option<(ContentId, String)> = None;
     if let Some(c) = winner.content.as_ref().filter(|c| is_text(&c.content_type)) {
         match content(&c.cid)? {
-            Some(bytes) => {
-                body = Some((c.cid, String::from_utf8_lossy(&bytes).into_owned()));
-            }
+            // Offsets are into the content's bytes: text that is not UTF-8 is indexed by its
+            // title alone rather than by a lossy copy whose offsets would drift.
+            Some(bytes) => body = String::from_utf8(bytes).ok().map(|t| (c.cid, t)),
             None => waiting = Some(c.cid),
         }
     }
@@ -701,6 +739,39 @@ fn index_doc(
     Ok(waiting)
 }
 
+fn await_content(state: &mut State, cid: ContentId, collection: &CollectionName, id: &DocId) {
+    let waiting = state.awaiting.entry(cid).or_default();
+    if !waiting.iter().any(|(c, d)| c == collection && d == id) {
+        waiting.push((collection.clone(), id.clone()));
+    }
+}
+
+/// Removes an index's directory once its writer is gone. Queries still holding its reader
+/// keep their open files until they finish.
+fn remove_index_dir(ci: Arc<CollIndex>) -> Result<(), IndexError> {
+    let dir = ci.dir.clone();
+    drop(ci);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes index directories `state` does not record: builds a crash interrupted.
+fn remove_unrecorded(dir: &Path, state: &State) -> Result<(), IndexError> {
+    let kept: HashSet<&str> = state.collections.values().map(|i| i.dir.as_str()).collect();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.path().is_dir() && name.starts_with("c-") && !kept.contains(name.as_ref()) {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 fn awaiting_count(state: &State) -> usize {
     state.awaiting.values().map(Vec::len).sum()
 }
@@ -715,24 +786,21 @@ fn unawait(state: &mut State, collection: &CollectionName, id: &DocId) {
     state.awaiting.retain(|_, w| !w.is_empty());
 }
 
-fn coll_dir(dir: &Path, name: &CollectionName) -> PathBuf {
-    // Names may hold characters a file name cannot; the hash is fixed per name.
+/// A new directory name for a build of collection `name`'s index: a hash of the name (names
+/// may hold characters a file name cannot) and the build's time.
+fn new_coll_dir(name: &CollectionName) -> String {
     let h = blake3::hash(name.as_str().as_bytes()).to_hex();
-    dir.join(format!("c-{}", &h[..24]))
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("c-{}-{now:x}", &h[..16])
 }
 
-/// Opens a collection's index, or makes it empty (`fresh`, or when there is none).
+/// Makes a new, empty index in `dir` (`fresh`) or opens the one there (which must exist).
 fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, IndexError> {
-    if fresh {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    std::fs::create_dir_all(dir)?;
     let (schema, fields) = schema();
-    let index = if fresh || !dir.join("meta.json").exists() {
+    let index = if fresh {
+        std::fs::create_dir_all(dir)?;
         Index::create_in_dir(dir, schema)?
     } else {
         Index::open_in_dir(dir)?

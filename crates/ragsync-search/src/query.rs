@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use ragsync_core::settings::MAX_TOP_K;
-use ragsync_core::{Collection, CollectionName, DocId, DocState};
+use ragsync_core::{Collection, CollectionName, DocId, Version};
 use ragsync_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -21,7 +21,7 @@ use crate::index::{Bm25Hit, IndexError, SearchIndex};
 /// Longest query text, in bytes.
 pub const MAX_QUERY_BYTES: usize = 16 << 10;
 /// Most hits a filtered query examines before it answers with what passed.
-const MAX_EXAMINED: usize = 100_000;
+const MAX_EXAMINED: usize = 20_000;
 
 /// A query as a caller sends it.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -92,9 +92,7 @@ pub fn check(
     req: &QueryRequest,
 ) -> Result<CheckedQuery, QueryError> {
     let bad = |m: String| Err(QueryError::Invalid(m));
-    let embedded = c.settings.embedding.model != "none";
     let mode = match req.mode.as_deref() {
-        None if embedded && c.settings.search.hybrid => Mode::Hybrid,
         None if req.query.is_none() && req.vector.is_some() => Mode::Vector,
         None | Some("bm25") => Mode::Bm25,
         Some("vector") => Mode::Vector,
@@ -111,13 +109,19 @@ pub fn check(
         return bad(format!("top_k must be 1 to {MAX_TOP_K}"));
     }
     if mode != Mode::Bm25 {
-        return bad(format!(
-            "mode {} needs vectors, and collection {} has no embedding model \
-             (embedding.model is \"{}\"); query it with mode bm25",
-            serde_json::to_value(mode).unwrap_or_default(),
-            c.name,
-            c.settings.embedding.model
-        ));
+        let mode = serde_json::to_value(mode).unwrap_or_default();
+        return bad(match c.settings.embedding.model.as_str() {
+            "none" => format!(
+                "mode {mode} needs vectors, and collection {} has no embedding model \
+                 (embedding.model is \"none\"); query it with mode bm25",
+                c.name
+            ),
+            model => format!(
+                "mode {mode} needs vectors, and this build does not compute or store them yet \
+                 (collection {} declares embedding model {model:?}); query it with mode bm25",
+                c.name
+            ),
+        });
     }
     if req.vector.is_some() {
         return bad("a vector needs mode vector or hybrid".into());
@@ -177,7 +181,8 @@ pub fn run(
     name: &CollectionName,
     q: &CheckedQuery,
 ) -> Result<QueryResponse, QueryError> {
-    let mut docs: HashMap<DocId, Option<DocState>> = HashMap::new();
+    // The winner of each document seen, when it is live and passes the filter.
+    let mut docs: HashMap<DocId, Option<Version>> = HashMap::new();
     let mut limit = if q.filter.is_empty() {
         q.top_k
     } else {
@@ -210,20 +215,21 @@ pub fn run(
 fn resolve(
     store: &Store,
     name: &CollectionName,
-    docs: &mut HashMap<DocId, Option<DocState>>,
+    docs: &mut HashMap<DocId, Option<Version>>,
     filter: &Filter,
     hit: Bm25Hit,
 ) -> Result<Option<QueryResult>, QueryError> {
     if !docs.contains_key(&hit.doc_id) {
-        let state = store.get(name, &hit.doc_id)?.map(|d| d.state);
-        docs.insert(hit.doc_id.clone(), state);
+        let winner = store
+            .get(name, &hit.doc_id)?
+            .map(|d| d.state.winner().clone())
+            .filter(|w| !w.deleted && filter.matches(&w.metadata));
+        docs.insert(hit.doc_id.clone(), winner);
     }
-    let Some(state) = docs.get(&hit.doc_id).and_then(Option::as_ref) else {
+    let Some(w) = docs.get(&hit.doc_id).and_then(Option::as_ref) else {
         return Ok(None);
     };
-    let w = state.winner();
-    let held = w.content.as_ref().map(|c| c.cid);
-    if w.deleted || held != hit.content || !filter.matches(&w.metadata) {
+    if w.content.as_ref().map(|c| c.cid) != hit.content {
         return Ok(None);
     }
     let text = match hit.content.filter(|_| hit.end > hit.start) {

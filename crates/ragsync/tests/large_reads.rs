@@ -36,6 +36,16 @@ async fn sixteen_concurrent_reads_of_a_32_mib_document_stay_bounded() {
         )
         .await
         .unwrap();
+    // The node indexes the document for search as it arrives; this test measures reads, so
+    // it starts once the index has it (a query waits for that).
+    let q = client
+        .post(
+            &["collections", "c", "query"],
+            &serde_json::json!({"query": "documents stream"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q["stale"], false, "{q}");
     let before = node.rss_kib().unwrap();
 
     let peak = Arc::new(AtomicU64::new(before));

@@ -7,7 +7,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{EXE, TOKEN, add_peer, conflicting_writes, converge, eventually, first_peer, node};
+use common::{
+    EXE, TOKEN, add_peer, conflicting_writes, converge, eventually, first_peer, node,
+    node_fetched_by_id,
+};
 use ragsync::node_proc::NodeProcess;
 use ragsync::proxy::Proxy;
 use serde_json::{Value, json};
@@ -485,18 +488,8 @@ async fn peers_in_the_config_file_are_pulled_from() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_contents_are_fetched_by_id_after_their_state() {
     let dir = tempfile::tempdir().unwrap();
-    let a = NodeProcess::spawn(
-        Path::new(EXE),
-        &dir.path().join("a"),
-        TOKEN,
-        &["--max-inline-bytes", "1000"],
-    )
-    .unwrap();
+    let a = node_fetched_by_id(dir.path(), "a").await;
     let b = node(dir.path(), "b");
-    a.client()
-        .put(&["collections", "kb"], &json!({}))
-        .await
-        .unwrap();
     let big = "a large document, fetched by its content id\n".repeat(5000);
     a.client()
         .put(&["collections", "kb", "docs", "big"], &json!({"text": big}))

@@ -7,33 +7,38 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{EXE, TOKEN, conflicting_writes, eventually, node};
+use common::{EXE, TOKEN, add_peer, conflicting_writes, eventually, node, node_fetched_by_id};
 use ragsync::client::Client;
 use ragsync::node_proc::NodeProcess;
 use serde_json::{Value, json};
 
 /// The document ids a BM25 query finds.
-async fn found(c: &Client, coll: &str, text: &str) -> Vec<String> {
+async fn try_found(c: &Client, coll: &str, text: &str) -> Result<Vec<String>, String> {
     let v = c
         .post(
             &["collections", coll, "query"],
             &json!({"query": text, "mode": "bm25"}),
         )
         .await
-        .unwrap();
-    v["results"]
+        .map_err(|e| e.to_string())?;
+    Ok(v["results"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["doc_id"].as_str().unwrap().to_string())
-        .collect()
+        .collect())
 }
 
-/// Waits until `text` finds exactly `want` on node `n`.
+async fn found(c: &Client, coll: &str, text: &str) -> Vec<String> {
+    try_found(c, coll, text).await.unwrap()
+}
+
+/// Waits until `text` finds exactly `want` on node `n` (a collection not there yet is a
+/// reason to wait too).
 async fn finds(n: &NodeProcess, text: &str, want: &[&str]) {
     let c = n.client();
     eventually(&format!("{text:?} on {}", n.url), || async {
-        let got = found(&c, "kb", text).await;
+        let got = try_found(&c, "kb", text).await?;
         if got == want {
             Ok(())
         } else {
@@ -147,4 +152,34 @@ async fn a_node_killed_during_an_ingest_restarts_with_an_index_that_matches_its_
     })
     .await
     .unwrap();
+}
+
+/// A document whose content is fetched by id after its state, in a collection whose
+/// settings changed after the document was written (so a peer meets the document before
+/// the collection record, and builds the index when the record comes): searchable once the
+/// content is there, at any chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_fetched_after_its_state_is_indexed_when_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = node_fetched_by_id(dir.path(), "a").await;
+    let b = node(dir.path(), "b");
+    let big = format!(
+        "{}the last words are zyzzyva",
+        "a large document, fetched by id\n".repeat(5000)
+    );
+    a.client()
+        .put(&["collections", "kb", "docs", "big"], &json!({"text": big}))
+        .await
+        .unwrap();
+    a.client()
+        .put(
+            &["collections", "kb"],
+            &json!({"chunking": {"max_tokens": 100, "min_tokens": 10, "overlap_tokens": 10}}),
+        )
+        .await
+        .unwrap();
+    add_peer(&b, &a).await;
+    finds(&b, "zyzzyva", &["big"]).await;
+    let status = b.client().get(&["status"], &[]).await.unwrap();
+    assert_eq!(status["search"]["awaiting_content"], 0, "{status}");
 }

@@ -48,17 +48,22 @@ pub(crate) async fn query(
             "this node keeps no search index (started with --no-search)",
         ));
     };
+    // Refusals first: a bad query or a missing collection is answered without waiting.
     let head = node.store.head_seq()?;
+    let checker = search.clone();
+    let name = c.clone();
+    let checked = node
+        .blocking_with(move |store| {
+            let coll = store
+                .collection(&name)?
+                .ok_or_else(|| ragsync_store::StoreError::CollectionNotFound(name.clone()))?;
+            query::check(&checker, &coll, &req)
+        })
+        .await??;
     let fresh = search.wait_indexed(head, FRESHNESS_WAIT).await;
     let indexed = search.clone();
     let answer = node
-        .blocking_with(move |store| {
-            let coll = store
-                .collection(&c)?
-                .ok_or_else(|| ragsync_store::StoreError::CollectionNotFound(c.clone()))?;
-            let checked = query::check(&indexed, &coll, &req)?;
-            query::run(&indexed, store, &c, &checked)
-        })
+        .blocking_with(move |store| query::run(&indexed, store, &c, &checked))
         .await??;
     let mut body = serde_json::to_value(answer).map_err(|e| ApiError::internal(e.to_string()))?;
     body["indexed_through"] = json!(search.status().indexed_through);

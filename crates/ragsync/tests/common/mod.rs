@@ -19,6 +19,23 @@ pub fn node(dir: &Path, name: &str) -> NodeProcess {
     NodeProcess::spawn(Path::new(EXE), &dir.join(name), TOKEN, &[]).unwrap()
 }
 
+/// A node that inlines no content over 1,000 bytes in its feed (peers fetch those by id),
+/// with collection `kb`.
+pub async fn node_fetched_by_id(dir: &Path, name: &str) -> NodeProcess {
+    let n = NodeProcess::spawn(
+        Path::new(EXE),
+        &dir.join(name),
+        TOKEN,
+        &["--max-inline-bytes", "1000"],
+    )
+    .unwrap();
+    n.client()
+        .put(&["collections", "kb"], &json!({}))
+        .await
+        .unwrap();
+    n
+}
+
 /// Makes `on` pull from the node at `url`.
 pub async fn add_peer_url(on: &NodeProcess, url: &str) -> Value {
     on.client()

@@ -1,0 +1,115 @@
+//! The index against a real store, driven by `catch_up` directly: what a restart finds on
+//! disk (an index directory lost, a build a crash interrupted, invalid UTF-8) and how it
+//! comes back to agree with the store.
+
+use std::sync::Arc;
+
+use ragsync_core::{CollectionName, CollectionSettings, DocId};
+use ragsync_search::SearchIndex;
+use ragsync_search::analysis::query_terms;
+use ragsync_store::{DocOp, OpKind, Store, StoreOptions};
+
+fn put(id: &str, bytes: &[u8], title: Option<&str>) -> DocOp {
+    DocOp {
+        id: DocId::new(id).unwrap(),
+        if_match: None,
+        kind: OpKind::Put {
+            title: title.map(String::from),
+            metadata: Default::default(),
+            content: bytes.to_vec(),
+            content_type: "text/plain".into(),
+        },
+    }
+}
+
+/// A store with collection `kb`, in a temporary directory (the search index goes beside it).
+fn setup() -> (tempfile::TempDir, Arc<Store>, CollectionName) {
+    let (dir, store, c) = setup();
+    (dir, store, c)
+}
+
+fn catch_up(index: &SearchIndex) {
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    index.catch_up(&stop, true).unwrap();
+}
+
+fn hits(index: &SearchIndex, c: &CollectionName, text: &str) -> Vec<String> {
+    let terms = query_terms("english", text);
+    let mut ids: Vec<String> = index
+        .bm25(c, &terms, 100)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.doc_id.as_str().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_lost_or_half_built_index_directory_is_rebuilt_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap());
+    let c = CollectionName::new("kb").unwrap();
+    store
+        .put_collection(&c, CollectionSettings::default())
+        .unwrap();
+    store
+        .write(
+            &c,
+            vec![
+                put("a", b"apples and pears", None),
+                put("b", b"pears only", None),
+            ],
+        )
+        .unwrap();
+    let search_dir = dir.path().join("search");
+    {
+        let index = SearchIndex::open(store.clone(), &search_dir).unwrap();
+        catch_up(&index);
+        assert_eq!(hits(&index, &c, "pears"), ["a", "b"]);
+    }
+    // A crash left a build behind, and the recorded index directory is gone.
+    let mut recorded = Vec::new();
+    for e in std::fs::read_dir(&search_dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            recorded.push(p);
+        }
+    }
+    assert_eq!(recorded.len(), 1);
+    std::fs::remove_dir_all(&recorded[0]).unwrap();
+    std::fs::create_dir_all(search_dir.join("c-0000000000000000-1")).unwrap();
+    let index = SearchIndex::open(store.clone(), &search_dir).unwrap();
+    assert_eq!(hits(&index, &c, "apples"), ["a"]);
+    assert!(!search_dir.join("c-0000000000000000-1").exists());
+    assert_eq!(index.status().chunks.get(&c), Some(&2));
+}
+
+#[test]
+fn text_that_is_not_utf8_is_indexed_by_its_title() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap());
+    let c = CollectionName::new("kb").unwrap();
+    store
+        .put_collection(&c, CollectionSettings::default())
+        .unwrap();
+    // Latin-1 "café crème" is not UTF-8.
+    store
+        .write(
+            &c,
+            vec![put(
+                "latin1",
+                b"caf\xe9 cr\xe8me brulee",
+                Some("Dessert notes"),
+            )],
+        )
+        .unwrap();
+    let index = SearchIndex::open(store.clone(), &dir.path().join("search")).unwrap();
+    catch_up(&index);
+    assert_eq!(hits(&index, &c, "dessert"), ["latin1"]);
+    assert!(hits(&index, &c, "brulee").is_empty());
+    let hit = &index
+        .bm25(&c, &query_terms("english", "dessert"), 1)
+        .unwrap()[0];
+    assert_eq!((hit.start, hit.end), (0, 0));
+}
