@@ -24,7 +24,12 @@ fn put(id: &str, bytes: &[u8], title: Option<&str>) -> DocOp {
 
 /// A store with collection `kb`, in a temporary directory (the search index goes beside it).
 fn setup() -> (tempfile::TempDir, Arc<Store>, CollectionName) {
-    let (dir, store, c) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap());
+    let c = CollectionName::new("kb").unwrap();
+    store
+        .put_collection(&c, CollectionSettings::default())
+        .unwrap();
     (dir, store, c)
 }
 
@@ -47,12 +52,7 @@ fn hits(index: &SearchIndex, c: &CollectionName, text: &str) -> Vec<String> {
 
 #[test]
 fn a_lost_or_half_built_index_directory_is_rebuilt_from_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap());
-    let c = CollectionName::new("kb").unwrap();
-    store
-        .put_collection(&c, CollectionSettings::default())
-        .unwrap();
+    let (dir, store, c) = setup();
     store
         .write(
             &c,
@@ -87,12 +87,7 @@ fn a_lost_or_half_built_index_directory_is_rebuilt_from_the_store() {
 
 #[test]
 fn text_that_is_not_utf8_is_indexed_by_its_title() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap());
-    let c = CollectionName::new("kb").unwrap();
-    store
-        .put_collection(&c, CollectionSettings::default())
-        .unwrap();
+    let (dir, store, c) = setup();
     // Latin-1 "café crème" is not UTF-8.
     store
         .write(
