@@ -5,11 +5,14 @@
 //! - [`chunk`]: chunks by a collection's chunking settings, content-addressed.
 //! - [`analysis`]: stop words and stemming by collection language.
 //! - [`index`]: the tantivy index per collection, kept up by an indexer task.
+//! - [`embed`]: the `Embedder` trait and the built-in model (vectors are not stored or
+//!   searched yet).
 //! - [`filter`]: metadata filters on results.
 //! - [`query`]: checking a query and reading its results from the store.
 
 pub mod analysis;
 pub mod chunk;
+pub mod embed;
 pub mod filter;
 pub mod index;
 pub mod query;

@@ -6,6 +6,7 @@
 //! sync`: a full sync to an empty peer over HTTP, the same through a proxy that delays each
 //! direction, then single writes timed until the peer serves them. `ragsync bench partition`:
 //! a chain of nodes cut in the middle, written on both sides, timed from heal to convergence.
+//! `ragsync bench embed`: the built-in embedding model's chunks/s on one thread and on all.
 //! Prints figures as `ragsync <name>: <value> <unit>`, the same
 //! shape as the peer benchmarks in `../shared/peers`.
 
@@ -31,6 +32,8 @@ pub enum BenchWhat {
     Ingest(IngestBench),
     /// Query latency over HTTP on a collection of `--docs` chunks.
     Query(QueryBench),
+    /// Throughput of the built-in embedding model, on one thread and on every core.
+    Embed(EmbedBench),
     /// Single-document writes from one client, then from many at once (group commit).
     Writes(WritesBench),
     /// Full sync to an empty peer over HTTP (also through a delaying proxy), then live
@@ -122,6 +125,22 @@ pub struct IngestBench {
 }
 
 #[derive(Debug, Args)]
+pub struct EmbedBench {
+    /// Chunks to embed in each phase.
+    #[arg(long, default_value_t = 1024)]
+    pub chunks: usize,
+    /// Bytes of text per chunk (the model reads its first 128 tokens).
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_bytes: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u32,
+    /// Embed the first `--chunks` passages (title and text) of this BEIR `corpus.jsonl`
+    /// instead of bench text.
+    #[arg(long)]
+    pub corpus: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct QueryBench {
     /// Documents of the collection (each one chunk under the default chunking).
     #[arg(long, default_value_t = 100_000)]
@@ -143,6 +162,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Ingest(a) => ingest(a).await,
         BenchWhat::Query(a) => query(a).await,
+        BenchWhat::Embed(a) => tokio::task::spawn_blocking(move || embed(a)).await?,
         BenchWhat::Writes(a) => writes(a).await,
         BenchWhat::Sync(a) => sync(a).await,
         BenchWhat::Partition(a) => partition(a).await,
@@ -406,6 +426,63 @@ async fn query(a: QueryBench) -> anyhow::Result<()> {
         results as f64 / lat.len().max(1) as f64,
         "results",
     );
+    Ok(())
+}
+
+/// Embeds `--chunks` texts with the built-in model on one thread, then on one per core.
+fn embed(a: EmbedBench) -> anyhow::Result<()> {
+    use ragsync_search::embed::{BuiltIn, Embedder};
+    ensure!(a.chunks > 0, "--chunks must be positive");
+    let texts: Vec<String> = match &a.corpus {
+        None => {
+            let mut rng = Mulberry32::new(a.seed);
+            (0..a.chunks)
+                .map(|_| text(&mut rng, a.chunk_bytes))
+                .collect()
+        }
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(a.chunks)
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)?;
+                let title = v["title"].as_str().unwrap_or("");
+                let body = v["text"].as_str().unwrap_or("");
+                Ok(format!("{title} {body}").trim().to_string())
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut phases = vec![1];
+    if cores > 1 {
+        phases.push(cores);
+    }
+    let mut rates = Vec::new();
+    for threads in phases {
+        let model = BuiltIn::with_threads(threads)?;
+        model.embed(&refs[..refs.len().min(8)])?; // weights loaded, caches warm
+        let t = Instant::now();
+        let v = model.embed(&refs)?;
+        let secs = t.elapsed().as_secs_f64();
+        ensure!(
+            v.len() == refs.len(),
+            "{} vectors for {} chunks",
+            v.len(),
+            refs.len()
+        );
+        let rate = refs.len() as f64 / secs;
+        figure(
+            &format!("embed_chunks_per_s_{threads}_threads"),
+            rate,
+            "chunks/s",
+        );
+        rates.push(rate);
+    }
+    if let [one, all] = rates[..] {
+        figure("embed_speedup", all / one, "x");
+    }
     Ok(())
 }
 

@@ -1,0 +1,178 @@
+//! Embedders: text to vectors. A collection names its embedding model (`embedding.model`);
+//! vectors are comparable only between equal model ids, so the id names the weights, not
+//! just the architecture.
+//!
+//! [`BuiltIn`] is the model every node has without a download: `pocket-encoder` bundles
+//! MiniLM-L3 (384 dimensions, unit-length vectors, inputs cut at 128 WordPiece tokens). It
+//! encodes one text at a time, so a batch is split across threads, one per core by default.
+
+use std::num::NonZeroUsize;
+
+/// Why texts could not be embedded.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The input breaks the model's bounds (empty text, too long, too many).
+    #[error("embedding input: {0}")]
+    Input(String),
+    /// The model failed.
+    #[error("embedding failed: {0}")]
+    Model(String),
+}
+
+/// A text embedding model.
+pub trait Embedder: Send + Sync {
+    /// The model and its exact weights (vectors of different ids are never compared).
+    fn model_id(&self) -> &str;
+    /// Coordinates per vector.
+    fn dimension(&self) -> usize;
+    /// One unit-length vector per text, in order.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// The model id of [`BuiltIn`] as collections name it.
+pub const BUILT_IN_MODEL: &str = "pocket-encoder/minilm-l3-q4-g32-v1";
+
+/// Most texts, and most bytes, per call of the bundled encoder (its own bounds).
+const ENCODER_MAX_TEXTS: usize = 4096;
+const ENCODER_MAX_BYTES: usize = 4 << 20;
+const ENCODER_MAX_TEXT_BYTES: usize = 64 << 10;
+
+/// The bundled model; see the module docs.
+#[derive(Clone)]
+pub struct BuiltIn {
+    encoder: pocket_encoder::Encoder,
+    threads: usize,
+}
+
+impl BuiltIn {
+    /// Loads the bundled weights (once per process) and uses one thread per core.
+    pub fn new() -> Result<Self, EmbedError> {
+        let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        Self::with_threads(threads)
+    }
+
+    /// The bundled model on `threads` threads (at least one).
+    pub fn with_threads(threads: usize) -> Result<Self, EmbedError> {
+        let encoder = pocket_encoder::Encoder::new().map_err(model_error)?;
+        Ok(Self {
+            encoder,
+            threads: threads.max(1),
+        })
+    }
+
+    /// Embeds one thread's share, in calls the encoder accepts. A text longer than the
+    /// encoder takes is cut at a character boundary first: the model reads only its first
+    /// 128 tokens anyway.
+    fn embed_serial(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        let mut batch: Vec<&str> = Vec::new();
+        let mut bytes = 0;
+        for t in texts {
+            let t = cut(t, ENCODER_MAX_TEXT_BYTES);
+            if t.trim().is_empty() {
+                return Err(EmbedError::Input("a text to embed is empty".into()));
+            }
+            if batch.len() == ENCODER_MAX_TEXTS || bytes + t.len() > ENCODER_MAX_BYTES {
+                out.extend(self.encoder.embed(&batch).map_err(model_error)?);
+                batch.clear();
+                bytes = 0;
+            }
+            batch.push(t);
+            bytes += t.len();
+        }
+        if !batch.is_empty() {
+            out.extend(self.encoder.embed(&batch).map_err(model_error)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for BuiltIn {
+    fn model_id(&self) -> &str {
+        BUILT_IN_MODEL
+    }
+
+    fn dimension(&self) -> usize {
+        384
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let per = texts.len().div_ceil(self.threads).max(1);
+        if self.threads == 1 || texts.len() <= 1 {
+            return self.embed_serial(texts);
+        }
+        std::thread::scope(|s| {
+            let parts: Vec<_> = texts
+                .chunks(per)
+                .map(|part| s.spawn(move || self.embed_serial(part)))
+                .collect();
+            let mut out = Vec::with_capacity(texts.len());
+            for p in parts {
+                out.extend(
+                    p.join()
+                        .map_err(|_| EmbedError::Model("an encoding thread panicked".into()))??,
+                );
+            }
+            Ok(out)
+        })
+    }
+}
+
+fn model_error(e: pocket_encoder::Error) -> EmbedError {
+    match e {
+        pocket_encoder::Error::Input(m) => EmbedError::Input(m.into()),
+        pocket_encoder::Error::Inference(m) => EmbedError::Model(m),
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The cosine similarity of two unit-length vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_model_embeds_meaning_on_both_threads_alike() {
+        let one = BuiltIn::with_threads(1).unwrap();
+        let two = BuiltIn::with_threads(2).unwrap();
+        let texts = [
+            "How do I send a document to a colleague?",
+            "Transfer a file to a coworker",
+            "The cat sleeps on the warm windowsill",
+        ];
+        let v = one.embed(&texts).unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(v.iter().all(|x| x.len() == one.dimension()));
+        for x in &v {
+            let norm: f32 = dot(x, x);
+            assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+        }
+        // Paraphrases are closer than unrelated text.
+        assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.2);
+        // Splitting across threads keeps order and values.
+        let w = two.embed(&texts).unwrap();
+        for (a, b) in v.iter().zip(&w) {
+            assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6));
+        }
+        assert!(matches!(one.embed(&["  "]), Err(EmbedError::Input(_))));
+        assert!(one.embed(&[]).unwrap().is_empty());
+        // Longer than the encoder takes: cut, not refused.
+        let long = "word ".repeat(20_000);
+        assert_eq!(one.embed(&[long.as_str()]).unwrap().len(), 1);
+    }
+}
