@@ -5,6 +5,7 @@
 //! [`BuiltIn`] is the model every node has without a download: `pocket-encoder` bundles
 //! MiniLM-L3 (384 dimensions, unit-length vectors, inputs cut at 128 WordPiece tokens). It
 //! encodes one text at a time, so a batch is split across threads, one per core by default.
+//! [`OpenAiCompatible`] calls any server with OpenAI's `/v1/embeddings`.
 
 use std::num::NonZeroUsize;
 
@@ -135,6 +136,139 @@ fn cut(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// Any server that speaks OpenAI's `POST /v1/embeddings` (OpenAI, vLLM, Ollama, llama.cpp,
+/// text-embeddings-inference, ...). Its vectors are normalised here to unit length, whatever
+/// the server returns; a wrong count or dimension is an error, never a silent mismatch.
+pub struct OpenAiCompatible {
+    http: reqwest::blocking::Client,
+    endpoint: String,
+    model: String,
+    model_id: String,
+    api_key: Option<String>,
+    dimension: usize,
+}
+
+/// Texts per request to an embeddings endpoint.
+const REMOTE_BATCH: usize = 256;
+
+impl OpenAiCompatible {
+    /// `base` is the server's URL (`http://127.0.0.1:8080` or `.../v1`); `model` the model
+    /// name it serves, `dimension` the size its vectors must have.
+    pub fn new(
+        base: &str,
+        model: &str,
+        api_key: Option<String>,
+        dimension: usize,
+    ) -> Result<Self, EmbedError> {
+        let base = base.trim_end_matches('/');
+        let endpoint = if base.ends_with("/embeddings") {
+            base.to_string()
+        } else if base.ends_with("/v1") {
+            format!("{base}/embeddings")
+        } else {
+            format!("{base}/v1/embeddings")
+        };
+        if dimension == 0 {
+            return Err(EmbedError::Input(
+                "an embedding dimension must be positive".into(),
+            ));
+        }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| EmbedError::Model(e.to_string()))?;
+        Ok(Self {
+            http,
+            endpoint,
+            model_id: format!("openai-compatible/{model}"),
+            model: model.to_string(),
+            api_key,
+            dimension,
+        })
+    }
+
+    fn request(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        #[derive(serde::Deserialize)]
+        struct Item {
+            index: usize,
+            embedding: Vec<f32>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            data: Vec<Item>,
+        }
+        let body =
+            serde_json::json!({"model": self.model, "input": texts, "encoding_format": "float"});
+        let mut req = self.http.post(&self.endpoint).json(&body);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        let failed = |e: String| EmbedError::Model(format!("{}: {e}", self.endpoint));
+        let resp = req.send().map_err(|e| failed(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp.bytes().map_err(|e| failed(e.to_string()))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+            return Err(failed(format!("{status}: {text}")));
+        }
+        let answer: Answer = serde_json::from_slice(&bytes)
+            .map_err(|e| failed(format!("not an embeddings answer: {e}")))?;
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+        for item in answer.data {
+            if item.embedding.len() != self.dimension {
+                return Err(failed(format!(
+                    "a vector of {} dimensions where {} were expected",
+                    item.embedding.len(),
+                    self.dimension
+                )));
+            }
+            let slot = out
+                .get_mut(item.index)
+                .ok_or_else(|| failed(format!("answer index {} out of range", item.index)))?;
+            *slot = Some(unit(item.embedding).ok_or_else(|| failed("a zero vector".into()))?);
+        }
+        out.into_iter()
+            .map(|v| {
+                v.ok_or_else(|| failed(format!("{} texts sent, fewer vectors back", texts.len())))
+            })
+            .collect()
+    }
+}
+
+impl Embedder for OpenAiCompatible {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.iter().any(|t| t.trim().is_empty()) {
+            return Err(EmbedError::Input("a text to embed is empty".into()));
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(REMOTE_BATCH) {
+            out.extend(self.request(batch)?);
+        }
+        Ok(out)
+    }
+}
+
+/// `v` scaled to unit length; `None` for a zero or non-finite vector.
+fn unit(v: Vec<f32>) -> Option<Vec<f32>> {
+    let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return None;
+    }
+    Some(
+        v.into_iter()
+            .map(|x| (f64::from(x) / norm) as f32)
+            .collect(),
+    )
 }
 
 /// The cosine similarity of two unit-length vectors.
