@@ -7,7 +7,12 @@
 //! encodes one text at a time, so a batch is split across threads, one per core by default.
 //! [`OpenAiCompatible`] calls any server with OpenAI's `/v1/embeddings`.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use ragsync_core::settings::Embedding;
+use ragsync_core::{Collection, CoreError};
 
 /// Why texts could not be embedded.
 #[derive(Debug, thiserror::Error)]
@@ -258,8 +263,128 @@ impl Embedder for OpenAiCompatible {
     }
 }
 
+/// The id a collection's vectors are stored and sent under, `None` when it has no embedding
+/// model: its model id, or for an `external` one `external/<collection>` (the clients' model
+/// is not named, so two collections' vectors are never taken for one another).
+pub fn model_key(c: &Collection) -> Option<String> {
+    match c.settings.embedding.model.as_str() {
+        "none" => None,
+        EXTERNAL_MODEL => Some(format!("{EXTERNAL_MODEL}/{}", c.name)),
+        m => Some(m.to_string()),
+    }
+}
+
+/// The dimension of the built-in model's vectors.
+pub const BUILT_IN_DIMENSION: u32 = 384;
+
+/// Settles a collection's embedding model as a client gives it: `builtin` (or the built-in
+/// model's id) becomes that id with its dimension (384; another is refused), `external` and
+/// `openai-compatible/<name>` need their dimension, `none` needs none; any other id is
+/// refused, since no node could compute it. Records from peers are not checked here: a node
+/// keeps the vectors of a model it does not run as they come.
+pub fn settle_model(e: &mut Embedding) -> Result<(), CoreError> {
+    let bad = |m: String| Err(CoreError::InvalidSettings(m));
+    if e.model == "builtin" || e.model == BUILT_IN_MODEL {
+        if e.dimension != 0 && e.dimension != BUILT_IN_DIMENSION {
+            return bad(format!(
+                "embedding.dimension of the built-in model is {BUILT_IN_DIMENSION}"
+            ));
+        }
+        e.model = BUILT_IN_MODEL.into();
+        e.dimension = BUILT_IN_DIMENSION;
+        return Ok(());
+    }
+    let known = e.model == "none"
+        || e.model == EXTERNAL_MODEL
+        || e.model
+            .strip_prefix(OPENAI_PREFIX)
+            .is_some_and(|n| !n.is_empty());
+    if !known {
+        return bad(format!(
+            "embedding.model {:?} is unknown: none, builtin, external (vectors sent by \
+             clients) or openai-compatible/<name>",
+            e.model
+        ));
+    }
+    if e.model != "none" && e.dimension == 0 {
+        return bad(format!(
+            "embedding.model {} needs embedding.dimension",
+            e.model
+        ));
+    }
+    Ok(())
+}
+
+/// Prefix of the model ids served by an OpenAI-compatible endpoint: `openai-compatible/<name>`.
+pub const OPENAI_PREFIX: &str = "openai-compatible/";
+/// The model id of a collection whose vectors its clients send.
+pub const EXTERNAL_MODEL: &str = "external";
+
+/// The embedding models a node can run, by model id: the built-in one (loaded on first use)
+/// and, when the node is configured with an endpoint, `openai-compatible/<name>` models.
+/// Configured per node: the endpoint and its key are the node's, not the collection's.
+#[derive(Default)]
+pub struct Embedders {
+    built_in: std::sync::OnceLock<Result<Arc<BuiltIn>, String>>,
+    openai: Option<OpenAiEndpoint>,
+    remote: Mutex<HashMap<(String, usize), Arc<OpenAiCompatible>>>,
+}
+
+/// Where a node's OpenAI-compatible embedding server is.
+#[derive(Clone, Debug)]
+pub struct OpenAiEndpoint {
+    pub base_url: String,
+    pub api_key: Option<String>,
+}
+
+impl Embedders {
+    pub fn new(openai: Option<OpenAiEndpoint>) -> Self {
+        Self {
+            openai,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this node computes vectors of `model` (else they come from clients or peers).
+    pub fn computes(&self, model: &str) -> bool {
+        model == BUILT_IN_MODEL || (model.starts_with(OPENAI_PREFIX) && self.openai.is_some())
+    }
+
+    /// The embedder of `model` with vectors of `dimension`, when this node runs it.
+    pub fn get(
+        &self,
+        model: &str,
+        dimension: usize,
+    ) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
+        if model == BUILT_IN_MODEL {
+            let b = self
+                .built_in
+                .get_or_init(|| BuiltIn::new().map(Arc::new).map_err(|e| e.to_string()))
+                .clone()
+                .map_err(EmbedError::Model)?;
+            return Ok(Some(b));
+        }
+        let (Some(name), Some(ep)) = (model.strip_prefix(OPENAI_PREFIX), &self.openai) else {
+            return Ok(None);
+        };
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (name.to_string(), dimension);
+        if let Some(e) = remote.get(&key) {
+            return Ok(Some(e.clone()));
+        }
+        let e = Arc::new(OpenAiCompatible::new(
+            &ep.base_url,
+            name,
+            ep.api_key.clone(),
+            dimension,
+        )?);
+        remote.insert(key, e.clone());
+        Ok(Some(e))
+    }
+}
+
 /// `v` scaled to unit length; `None` for a zero or non-finite vector.
-fn unit(v: Vec<f32>) -> Option<Vec<f32>> {
+pub fn unit(v: Vec<f32>) -> Option<Vec<f32>> {
     let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     if !norm.is_finite() || norm == 0.0 {
         return None;

@@ -5,8 +5,9 @@
 //! - [`chunk`]: chunks by a collection's chunking settings, content-addressed.
 //! - [`analysis`]: stop words and stemming by collection language.
 //! - [`index`]: the tantivy index per collection, kept up by an indexer task.
-//! - [`embed`]: the `Embedder` trait and the built-in model (vectors are not stored or
-//!   searched yet).
+//! - [`embed`]: the `Embedder` trait, the built-in model, OpenAI-compatible endpoints, and
+//!   which models a node runs.
+//! - [`vectors`]: a collection's vectors in memory, searched exactly or by a quantised scan.
 //! - [`filter`]: metadata filters on results.
 //! - [`query`]: checking a query and reading its results from the store.
 
@@ -17,7 +18,8 @@ pub mod filter;
 pub mod index;
 pub mod query;
 pub mod tokens;
+pub mod vectors;
 
 pub use chunk::{Chunk, chunk};
 pub use filter::Filter;
-pub use index::{Bm25Hit, IndexError, IndexStatus, SearchIndex};
+pub use index::{Bm25Hit, IndexError, IndexStatus, SearchIndex, VectorStatus};

@@ -6,22 +6,34 @@
 //! content the chunk was cut from, is left out (the index lags the store by at most one
 //! indexer commit; see [`crate::index`]), so a result never shows text the document no longer
 //! has. Metadata filters apply to the winner's metadata.
+//!
+//! `vector` mode ranks chunks by cosine similarity to the caller's vector, or to the query
+//! text embedded by the collection's model. `hybrid` takes the best [`HYBRID_DEPTH`] chunks
+//! of each (after filters) and fuses them: min-max normalised scores mixed by `alpha`
+//! (0 = BM25 only, 1 = vector only; a chunk missing from one list scores 0 there), or
+//! reciprocal rank fusion (k = 60). A chunk not embedded yet still ranks by BM25.
 
 use std::collections::HashMap;
 
-use ragsync_core::settings::MAX_TOP_K;
-use ragsync_core::{Collection, CollectionName, DocId, Version};
+use ragsync_core::settings::{Fusion, MAX_TOP_K};
+use ragsync_core::{Collection, CollectionName, ContentId, DocId, Version};
 use ragsync_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::embed::{EXTERNAL_MODEL, model_key, unit};
 use crate::filter::Filter;
 use crate::index::{Bm25Hit, IndexError, SearchIndex};
+use crate::vectors::VectorHit;
 
 /// Longest query text, in bytes.
 pub const MAX_QUERY_BYTES: usize = 16 << 10;
 /// Most hits a filtered query examines before it answers with what passed.
 const MAX_EXAMINED: usize = 20_000;
+/// Chunks each side of a hybrid query contributes to the fusion (at least `top_k`).
+pub const HYBRID_DEPTH: usize = 100;
+/// The `k` of reciprocal rank fusion.
+const RRF_K: f64 = 60.0;
 
 /// A query as a caller sends it.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -37,6 +49,10 @@ pub struct QueryRequest {
     pub mode: Option<String>,
     #[serde(default)]
     pub alpha: Option<f64>,
+    /// `normalized` (alpha over min-max normalised scores) or `rrf`; the collection's
+    /// `search.fusion` when absent.
+    #[serde(default)]
+    pub fusion: Option<Fusion>,
     #[serde(default)]
     pub filter: Option<Value>,
 }
@@ -50,12 +66,25 @@ pub enum Mode {
     Hybrid,
 }
 
+/// What a vector query compares with.
+#[derive(Clone, Debug)]
+pub enum Probe {
+    /// The caller's vector, made unit length.
+    Given(Vec<f32>),
+    /// The query text, to embed with the collection's model.
+    Text(String),
+}
+
 /// A query that passed its checks.
 #[derive(Clone, Debug)]
 pub struct CheckedQuery {
     pub mode: Mode,
+    /// Analysed BM25 terms (empty for a vector query).
     pub terms: Vec<String>,
+    pub probe: Option<Probe>,
     pub top_k: usize,
+    pub alpha: f64,
+    pub fusion: Fusion,
     pub filter: Filter,
 }
 
@@ -66,6 +95,12 @@ pub enum QueryError {
     Invalid(String),
     #[error("{0}")]
     Filter(String),
+    /// A vector of the wrong size, or not a direction (zero, not finite).
+    #[error("{0}")]
+    Vector(String),
+    /// The collection's model failed to embed the query (a remote model down).
+    #[error("{0}")]
+    Embed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -78,6 +113,8 @@ impl QueryError {
         match self {
             QueryError::Invalid(_) => "invalid_query",
             QueryError::Filter(_) => "invalid_filter",
+            QueryError::Vector(_) => "invalid_vector",
+            QueryError::Embed(_) => "embedding_failed",
             QueryError::Store(e) => e.code(),
             QueryError::Index(_) => "internal",
         }
@@ -85,15 +122,20 @@ impl QueryError {
 }
 
 /// Checks `req` against collection `c`: the mode is known and possible for its embedding
-/// model, the text has words, `top_k` and `alpha` are in range, the filter parses.
+/// model, the text has words, a vector has the model's dimension, `top_k` and `alpha` are in
+/// range, the filter parses. A query text is embedded (later, by [`run`]) only by a node that
+/// runs the collection's model.
 pub fn check(
     index: &SearchIndex,
     c: &Collection,
     req: &QueryRequest,
 ) -> Result<CheckedQuery, QueryError> {
     let bad = |m: String| Err(QueryError::Invalid(m));
+    let model = model_key(c);
+    let text = req.query.as_deref().filter(|t| !t.trim().is_empty());
     let mode = match req.mode.as_deref() {
-        None if req.query.is_none() && req.vector.is_some() => Mode::Vector,
+        None if text.is_none() && req.vector.is_some() => Mode::Vector,
+        None if c.settings.search.hybrid && model.is_some() => Mode::Hybrid,
         None | Some("bm25") => Mode::Bm25,
         Some("vector") => Mode::Vector,
         Some("hybrid") => Mode::Hybrid,
@@ -108,35 +150,73 @@ pub fn check(
     if top_k == 0 || top_k > MAX_TOP_K {
         return bad(format!("top_k must be 1 to {MAX_TOP_K}"));
     }
-    if mode != Mode::Bm25 {
-        let mode = serde_json::to_value(mode).unwrap_or_default();
-        return bad(match c.settings.embedding.model.as_str() {
-            "none" => format!(
-                "mode {mode} needs vectors, and collection {} has no embedding model \
-                 (embedding.model is \"none\"); query it with mode bm25",
-                c.name
-            ),
-            model => format!(
-                "mode {mode} needs vectors, and this build does not compute or store them yet \
-                 (collection {} declares embedding model {model:?}); query it with mode bm25",
-                c.name
-            ),
-        });
-    }
-    if req.vector.is_some() {
-        return bad("a vector needs mode vector or hybrid".into());
-    }
-    let text = req.query.as_deref().unwrap_or("");
-    if text.trim().is_empty() {
-        return bad("query is empty".into());
-    }
-    if text.len() > MAX_QUERY_BYTES {
+    if let Some(t) = &req.query
+        && t.len() > MAX_QUERY_BYTES
+    {
         return bad(format!("query is longer than {MAX_QUERY_BYTES} bytes"));
     }
-    let terms = index.query_terms(&c.name, text);
-    if terms.is_empty() {
-        return bad("query has no words to search for".into());
-    }
+    let mode_name = serde_json::to_value(mode).unwrap_or_default();
+    let probe =
+        if mode == Mode::Bm25 {
+            if req.vector.is_some() {
+                return bad("a vector needs mode vector or hybrid".into());
+            }
+            None
+        } else {
+            let Some(model) = &model else {
+                return bad(format!(
+                    "mode {mode_name} needs vectors, and collection {} has no embedding model \
+                 (embedding.model is \"none\"); query it with mode bm25",
+                    c.name
+                ));
+            };
+            let dim = c.settings.embedding.dimension as usize;
+            Some(match (&req.vector, text) {
+                (Some(v), _) => {
+                    if v.len() != dim {
+                        return Err(QueryError::Vector(format!(
+                            "the vector has {} dimensions; collection {}'s model {model} has {dim}",
+                            v.len(),
+                            c.name
+                        )));
+                    }
+                    Probe::Given(unit(v.clone()).ok_or_else(|| {
+                        QueryError::Vector("the vector is zero or not finite".into())
+                    })?)
+                }
+                (None, Some(t)) if index.embedders().computes(model) => Probe::Text(t.to_string()),
+                (None, Some(_)) if c.settings.embedding.model == EXTERNAL_MODEL => {
+                    return bad(format!(
+                        "collection {}'s vectors come from its clients (embedding.model \
+                     \"external\"): send the query's \"vector\"",
+                        c.name
+                    ));
+                }
+                (None, Some(_)) => {
+                    return bad(format!(
+                        "this node does not run model {model} (no endpoint configured for it): \
+                     send the query's \"vector\""
+                    ));
+                }
+                (None, None) => return bad(format!("mode {mode_name} needs a query or a vector")),
+            })
+        };
+    let terms = if mode == Mode::Vector {
+        Vec::new()
+    } else {
+        let Some(t) = text else {
+            return bad(if req.query.is_some() {
+                "query is empty".into()
+            } else {
+                format!("mode {mode_name} needs a query text")
+            });
+        };
+        let terms = index.query_terms(&c.name, t);
+        if terms.is_empty() {
+            return bad("query has no words to search for".into());
+        }
+        terms
+    };
     let filter = match &req.filter {
         None | Some(Value::Null) => Filter::default(),
         Some(f) => Filter::parse(f).map_err(QueryError::Filter)?,
@@ -144,7 +224,10 @@ pub fn check(
     Ok(CheckedQuery {
         mode,
         terms,
+        probe,
         top_k: top_k as usize,
+        alpha: req.alpha.unwrap_or(c.settings.search.hybrid_alpha),
+        fusion: req.fusion.unwrap_or(c.settings.search.fusion),
         filter,
     })
 }
@@ -163,7 +246,8 @@ pub struct QueryResult {
     pub title: Option<String>,
     pub metadata: Map<String, Value>,
     pub score: f64,
-    /// Each component's score: `bm25` (raw), and with vectors `vector` and their fusion.
+    /// Each component's score: `bm25` (raw BM25) and `vector` (cosine similarity) when the
+    /// chunk was found by them, and `fused` in hybrid mode (the same as `score`).
     pub scores: Map<String, Value>,
 }
 
@@ -174,51 +258,178 @@ pub struct QueryResponse {
     pub results: Vec<QueryResult>,
 }
 
-/// Runs a checked query on collection `name` (blocking: reads the store).
+/// A chunk an index found, before it is checked against the store.
+#[derive(Clone, Debug)]
+struct Candidate {
+    score: f32,
+    doc_id: DocId,
+    ord: u32,
+    start: u64,
+    end: u64,
+    chunk_id: ContentId,
+    content: Option<ContentId>,
+}
+
+impl From<Bm25Hit> for Candidate {
+    fn from(h: Bm25Hit) -> Self {
+        Self {
+            score: h.score,
+            doc_id: h.doc_id,
+            ord: h.ord,
+            start: h.start,
+            end: h.end,
+            chunk_id: h.chunk_id,
+            content: h.content,
+        }
+    }
+}
+
+impl From<VectorHit> for Candidate {
+    fn from(h: VectorHit) -> Self {
+        Self {
+            score: h.score,
+            doc_id: h.chunk.doc,
+            ord: h.chunk.ord,
+            start: h.chunk.start,
+            end: h.chunk.end,
+            chunk_id: h.chunk.chunk,
+            content: Some(h.chunk.content),
+        }
+    }
+}
+
+/// The winner of each document seen, when it is live and passes the filter.
+type Winners = HashMap<DocId, Option<Version>>;
+
+/// A candidate with its score and each component's score.
+type Ranked = (Candidate, f64, Map<String, Value>);
+
+/// Runs a checked query on collection `name` (blocking: reads the store, and may embed the
+/// query text).
 pub fn run(
     index: &SearchIndex,
     store: &Store,
     name: &CollectionName,
     q: &CheckedQuery,
 ) -> Result<QueryResponse, QueryError> {
-    // The winner of each document seen, when it is live and passes the filter.
-    let mut docs: HashMap<DocId, Option<Version>> = HashMap::new();
-    let mut limit = if q.filter.is_empty() {
-        q.top_k
-    } else {
-        q.top_k * 4
+    let mut docs = Winners::new();
+    let vector = match &q.probe {
+        None => None,
+        Some(Probe::Given(v)) => Some(v.clone()),
+        Some(Probe::Text(t)) => Some(embed_query(index, name, t)?),
     };
+    let bm25 = |limit: usize| -> Result<Vec<Candidate>, QueryError> {
+        Ok(index
+            .bm25(name, &q.terms, limit)?
+            .into_iter()
+            .map(Candidate::from)
+            .collect())
+    };
+    let by_vector = |limit: usize| -> Result<Vec<Candidate>, QueryError> {
+        let v = vector.as_deref().unwrap_or_default();
+        Ok(index
+            .vector_search(name, v, limit)
+            .into_iter()
+            .map(Candidate::from)
+            .collect())
+    };
+    let ranked: Vec<Ranked> = match q.mode {
+        Mode::Bm25 | Mode::Vector => {
+            let key = if q.mode == Mode::Bm25 {
+                "bm25"
+            } else {
+                "vector"
+            };
+            let found = if q.mode == Mode::Bm25 {
+                passing(store, name, &mut docs, &q.filter, bm25, q.top_k)?
+            } else {
+                passing(store, name, &mut docs, &q.filter, by_vector, q.top_k)?
+            };
+            found
+                .into_iter()
+                .map(|c| {
+                    let mut scores = Map::new();
+                    scores.insert(key.into(), Value::from(f64::from(c.score)));
+                    let s = f64::from(c.score);
+                    (c, s, scores)
+                })
+                .collect()
+        }
+        Mode::Hybrid => {
+            let depth = HYBRID_DEPTH.max(q.top_k);
+            let b = passing(store, name, &mut docs, &q.filter, bm25, depth)?;
+            let v = passing(store, name, &mut docs, &q.filter, by_vector, depth)?;
+            let mut fused = fuse(b, v, q.fusion, q.alpha);
+            fused.truncate(q.top_k);
+            fused
+        }
+    };
+    let mut results = Vec::with_capacity(ranked.len());
+    for (c, score, scores) in ranked {
+        if let Some(r) = materialise(store, &docs, c, score, scores)? {
+            results.push(r);
+        }
+    }
+    Ok(QueryResponse {
+        mode: q.mode,
+        results,
+    })
+}
+
+/// The query text as a unit vector of the collection's model.
+fn embed_query(
+    index: &SearchIndex,
+    name: &CollectionName,
+    text: &str,
+) -> Result<Vec<f32>, QueryError> {
+    let embedder = index.embedder(name)?.ok_or_else(|| {
+        QueryError::Invalid("this node does not run the collection's model".into())
+    })?;
+    let mut out = embedder
+        .embed(&[text])
+        .map_err(|e| QueryError::Embed(e.to_string()))?;
+    out.pop()
+        .ok_or_else(|| QueryError::Embed("the model answered no vector".into()))
+}
+
+/// The first `want` candidates from `fetch` (asked for ever more, up to [`MAX_EXAMINED`])
+/// whose document still holds them and passes the filter, best first.
+fn passing(
+    store: &Store,
+    name: &CollectionName,
+    docs: &mut Winners,
+    filter: &Filter,
+    fetch: impl Fn(usize) -> Result<Vec<Candidate>, QueryError>,
+    want: usize,
+) -> Result<Vec<Candidate>, QueryError> {
+    let mut limit = if filter.is_empty() { want } else { want * 4 };
     loop {
-        let hits = index.bm25(name, &q.terms, limit)?;
+        let hits = fetch(limit)?;
         let exhausted = hits.len() < limit;
-        let mut results = Vec::with_capacity(q.top_k);
+        let mut out = Vec::with_capacity(want);
         for hit in hits {
-            if let Some(r) = resolve(store, name, &mut docs, &q.filter, hit)? {
-                results.push(r);
-                if results.len() == q.top_k {
+            if holds(store, name, docs, filter, &hit)? {
+                out.push(hit);
+                if out.len() == want {
                     break;
                 }
             }
         }
-        if results.len() == q.top_k || exhausted || limit >= MAX_EXAMINED {
-            return Ok(QueryResponse {
-                mode: q.mode,
-                results,
-            });
+        if out.len() == want || exhausted || limit >= MAX_EXAMINED {
+            return Ok(out);
         }
         limit = (limit * 4).min(MAX_EXAMINED);
     }
 }
 
-/// The result for `hit`, read from the store; `None` when the store no longer has what was
-/// indexed or the filter refuses it.
-fn resolve(
+/// Whether the store still holds what `hit` was indexed from, in a document the filter takes.
+fn holds(
     store: &Store,
     name: &CollectionName,
-    docs: &mut HashMap<DocId, Option<Version>>,
+    docs: &mut Winners,
     filter: &Filter,
-    hit: Bm25Hit,
-) -> Result<Option<QueryResult>, QueryError> {
+    hit: &Candidate,
+) -> Result<bool, QueryError> {
     if !docs.contains_key(&hit.doc_id) {
         let winner = store
             .get(name, &hit.doc_id)?
@@ -226,12 +437,60 @@ fn resolve(
             .filter(|w| !w.deleted && filter.matches(&w.metadata));
         docs.insert(hit.doc_id.clone(), winner);
     }
+    Ok(docs
+        .get(&hit.doc_id)
+        .and_then(Option::as_ref)
+        .is_some_and(|w| w.content.as_ref().map(|c| c.cid) == hit.content))
+}
+
+/// BM25 and vector candidates fused into one ranking, best first, with each one's scores.
+fn fuse(bm25: Vec<Candidate>, vector: Vec<Candidate>, fusion: Fusion, alpha: f64) -> Vec<Ranked> {
+    let mut by_chunk: HashMap<(DocId, u32), Ranked> = HashMap::new();
+    for (list, key, weight) in [(bm25, "bm25", 1.0 - alpha), (vector, "vector", alpha)] {
+        let (lo, hi) = list.iter().fold((f32::MAX, f32::MIN), |(lo, hi), c| {
+            (lo.min(c.score), hi.max(c.score))
+        });
+        for (rank, c) in list.into_iter().enumerate() {
+            let part = match fusion {
+                Fusion::Rrf => 1.0 / (RRF_K + rank as f64 + 1.0),
+                Fusion::Normalized if hi > lo => weight * f64::from((c.score - lo) / (hi - lo)),
+                Fusion::Normalized => weight,
+            };
+            let raw = Value::from(f64::from(c.score));
+            let entry = by_chunk
+                .entry((c.doc_id.clone(), c.ord))
+                .or_insert_with(|| (c, 0.0, Map::new()));
+            entry.1 += part;
+            entry.2.insert(key.into(), raw);
+        }
+    }
+    let mut out: Vec<Ranked> = by_chunk
+        .into_values()
+        .map(|(c, fused, mut scores)| {
+            scores.insert("fused".into(), Value::from(fused));
+            (c, fused, scores)
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then_with(|| a.0.doc_id.as_str().cmp(b.0.doc_id.as_str()))
+            .then(a.0.ord.cmp(&b.0.ord))
+    });
+    out
+}
+
+/// The result for a candidate that [`holds`], with its text read from the store; `None` when
+/// its content has gone since.
+fn materialise(
+    store: &Store,
+    docs: &Winners,
+    hit: Candidate,
+    score: f64,
+    scores: Map<String, Value>,
+) -> Result<Option<QueryResult>, QueryError> {
     let Some(w) = docs.get(&hit.doc_id).and_then(Option::as_ref) else {
         return Ok(None);
     };
-    if w.content.as_ref().map(|c| c.cid) != hit.content {
-        return Ok(None);
-    }
     let text = match hit.content.filter(|_| hit.end > hit.start) {
         Some(cid) => match store.content_range(&cid, hit.start, hit.end - hit.start)? {
             Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -239,8 +498,6 @@ fn resolve(
         },
         None => String::new(),
     };
-    let mut scores = Map::new();
-    scores.insert("bm25".into(), Value::from(f64::from(hit.score)));
     Ok(Some(QueryResult {
         chunk_id: hit.chunk_id.to_string(),
         ord: hit.ord,
@@ -249,7 +506,7 @@ fn resolve(
         text,
         title: w.title.clone(),
         metadata: w.metadata.clone(),
-        score: f64::from(hit.score),
+        score,
         scores,
         doc_id: hit.doc_id,
     }))

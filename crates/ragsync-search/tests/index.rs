@@ -18,6 +18,7 @@ fn put(id: &str, bytes: &[u8], title: Option<&str>) -> DocOp {
             metadata: Default::default(),
             content: bytes.to_vec(),
             content_type: "text/plain".into(),
+            embeddings: None,
         },
     }
 }
@@ -64,7 +65,7 @@ fn a_lost_or_half_built_index_directory_is_rebuilt_from_the_store() {
         .unwrap();
     let search_dir = dir.path().join("search");
     {
-        let index = SearchIndex::open(store.clone(), &search_dir).unwrap();
+        let index = SearchIndex::open(store.clone(), &search_dir, Default::default()).unwrap();
         catch_up(&index);
         assert_eq!(hits(&index, &c, "pears"), ["a", "b"]);
     }
@@ -79,7 +80,7 @@ fn a_lost_or_half_built_index_directory_is_rebuilt_from_the_store() {
     assert_eq!(recorded.len(), 1);
     std::fs::remove_dir_all(&recorded[0]).unwrap();
     std::fs::create_dir_all(search_dir.join("c-0000000000000000-1")).unwrap();
-    let index = SearchIndex::open(store.clone(), &search_dir).unwrap();
+    let index = SearchIndex::open(store.clone(), &search_dir, Default::default()).unwrap();
     assert_eq!(hits(&index, &c, "apples"), ["a"]);
     assert!(!search_dir.join("c-0000000000000000-1").exists());
     assert_eq!(index.status().chunks.get(&c), Some(&2));
@@ -99,7 +100,12 @@ fn text_that_is_not_utf8_is_indexed_by_its_title() {
             )],
         )
         .unwrap();
-    let index = SearchIndex::open(store.clone(), &dir.path().join("search")).unwrap();
+    let index = SearchIndex::open(
+        store.clone(),
+        &dir.path().join("search"),
+        Default::default(),
+    )
+    .unwrap();
     catch_up(&index);
     assert_eq!(hits(&index, &c, "dessert"), ["latin1"]);
     assert!(hits(&index, &c, "brulee").is_empty());

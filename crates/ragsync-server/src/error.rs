@@ -85,9 +85,10 @@ impl From<StoreError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             StoreError::VersionMismatch { .. } => StatusCode::CONFLICT,
-            StoreError::InvalidState(_) | StoreError::InvalidPage(_) | StoreError::Core(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            StoreError::InvalidState(_)
+            | StoreError::InvalidPage(_)
+            | StoreError::InvalidEmbeddings(_)
+            | StoreError::Core(_) => StatusCode::BAD_REQUEST,
             StoreError::Locked(_)
             | StoreError::DataDir(_)
             | StoreError::Corrupt(_)

@@ -26,6 +26,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use ragsync_core::Limits;
+use ragsync_search::embed::Embedders;
 use ragsync_search::{IndexError, SearchIndex};
 use ragsync_store::{Store, StoreError};
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -64,9 +65,22 @@ impl Node {
     /// The node of `store`: opens its search index (in `<data>/search`) and starts the task
     /// that keeps it up, which stops when the node closes. Call within a Tokio runtime.
     pub fn new(store: Arc<Store>, auth: Auth, limits: Limits) -> Result<AppState, IndexError> {
+        Self::with_embedders(store, auth, limits, Embedders::default())
+    }
+
+    /// [`Node::new`] with the embedding models this node runs (the built-in one always; an
+    /// OpenAI-compatible endpoint when configured). A task embeds the chunks that lack
+    /// vectors, apart from the indexer.
+    pub fn with_embedders(
+        store: Arc<Store>,
+        auth: Auth,
+        limits: Limits,
+        embedders: Embedders,
+    ) -> Result<AppState, IndexError> {
         let search = Arc::new(SearchIndex::open(
             store.clone(),
             &store.dir().join(SEARCH_DIR),
+            Arc::new(embedders),
         )?);
         Ok(Self::build(store, auth, limits, Some(search)))
     }
@@ -86,6 +100,7 @@ impl Node {
         let closing = tokio::sync::watch::Sender::new(false);
         if let Some(s) = &search {
             tokio::spawn(s.clone().run(closing.subscribe()));
+            tokio::spawn(s.clone().run_embedder(closing.subscribe()));
         }
         Arc::new(Self {
             replication: replication::Replication::new(store.clone()),

@@ -9,6 +9,7 @@ use ragsync_core::{CollectionName, ContentId, ContentRef, DocId, DocState, Stamp
 use rusqlite::params;
 use serde_json::{Map, Value};
 
+use crate::embeddings::{self, ContentEmbeddings};
 use crate::tx::{WriteTx, decode_state, load, store_state};
 use crate::{Store, StoreError, collections, contents};
 
@@ -30,6 +31,9 @@ pub enum OpKind {
         metadata: Map<String, Value>,
         content: Vec<u8>,
         content_type: String,
+        /// Vectors the client sent for the content's chunks (an `external` model), stored
+        /// in the same transaction.
+        embeddings: Option<ContentEmbeddings>,
     },
     Delete,
 }
@@ -259,10 +263,20 @@ fn apply(
                 metadata,
                 content,
                 content_type,
+                embeddings,
             },
             existing,
         ) => {
             let cid = contents::put(&tx.tx, &content)?;
+            if let Some(e) = embeddings {
+                if e.content != cid {
+                    return Err(StoreError::InvalidEmbeddings(
+                        "embeddings of another content".into(),
+                    ));
+                }
+                e.check()?;
+                embeddings::put(&tx.tx, &e, true)?;
+            }
             let body = Body {
                 title,
                 metadata,

@@ -24,6 +24,9 @@ pub enum StoreError {
     /// its rows, rows out of order): refused whole, moving nothing.
     #[error("invalid page: {0}")]
     InvalidPage(String),
+    /// Vectors that are not one finite vector per chunk of one dimension.
+    #[error("invalid embeddings: {0}")]
+    InvalidEmbeddings(String),
     /// A refusal of the core layer (for example a clock too far ahead).
     #[error(transparent)]
     Core(#[from] ragsync_core::CoreError),
@@ -69,6 +72,7 @@ impl StoreError {
             StoreError::VersionMismatch { .. } => "version_conflict",
             StoreError::InvalidState(_) => "invalid_state",
             StoreError::InvalidPage(_) => "invalid_page",
+            StoreError::InvalidEmbeddings(_) => "invalid_vector",
             StoreError::Core(e) => e.code(),
             StoreError::Locked(_) => "data_dir_locked",
             StoreError::DataDir(_) => "invalid_data_dir",

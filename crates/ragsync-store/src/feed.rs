@@ -19,6 +19,7 @@ use ragsync_core::{CollectionName, ContentId, DocId, DocState};
 use rusqlite::{Connection, params};
 
 use crate::collections::{self, Collection};
+use crate::embeddings::{self, ContentEmbeddings};
 use crate::tx::decode_state;
 use crate::{Store, StoreError, contents, meta_get, parse_meta};
 
@@ -66,6 +67,9 @@ pub struct ChangesPage {
     pub entries: Vec<FeedEntry>,
     /// The inlined contents, by id, each once.
     pub contents: Vec<(ContentId, Vec<u8>)>,
+    /// The stored embeddings of the contents the rows reference (all of them, inlined or
+    /// not), so a peer with the same model does not compute them again.
+    pub embeddings: Vec<ContentEmbeddings>,
     pub next_since: u64,
     pub has_more: bool,
     /// The feed's head when the page was read.
@@ -86,6 +90,7 @@ impl ChangesPage {
             .flat_map(|e| e.item.content_ids())
             .collect();
         self.contents.retain(|(cid, _)| kept.contains(cid));
+        self.embeddings.retain(|e| kept.contains(&e.content));
     }
 }
 
@@ -174,13 +179,17 @@ impl Store {
                 has_more = true;
             }
             let contents = contents::read_small(tx, &cids, inline.max_content_bytes)?;
+            let mut referenced: Vec<ContentId> = entries.iter().flat_map(|e| e.item.content_ids()).collect();
+            referenced.sort_unstable();
+            referenced.dedup();
+            let embeddings = embeddings::for_contents(tx, &referenced)?;
             let head = head_seq(tx)?;
             let next_since = match until {
                 // The whole window is here: it ends at `until`, or at the head before it.
                 Some(until) if !has_more => until.min(head).max(since),
                 _ => entries.last().map_or(since, |e| e.seq),
             };
-            Ok(ChangesPage { entries, contents, next_since, has_more, head })
+            Ok(ChangesPage { entries, contents, embeddings, next_since, has_more, head })
         })
     }
 }

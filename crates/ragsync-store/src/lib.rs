@@ -15,6 +15,7 @@
 mod collections;
 mod contents;
 mod docs;
+mod embeddings;
 mod error;
 mod feed;
 mod group;
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use collections::Collection;
 pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
+pub use embeddings::{ContentEmbeddings, decode_vector, encode_vector};
 pub use error::StoreError;
 pub use feed::{ChangesPage, FeedEntry, FeedItem, InlinePolicy};
 pub use peers::PeerRecord;

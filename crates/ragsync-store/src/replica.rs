@@ -23,6 +23,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::docs::merge_doc;
+use crate::embeddings::{self, ContentEmbeddings};
 use crate::feed::{FeedEntry, FeedItem};
 use crate::tx::WriteTx;
 use crate::{Store, StoreError, collections};
@@ -48,6 +49,8 @@ pub struct Page<'a> {
     pub rows: &'a [FeedEntry],
     /// Contents that travelled with the page, by id (checked against their ids when used).
     pub inline: &'a BTreeMap<ContentId, Vec<u8>>,
+    /// Embeddings that travelled with the page (stored unless this node has them).
+    pub embeddings: &'a [ContentEmbeddings],
     /// The last `seq` the peer examined for this page.
     pub next_since: u64,
     /// The peer's feed head when it read the page.
@@ -123,6 +126,7 @@ impl Store {
             let start = read_cursor(&tx.tx, page.peer)?
                 .filter(|c| c.epoch == page.epoch)
                 .map_or(0, |c| c.since);
+            embeddings::receive(&tx.tx, page.embeddings)?;
             let rows = apply_rows(tx, page.peer, page.rows, page.inline, now_ms)?;
             let mut out = Applied {
                 cursor: rows.last_examined.unwrap_or(page.since),
@@ -161,12 +165,14 @@ impl Store {
         from: NodeId,
         rows: &[FeedEntry],
         inline: &BTreeMap<ContentId, Vec<u8>>,
+        embeddings: &[ContentEmbeddings],
     ) -> Result<Pushed, StoreError> {
         if rows.windows(2).any(|w| w[0].seq >= w[1].seq) {
             return Err(StoreError::InvalidPage("rows not in seq order".into()));
         }
         let now_ms = self.now_ms();
         self.write_tx(|tx| {
+            embeddings::receive(&tx.tx, embeddings)?;
             let rows = apply_rows(tx, from, rows, inline, now_ms)?;
             let applied = rows
                 .results

@@ -112,6 +112,26 @@ const MIGRATIONS: &[Migration] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 8: embeddings, derived from chunk texts (or sent by clients) and kept by model and chunk
+    // content id, so a chunk is embedded once per model whatever holds it; and which chunks a
+    // content was cut into when its embeddings were stored, so the feed can send them along.
+    Migration::Sql(
+        r#"
+    CREATE TABLE embeddings (
+        model TEXT NOT NULL,
+        chunk BLOB NOT NULL,
+        vec   BLOB NOT NULL,
+        PRIMARY KEY (model, chunk)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE embedded_contents (
+        model   TEXT NOT NULL,
+        content BLOB NOT NULL,
+        chunks  BLOB NOT NULL,
+        PRIMARY KEY (content, model)
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

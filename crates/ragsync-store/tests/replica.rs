@@ -313,6 +313,7 @@ fn page<'a>(
         since: rows.first().map_or(next_since, |r| r.seq - 1),
         rows,
         inline,
+        embeddings: &[],
         next_since,
         head,
     }

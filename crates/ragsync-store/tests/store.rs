@@ -499,7 +499,7 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
         // As schema 1 was: without what later migrations add.
         db.execute_batch(
             "DROP TABLE wanted; DROP TABLE peer_cursors; DROP TABLE parked; DROP TABLE peers;
-             DROP TABLE push_cursors;
+             DROP TABLE push_cursors; DROP TABLE embeddings; DROP TABLE embedded_contents;
              DROP INDEX docs_conflicted; ALTER TABLE docs DROP COLUMN conflicts;",
         )
         .unwrap();

@@ -7,7 +7,7 @@ use ragsync_core::NodeId;
 use ragsync_store::{Page, Store, StoreError};
 
 use crate::pull::ApplyOutcome;
-use crate::wire::{ChangesResponse, PushAnswer, RowRefusal, WireError};
+use crate::wire::{ChangesResponse, PageRows, PushAnswer, RowRefusal, WireError};
 
 /// Applies a page with its cursor; a failure to apply it at all leaves the cursor as stored.
 ///
@@ -29,7 +29,11 @@ pub fn apply_page(store: &Store, peer: NodeId, page: ChangesResponse) -> ApplyOu
         parked: 0,
         stopped: Some(why),
     };
-    let (rows, inline) = match page.into_entries() {
+    let PageRows {
+        rows,
+        inline,
+        embeddings,
+    } = match page.into_entries() {
         Ok(x) => x,
         Err(e) => return failed(e.to_string()),
     };
@@ -39,6 +43,7 @@ pub fn apply_page(store: &Store, peer: NodeId, page: ChangesResponse) -> ApplyOu
         since,
         rows: &rows,
         inline: &inline,
+        embeddings: &embeddings,
         next_since,
         head,
     };
@@ -68,11 +73,15 @@ pub enum PushRefused {
 pub fn apply_pushed(store: &Store, page: ChangesResponse) -> Result<PushAnswer, PushRefused> {
     let from = page.node_id;
     let since = page.since;
-    let (rows, inline) = page.into_entries()?;
+    let PageRows {
+        rows,
+        inline,
+        embeddings,
+    } = page.into_entries()?;
     if rows.first().is_some_and(|r| r.seq <= since) {
         return Err(WireError(format!("rows must come after since {since}")).into());
     }
-    let pushed = store.apply_pushed(from, &rows, &inline)?;
+    let pushed = store.apply_pushed(from, &rows, &inline, &embeddings)?;
     // The contents of rows that are now held here and whose bytes are not.
     let cids: Vec<ContentId> = rows
         .iter()

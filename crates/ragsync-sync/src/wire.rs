@@ -17,6 +17,9 @@
 //!   drop its cursor for that peer;
 //! - contents of at most `max_inline_bytes` travel inline, by content id: UTF-8 ones as text in
 //!   `texts`, others base64 in `contents`; larger ones are fetched from `GET /v1/blobs/{cid}`;
+//! - the stored embeddings of the contents the rows reference travel in `embeddings`, by
+//!   model id and content (its chunk ids, and their vectors as little-endian `f32`s in
+//!   base64): a receiver with the same model stores them and never computes them again;
 //! - a puller that sends `Accept-Encoding: zstd` gets pages compressed.
 //!
 //! `POST /v1/sync/changes` (push) takes a page of the sender's feed in the same shape and
@@ -37,13 +40,15 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ragsync_core::{
     Collection, CollectionName, ContentId, DocId, DocState, Epoch, NodeId, Version,
 };
-use ragsync_store::{ChangesPage, FeedEntry, FeedItem};
+use ragsync_store::{
+    ChangesPage, ContentEmbeddings, FeedEntry, FeedItem, decode_vector, encode_vector,
+};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Version 2 added windows (`until`) and the
 /// `protocol` field of pages; a page without that field comes from a version 1 node, which
-/// refuses `until`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// refuses `until`. Version 3 added `embeddings` (older nodes ignore the field).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The first protocol version whose feed answers windows (`until`).
 pub const WINDOWS_SINCE_PROTOCOL: u32 = 2;
@@ -75,9 +80,56 @@ pub struct ChangesResponse {
     /// smaller than base64, and compressible.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub texts: BTreeMap<ContentId, String>,
+    /// Embeddings of the contents referenced by `changes` (version 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embeddings: Vec<WireEmbeddings>,
     /// The protocol version of the serving node (absent, so 0, from version 1 nodes).
     #[serde(default)]
     pub protocol: u32,
+}
+
+/// The embeddings of one content's chunks under one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireEmbeddings {
+    pub model: String,
+    pub content: ContentId,
+    pub chunks: Vec<ContentId>,
+    /// Every chunk's vector, one after the other, as little-endian `f32`s, base64.
+    pub vectors: String,
+}
+
+impl WireEmbeddings {
+    fn of(e: ContentEmbeddings) -> Self {
+        let bytes: Vec<u8> = e.vectors.iter().flat_map(|v| encode_vector(v)).collect();
+        Self {
+            model: e.model,
+            content: e.content,
+            chunks: e.chunks,
+            vectors: BASE64.encode(bytes),
+        }
+    }
+
+    /// The vectors split into one per chunk; a set whose bytes do not split evenly is refused.
+    fn decode(self) -> Result<ContentEmbeddings, WireError> {
+        let bad = |m: &str| WireError(format!("embeddings of {}: {m}", self.content));
+        let bytes = BASE64
+            .decode(self.vectors.as_bytes())
+            .map_err(|e| bad(&e.to_string()))?;
+        let n = self.chunks.len();
+        if n == 0 || !bytes.len().is_multiple_of(4 * n) {
+            return Err(bad("vectors do not split into one per chunk"));
+        }
+        let vectors = bytes
+            .chunks_exact(bytes.len() / n)
+            .map(|b| decode_vector(b).ok_or_else(|| bad("not f32s")))
+            .collect::<Result<_, _>>()?;
+        Ok(ContentEmbeddings {
+            model: self.model,
+            content: self.content,
+            chunks: self.chunks,
+            vectors,
+        })
+    }
 }
 
 /// The answer to a push: see the module docs.
@@ -136,8 +188,13 @@ impl Change {
     }
 }
 
-/// A page as the store applies it: its rows, and its inline contents by id.
-pub type PageRows = (Vec<FeedEntry>, BTreeMap<ContentId, Vec<u8>>);
+/// A page as the store applies it: its rows, its inline contents by id, and the embeddings
+/// that came with it.
+pub struct PageRows {
+    pub rows: Vec<FeedEntry>,
+    pub inline: BTreeMap<ContentId, Vec<u8>>,
+    pub embeddings: Vec<ContentEmbeddings>,
+}
 
 /// A page that cannot be read: a content that is not base64.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +242,11 @@ impl ChangesResponse {
             changes,
             contents,
             texts,
+            embeddings: page
+                .embeddings
+                .into_iter()
+                .map(WireEmbeddings::of)
+                .collect(),
         }
     }
 
@@ -225,7 +287,16 @@ impl ChangesResponse {
                 },
             })
             .collect();
-        Ok((entries, contents))
+        let embeddings = self
+            .embeddings
+            .into_iter()
+            .map(WireEmbeddings::decode)
+            .collect::<Result<_, _>>()?;
+        Ok(PageRows {
+            rows: entries,
+            inline: contents,
+            embeddings,
+        })
     }
 }
 
@@ -262,5 +333,6 @@ pub(crate) fn test_page(
             .collect(),
         contents: Default::default(),
         texts: Default::default(),
+        embeddings: Vec::new(),
     }
 }

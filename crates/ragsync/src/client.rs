@@ -88,6 +88,19 @@ impl Client {
         self.send(Method::GET, segments, query, None::<&()>).await
     }
 
+    /// [`Client::get`], with `None` for a 404.
+    pub async fn get_opt(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Option<Value>, ClientError> {
+        match self.get(segments, query).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn put<B: Serialize>(
         &self,
         segments: &[&str],

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use ragsync_core::Limits;
+use ragsync_search::embed::OpenAiEndpoint;
 use ragsync_server::{Role, TokenSpec};
 use ragsync_store::Durability;
 use serde::Deserialize;
@@ -94,6 +95,13 @@ pub struct ServeArgs {
     /// Keep no search index (a relay that only stores and replicates; queries are refused).
     #[arg(long, env = "RAGSYNC_NO_SEARCH")]
     pub no_search: bool,
+    /// An OpenAI-compatible embeddings server this node uses for collections whose model is
+    /// `openai-compatible/<name>` (`http://127.0.0.1:8080` or `.../v1`).
+    #[arg(long, env = "RAGSYNC_EMBEDDINGS_URL")]
+    pub embeddings_url: Option<String>,
+    /// The API key of that server (prefer the environment variable).
+    #[arg(long, env = "RAGSYNC_EMBEDDINGS_API_KEY", hide_env_values = true)]
+    pub embeddings_api_key: Option<Secret>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -169,6 +177,8 @@ pub struct ServeConfig {
     pub peers: Vec<PeerConfig>,
     /// Keep a search index (off with `--no-search`).
     pub search: bool,
+    /// The node's OpenAI-compatible embeddings server, when it has one.
+    pub embeddings: Option<OpenAiEndpoint>,
 }
 
 impl ServeConfig {
@@ -229,6 +239,10 @@ impl ServeConfig {
             tokens,
             peers: file.peers,
             search: !args.no_search,
+            embeddings: args.embeddings_url.map(|base_url| OpenAiEndpoint {
+                base_url,
+                api_key: args.embeddings_api_key.map(|s| s.0),
+            }),
         })
     }
 }

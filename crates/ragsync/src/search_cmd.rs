@@ -125,6 +125,18 @@ pub struct EvalArgs {
     /// Only these modes (comma-separated); default: every mode the collection can answer.
     #[arg(long, value_delimiter = ',')]
     pub modes: Vec<String>,
+    /// The embedding model of the collection when eval creates it: builtin, none, or
+    /// openai-compatible/<name> with --dimension.
+    #[arg(long, default_value = "builtin")]
+    pub model: String,
+    #[arg(long)]
+    pub dimension: Option<u32>,
+    /// Hybrid weight for the hybrid line (default: the collection's `hybrid_alpha`).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Hybrid fusion for the hybrid line: normalized or rrf (default: the collection's).
+    #[arg(long)]
+    pub fusion: Option<String>,
 }
 
 /// nDCG@10 (linear gain, as trec_eval) and recall@10 of one ranking against graded judgments.
@@ -160,6 +172,22 @@ pub fn ndcg_recall_at_10(ranked: &[String], judged: &HashMap<String, u32>) -> (f
 
 pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let client = Client::new(&a.client)?;
+    if client
+        .get_opt(&["collections", &a.collection], &[])
+        .await?
+        .is_none()
+    {
+        let mut embedding = json!({"model": a.model});
+        if let Some(d) = a.dimension {
+            embedding["dimension"] = json!(d);
+        }
+        client
+            .put(
+                &["collections", &a.collection],
+                &json!({"embedding": embedding}),
+            )
+            .await?;
+    }
     let corpus = a.dir.join("corpus.jsonl");
     let report = ingest::run(IngestArgs {
         client: a.client.clone(),
@@ -176,7 +204,7 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
     if report.sent > 0 {
         eprintln!("ingested {} documents", report.sent);
     }
-    wait_indexed(&client).await?;
+    wait_indexed(&client, &a.collection).await?;
     let queries = read_queries(&a.dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&a.dir.join("qrels/test.tsv"))?;
     let coll = client.get(&["collections", &a.collection], &[]).await?;
@@ -201,7 +229,10 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
         }
         let (mut ndcg, mut recall) = (0.0, 0.0);
         for (qid, j) in &judged {
-            let body = query_body(text_of[qid], Some(&mode), Some(100), None);
+            let mut body = query_body(text_of[qid], Some(&mode), Some(100), a.alpha);
+            if let Some(f) = &a.fusion {
+                body["fusion"] = json!(f);
+            }
             let answer = client
                 .post(&["collections", &a.collection, "query"], &body)
                 .await?;
@@ -234,8 +265,9 @@ fn distinct_docs(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Waits, with a spinner, until the node's search index covers its whole feed.
-async fn wait_indexed(client: &Client) -> anyhow::Result<()> {
+/// Waits, with a spinner, until the node's search index covers its whole feed and every
+/// chunk of `collection` has its vector.
+pub async fn wait_indexed(client: &Client, collection: &str) -> anyhow::Result<()> {
     let bar = ProgressBar::new_spinner()
         .with_style(ProgressStyle::with_template("{spinner} indexing: {msg}")?);
     loop {
@@ -243,12 +275,16 @@ async fn wait_indexed(client: &Client) -> anyhow::Result<()> {
         let head = s["counts"]["head_seq"].as_u64().unwrap_or(0);
         let through = s["search"]["indexed_through"].as_u64().unwrap_or(0);
         let awaiting = s["search"]["awaiting_content"].as_u64().unwrap_or(0);
-        if through >= head && awaiting == 0 {
+        let vectors = &s["search"]["vectors"][collection];
+        let backlog = vectors["backlog"].as_u64().unwrap_or(0);
+        if through >= head && awaiting == 0 && backlog == 0 {
             bar.finish_and_clear();
             return Ok(());
         }
         bar.set_message(format!(
-            "{through}/{head} feed rows, {awaiting} contents awaited"
+            "{through}/{head} feed rows, {awaiting} contents awaited, {backlog} chunks to embed \
+             ({} embedded)",
+            vectors["vectors"].as_u64().unwrap_or(0)
         ));
         bar.tick();
         tokio::time::sleep(Duration::from_millis(200)).await;

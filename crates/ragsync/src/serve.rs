@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ragsync_search::embed::Embedders;
 use ragsync_server::auth::token_hash;
 use ragsync_server::{Auth, Node, Role};
 use ragsync_store::{Store, StoreOptions};
@@ -44,7 +45,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         out.flush()?;
     }
     let node = if cfg.search {
-        Node::new(store, auth, limits).context("opening the search index")?
+        let embedders = Embedders::new(cfg.embeddings.clone());
+        Node::with_embedders(store, auth, limits, embedders).context("opening the search index")?
     } else {
         Node::without_search(store, auth, limits)
     };

@@ -54,11 +54,12 @@ pub(crate) async fn put(
     let name = CollectionName::new(name)?;
     who.require(Permission::ManageCollections, Some(&name))?;
     let ApiBytes(body) = ApiBytes::from_request(req, &()).await?;
-    let settings: CollectionSettings = if body.iter().all(u8::is_ascii_whitespace) {
+    let mut settings: CollectionSettings = if body.iter().all(u8::is_ascii_whitespace) {
         CollectionSettings::default()
     } else {
         parse_json(&body)?
     };
+    ragsync_search::embed::settle_model(&mut settings.embedding)?;
     settings.validate()?;
     let (c, created) = node
         .writing(move |s| s.put_collection(&name, settings))

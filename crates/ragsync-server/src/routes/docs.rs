@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::content_stream::{CHUNK_BYTES, ContentBody, Encoding, is_utf8};
-use super::docs_wire::{DocBody, doc_view, if_match, parse_batch, version_view};
+use super::docs_wire::{
+    DocBody, SentVectors, attach_vectors, doc_view, if_match, parse_batch, version_view,
+};
 use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
@@ -72,8 +74,19 @@ fn names(c: String, id: String) -> Result<(CollectionName, DocId), ApiError> {
     Ok((CollectionName::new(c)?, DocId::new(id)?))
 }
 
-async fn write_one(node: &AppState, c: CollectionName, op: DocOp) -> ApiResult<WriteResult> {
-    let mut results = node.writing(move |s| s.write(&c, vec![op])).await?;
+async fn write_one(
+    node: &AppState,
+    c: CollectionName,
+    op: DocOp,
+    sent: Option<SentVectors>,
+) -> ApiResult<WriteResult> {
+    let mut results = node
+        .writing(move |s| {
+            let mut ops = vec![op];
+            attach_vectors(s, &c, &mut ops, sent.map(|v| (0, v)).into_iter().collect())?;
+            s.write(&c, ops)
+        })
+        .await?;
     results
         .pop()
         .ok_or_else(|| ApiError::internal("write returned no result"))
@@ -89,12 +102,13 @@ pub(crate) async fn put(
     let (c, id) = names(c, id)?;
     who.require(Permission::WriteDocs, Some(&c))?;
     let ApiJson(body) = ApiJson::<DocBody>::from_request(req, &()).await?;
+    let (kind, sent) = body.into_op(&node.limits)?;
     let op = DocOp {
         id,
         if_match: if_match(&headers)?,
-        kind: body.into_op(&node.limits)?,
+        kind,
     };
-    Ok(single_write_response(write_one(&node, c, op).await?))
+    Ok(single_write_response(write_one(&node, c, op, sent).await?))
 }
 
 pub(crate) async fn delete(
@@ -110,7 +124,7 @@ pub(crate) async fn delete(
         if_match: if_match(&headers)?,
         kind: OpKind::Delete,
     };
-    Ok(single_write_response(write_one(&node, c, op).await?))
+    Ok(single_write_response(write_one(&node, c, op, None).await?))
 }
 
 /// Writes every document of the batch in one transaction, or none of them.
@@ -123,18 +137,24 @@ pub(crate) async fn batch(
     let c = CollectionName::new(c)?;
     who.require(Permission::WriteDocs, Some(&c))?;
     let ApiBytes(body) = ApiBytes::from_request(req, &()).await?;
-    let ops = parse_batch(&body, node.limits.max_batch_docs)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            item.into_op(&node.limits).map_err(|mut e| {
-                e.message = format!("docs[{i}]: {}", e.message);
-                e.index = Some(i);
-                e
-            })
+    let items = parse_batch(&body, node.limits.max_batch_docs)?;
+    let mut ops = Vec::with_capacity(items.len());
+    let mut sent = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let (op, vectors) = item.into_op(&node.limits).map_err(|mut e| {
+            e.message = format!("docs[{i}]: {}", e.message);
+            e.index = Some(i);
+            e
+        })?;
+        ops.push(op);
+        sent.extend(vectors.map(|v| (i, v)));
+    }
+    let results = node
+        .writing(move |s| {
+            attach_vectors(s, &c, &mut ops, sent)?;
+            s.write(&c, ops)
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let results = node.writing(move |s| s.write(&c, ops)).await?;
+        .await?;
     let count = |e: WriteEffect| results.iter().filter(|r| r.effect == e).count();
     let view = BatchView {
         created: count(WriteEffect::Created),

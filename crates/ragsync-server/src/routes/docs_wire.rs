@@ -2,14 +2,19 @@
 //!
 //! A write is `{"text": "...", "title"?, "metadata"?: {...}}` or
 //! `{"content_base64": "...", "content_type"?, "title"?, "metadata"?}`; a batch item adds
-//! `"id"`, and `"if_match"` or `"delete": true` as needed.
+//! `"id"`, and `"if_match"` or `"delete": true` as needed. For a collection whose embedding
+//! model is `external`, a write may carry its vectors: `"vectors": [[...], ...]`, one per
+//! chunk in order, or `"vector": [...]` for a document that is one chunk.
 
 use axum::http::HeaderMap;
 use axum::http::header::IF_MATCH;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ragsync_core::{DocId, DocState, Limits, Version};
-use ragsync_store::{DocOp, OpKind, StoredDoc};
+use ragsync_core::{CollectionName, ContentId, DocId, DocState, Limits, Version};
+use ragsync_search::chunk;
+use ragsync_search::embed::{EXTERNAL_MODEL, model_key, unit};
+use ragsync_search::index::is_text;
+use ragsync_store::{ContentEmbeddings, DocOp, OpKind, Store, StoreError, StoredDoc};
 use std::cell::Cell;
 
 use serde::Deserialize;
@@ -34,6 +39,8 @@ pub(crate) struct DocBody {
     title: Option<String>,
     /// Kept as its literal text until checked: see [`ragsync_core::metadata`].
     metadata: Option<Box<RawValue>>,
+    vector: Option<Vec<f32>>,
+    vectors: Option<Vec<Vec<f32>>>,
 }
 
 /// One item of `POST /v1/collections/{c}/docs:batch`.
@@ -50,6 +57,8 @@ pub(crate) struct BatchItem {
     title: Option<String>,
     /// Kept as its literal text until checked: see [`ragsync_core::metadata`].
     metadata: Option<Box<RawValue>>,
+    vector: Option<Vec<f32>>,
+    vectors: Option<Vec<Vec<f32>>>,
 }
 
 /// Parses `{"docs": [...]}`, refusing the body as soon as it holds more than `max_docs`
@@ -141,7 +150,7 @@ impl<'de> Visitor<'de> for DocsSeed<'_> {
 }
 
 impl BatchItem {
-    pub(crate) fn into_op(self, limits: &Limits) -> Result<DocOp, ApiError> {
+    pub(crate) fn into_op(self, limits: &Limits) -> Result<(DocOp, Option<SentVectors>), ApiError> {
         let id = DocId::new(self.id)?;
         let if_match = self
             .if_match
@@ -154,19 +163,21 @@ impl BatchItem {
             content_type: self.content_type,
             title: self.title,
             metadata: self.metadata,
+            vector: self.vector,
+            vectors: self.vectors,
         };
-        let kind = if self.delete {
+        let (kind, sent) = if self.delete {
             if !body.is_empty() {
                 return Err(ApiError::bad_request(
                     "invalid_body",
-                    "a delete carries no text, content, title or metadata",
+                    "a delete carries no text, content, title, metadata or vectors",
                 ));
             }
-            OpKind::Delete
+            (OpKind::Delete, None)
         } else {
             body.into_op(limits)?
         };
-        Ok(DocOp { id, if_match, kind })
+        Ok((DocOp { id, if_match, kind }, sent))
     }
 }
 
@@ -177,17 +188,42 @@ impl DocBody {
             && self.content_type.is_none()
             && self.title.is_none()
             && self.metadata.is_none()
+            && self.vector.is_none()
+            && self.vectors.is_none()
     }
 
-    /// The write this body asks for, every field checked against `limits`.
-    pub(crate) fn into_op(self, limits: &Limits) -> Result<OpKind, ApiError> {
+    /// The write this body asks for, every field checked against `limits`, and the vectors
+    /// it carries (checked against the collection by [`attach_vectors`]).
+    pub(crate) fn into_op(
+        self,
+        limits: &Limits,
+    ) -> Result<(OpKind, Option<SentVectors>), ApiError> {
         let DocBody {
             text,
             content_base64,
             content_type,
             title,
             metadata,
+            vector,
+            vectors,
         } = self;
+        let sent = match (vector, vectors) {
+            (None, None) => None,
+            (Some(v), None) => Some(SentVectors {
+                vectors: vec![v],
+                one: true,
+            }),
+            (None, Some(vs)) => Some(SentVectors {
+                vectors: vs,
+                one: false,
+            }),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "give either vector or vectors, not both",
+                ));
+            }
+        };
         let (content, default_type) = match (text, content_base64) {
             (Some(t), None) => (t.into_bytes(), TEXT_TYPE),
             (None, Some(b)) => {
@@ -255,13 +291,118 @@ impl DocBody {
                 ),
             ));
         }
-        Ok(OpKind::Put {
-            title,
-            metadata,
+        Ok((
+            OpKind::Put {
+                title,
+                metadata,
+                content,
+                content_type,
+                embeddings: None,
+            },
+            sent,
+        ))
+    }
+}
+
+/// Vectors a client sent with a document.
+pub(crate) struct SentVectors {
+    vectors: Vec<Vec<f32>>,
+    /// Sent as `vector`: the document must be one chunk.
+    one: bool,
+}
+
+/// Checks the vectors sent with `ops` (by position) against collection `c` and gives each
+/// write its embeddings: the collection's model must be `external`, each vector of its
+/// dimension and a direction (not zero, finite), one per chunk of the document's text as the
+/// collection cuts it. Run before the write, on the blocking pool.
+pub(crate) fn attach_vectors(
+    store: &Store,
+    c: &CollectionName,
+    ops: &mut [DocOp],
+    sent: Vec<(usize, SentVectors)>,
+) -> Result<(), StoreError> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let coll = store
+        .collection(c)?
+        .ok_or_else(|| StoreError::CollectionNotFound(c.clone()))?;
+    let e = &coll.settings.embedding;
+    let many = ops.len() > 1;
+    let bad = |i: usize, m: String| {
+        let at = if many {
+            format!("docs[{i}]: ")
+        } else {
+            String::new()
+        };
+        StoreError::InvalidEmbeddings(format!("{at}{m}"))
+    };
+    let model = match model_key(&coll) {
+        Some(m) if e.model == EXTERNAL_MODEL => m,
+        _ => {
+            return Err(bad(
+                sent[0].0,
+                format!(
+                    "collection {c} has embedding model {:?}: vectors are sent only to a \
+                     collection whose model is \"external\"",
+                    e.model
+                ),
+            ));
+        }
+    };
+    let dim = e.dimension as usize;
+    for (i, s) in sent {
+        let OpKind::Put {
             content,
             content_type,
-        })
+            embeddings,
+            ..
+        } = &mut ops[i].kind
+        else {
+            continue;
+        };
+        let text = std::str::from_utf8(content)
+            .ok()
+            .filter(|_| is_text(content_type))
+            .ok_or_else(|| bad(i, "vectors go with text content only".into()))?;
+        let chunks = chunk(text, &coll.settings.chunking);
+        if s.one && chunks.len() != 1 {
+            return Err(bad(
+                i,
+                format!(
+                    "one vector for a document of {} chunks: send \"vectors\", one per chunk, \
+                     or raise chunking.max_tokens",
+                    chunks.len()
+                ),
+            ));
+        }
+        if s.vectors.len() != chunks.len() {
+            return Err(bad(
+                i,
+                format!("{} vectors for {} chunks", s.vectors.len(), chunks.len()),
+            ));
+        }
+        let mut vectors = Vec::with_capacity(s.vectors.len());
+        for v in s.vectors {
+            if v.len() != dim {
+                return Err(bad(
+                    i,
+                    format!(
+                        "a vector of {} dimensions; the collection's are {dim}",
+                        v.len()
+                    ),
+                ));
+            }
+            vectors.push(unit(v).ok_or_else(|| bad(i, "a vector is zero or not finite".into()))?);
+        }
+        *embeddings = Some(ContentEmbeddings {
+            model: model.clone(),
+            content: ContentId::of(content),
+            chunks: chunks.iter().map(|ch| ch.id).collect(),
+            vectors,
+        });
     }
+    Ok(())
 }
 
 /// Parses a version as given in `If-Match` or `if_match`: the stamp, quoted or not.

@@ -26,7 +26,10 @@ impl From<QueryError> for ApiError {
         match e {
             QueryError::Store(e) => e.into(),
             QueryError::Index(e) => ApiError::internal(e.to_string()),
-            e @ (QueryError::Invalid(_) | QueryError::Filter(_)) => {
+            e @ QueryError::Embed(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+            }
+            e @ (QueryError::Invalid(_) | QueryError::Filter(_) | QueryError::Vector(_)) => {
                 ApiError::bad_request(e.code(), e.to_string())
             }
         }

@@ -54,6 +54,7 @@ pub fn put(id: &str, text: &str) -> DocOp {
             metadata: Default::default(),
             content: text.as_bytes().to_vec(),
             content_type: "text/plain".into(),
+            embeddings: None,
         },
     }
 }

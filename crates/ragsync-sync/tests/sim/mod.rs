@@ -523,6 +523,7 @@ impl Sim {
                 metadata: Default::default(),
                 content: format!("{id} by node {i} at {}", self.now()).into_bytes(),
                 content_type: "text/plain".into(),
+                embeddings: None,
             }
         };
         let store = &self.nodes[i].store;

@@ -160,6 +160,13 @@ pub struct QueryBench {
     pub words: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u32,
+    /// Documents sent with caller-supplied 384-dim unit vectors (an `external` collection),
+    /// then queried by vector (0: skip).
+    #[arg(long, default_value_t = 100_000)]
+    pub vector_docs: usize,
+    /// Documents embedded by the built-in model, then queried in hybrid mode by text (0: skip).
+    #[arg(long, default_value_t = 2_000)]
+    pub hybrid_docs: usize,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {

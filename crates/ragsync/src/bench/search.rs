@@ -79,7 +79,6 @@ pub(super) async fn query(a: QueryBench) -> anyhow::Result<()> {
         }
     }
     lat.sort_by(f64::total_cmp);
-    node.shutdown().await?;
     figure("query_chunks", chunks as f64, "chunks");
     figure("query_bm25_p50", percentile(&lat, 50.0), "ms");
     figure("query_bm25_p99", percentile(&lat, 99.0), "ms");
@@ -88,6 +87,191 @@ pub(super) async fn query(a: QueryBench) -> anyhow::Result<()> {
         results as f64 / lat.len().max(1) as f64,
         "results",
     );
+    if a.vector_docs > 0 {
+        vector_phase(&client, a.vector_docs, a.doc_bytes, a.queries, seed).await?;
+    }
+    if a.hybrid_docs > 0 {
+        hybrid_phase(&client, a.hybrid_docs, a.doc_bytes, &texts).await?;
+    }
+    node.shutdown().await?;
+    Ok(())
+}
+
+/// Dimension of the caller-supplied vectors (that of the built-in model, and of Chroma's
+/// benchmark).
+const DIM: usize = 384;
+
+/// `n` pseudo-random unit vectors of [`DIM`] coordinates, one after the other.
+fn unit_vectors(rng: &mut Mulberry32, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * DIM);
+    for _ in 0..n {
+        let v: Vec<f32> = (0..DIM)
+            .map(|_| (rng.next_f64() + rng.next_f64() + rng.next_f64() - 1.5) as f32)
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        out.extend(v.iter().map(|x| x / norm));
+    }
+    out
+}
+
+/// Ingests `docs` documents with caller-supplied vectors into an `external` collection
+/// (batches of 1,000, as Chroma's benchmark sends them), then times queries by vector and
+/// measures their recall@10 against an exact scan done here.
+async fn vector_phase(
+    client: &crate::client::Client,
+    docs: usize,
+    doc_bytes: usize,
+    queries: usize,
+    seed: u32,
+) -> anyhow::Result<()> {
+    client
+        .put(
+            &["collections", "vec"],
+            &json!({"embedding": {"model": "external", "dimension": DIM}}),
+        )
+        .await?;
+    let (vectors, bodies) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut rng = Mulberry32::new(seed ^ 0x7ec);
+        let vectors = unit_vectors(&mut rng, docs);
+        let mut bodies = Vec::new();
+        for start in (0..docs).step_by(1000) {
+            let items: Vec<_> = (start..(start + 1000).min(docs))
+                .map(|n| {
+                    json!({
+                        "id": format!("v-{n:09}"),
+                        "text": text(&mut rng, doc_bytes),
+                        "vector": &vectors[n * DIM..(n + 1) * DIM],
+                    })
+                })
+                .collect();
+            bodies.push((items.len(), serde_json::to_vec(&json!({ "docs": items }))?));
+        }
+        Ok((vectors, bodies))
+    })
+    .await??;
+    let t = Instant::now();
+    for (_, body) in bodies {
+        client
+            .post_raw(&["collections", "vec", "docs:batch"], body)
+            .await?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    figure(
+        "ingest_with_vectors_docs_per_s",
+        docs as f64 / secs,
+        "docs/s",
+    );
+    loop {
+        let s = client.get(&["status"], &[]).await?;
+        if s["search"]["vectors"]["vec"]["vectors"].as_u64() == Some(docs as u64) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (probes, exact) = {
+        let vectors = std::sync::Arc::new(vectors);
+        tokio::task::spawn_blocking(move || {
+            let mut rng = Mulberry32::new(seed ^ 0x9e);
+            let probes = unit_vectors(&mut rng, queries + 50);
+            let exact: Vec<Vec<usize>> = probes
+                .chunks(DIM)
+                .map(|q| {
+                    let mut s: Vec<(f32, usize)> = vectors
+                        .chunks(DIM)
+                        .enumerate()
+                        .map(|(i, v)| (ragsync_search::vectors::dot_f32(q, v), i))
+                        .collect();
+                    s.select_nth_unstable_by(10, |a, b| b.0.total_cmp(&a.0));
+                    s[..10].iter().map(|x| x.1).collect()
+                })
+                .collect();
+            (probes, exact)
+        })
+        .await?
+    };
+    let (mut lat, mut found) = (Vec::with_capacity(queries), 0usize);
+    for (i, q) in probes.chunks(DIM).enumerate() {
+        let t = Instant::now();
+        let v = client
+            .post(
+                &["collections", "vec", "query"],
+                &json!({"vector": q, "top_k": 10}),
+            )
+            .await?;
+        if i < 50 {
+            continue;
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        let want: Vec<String> = exact[i].iter().map(|n| format!("v-{n:09}")).collect();
+        found += v["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r["doc_id"]
+                    .as_str()
+                    .is_some_and(|d| want.iter().any(|w| w == d))
+            })
+            .count();
+    }
+    lat.sort_by(f64::total_cmp);
+    figure("query_vector_docs", docs as f64, "vectors");
+    figure("query_vector_p50", percentile(&lat, 50.0), "ms");
+    figure("query_vector_p99", percentile(&lat, 99.0), "ms");
+    figure(
+        "query_vector_recall_at_10",
+        found as f64 / (10 * lat.len().max(1)) as f64,
+        "",
+    );
+    Ok(())
+}
+
+/// Ingests `docs` documents into a collection of the built-in model, waits until every chunk
+/// is embedded, then times hybrid queries by text (the query embedded by the node).
+async fn hybrid_phase(
+    client: &crate::client::Client,
+    docs: usize,
+    doc_bytes: usize,
+    texts: &[String],
+) -> anyhow::Result<()> {
+    client
+        .put(
+            &["collections", "hyb"],
+            &json!({"embedding": {"model": "builtin"}}),
+        )
+        .await?;
+    let bodies =
+        tokio::task::spawn_blocking(move || super::batch_bodies(docs, 1000, doc_bytes, 7, "h"))
+            .await??;
+    for (_, body) in bodies {
+        client
+            .post_raw(&["collections", "hyb", "docs:batch"], body)
+            .await?;
+    }
+    let t = Instant::now();
+    crate::search_cmd::wait_indexed(client, "hyb").await?;
+    figure(
+        "hybrid_embed_chunks_per_s",
+        docs as f64 / t.elapsed().as_secs_f64(),
+        "chunks/s",
+    );
+    let mut lat = Vec::with_capacity(texts.len());
+    for (i, q) in texts.iter().enumerate() {
+        let t = Instant::now();
+        client
+            .post(
+                &["collections", "hyb", "query"],
+                &json!({"query": q, "mode": "hybrid", "top_k": 10}),
+            )
+            .await?;
+        if i >= 50 {
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    figure("query_hybrid_docs", docs as f64, "chunks");
+    figure("query_hybrid_p50", percentile(&lat, 50.0), "ms");
+    figure("query_hybrid_p99", percentile(&lat, 99.0), "ms");
     Ok(())
 }
 

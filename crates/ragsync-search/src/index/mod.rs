@@ -24,12 +24,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ragsync_core::settings::Chunking;
-use ragsync_core::{Collection, CollectionName, ContentId, DocId, DocState, Epoch};
+use ragsync_core::{Collection, CollectionName, ContentId, DocId, DocState};
 use ragsync_store::{FeedItem, InlinePolicy, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
@@ -42,6 +42,18 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 use crate::analysis::{ANALYZER, analyzer, query_terms};
 use crate::chunk::chunk;
+use crate::embed::{Embedders, model_key};
+use crate::vectors::{ChunkRef, VectorSet};
+
+mod embedding;
+mod state;
+
+pub use embedding::VectorStatus;
+
+use state::{
+    State, awaiting_count, clear_dir, new_coll_dir, read_state, remove_unrecorded, unawait,
+    write_state,
+};
 
 /// Feed rows read per page.
 const PAGE_ROWS: usize = 2048;
@@ -51,7 +63,6 @@ const COMMIT_ROWS: usize = 4096;
 const COMMIT_EVERY: Duration = Duration::from_secs(2);
 /// Indexing memory of one collection's writer (shared by its indexing threads).
 const WRITER_BYTES: usize = 64 << 20;
-const STATE_FILE: &str = "state.json";
 /// How long the indexer lets new commits gather before it indexes them, when no query waits:
 /// an index commit per replicated write would compete with replication for the CPU.
 const SETTLE: Duration = Duration::from_millis(50);
@@ -67,6 +78,8 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
     #[error("search index state: {0}")]
     State(String),
+    #[error("embedding: {0}")]
+    Embed(String),
 }
 
 /// One chunk found by BM25.
@@ -93,6 +106,10 @@ pub struct IndexStatus {
     pub awaiting_content: usize,
     /// Chunks indexed, by collection (committed ones).
     pub chunks: BTreeMap<CollectionName, u64>,
+    /// Vectors and embedding backlog, by collection with an embedding model.
+    pub vectors: BTreeMap<CollectionName, VectorStatus>,
+    /// Chunks this node embedded itself since it started (not those from peers or clients).
+    pub embedded_here: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -130,6 +147,16 @@ fn schema() -> (Schema, Fields) {
 struct IndexConfig {
     chunking: Chunking,
     language: String,
+    /// The vectors kept, when the collection has an embedding model.
+    #[serde(default)]
+    embedding: Option<VectorConfig>,
+}
+
+/// A collection's vectors: the model id they are stored under, and their size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct VectorConfig {
+    model: String,
+    dimension: usize,
 }
 
 impl IndexConfig {
@@ -137,6 +164,10 @@ impl IndexConfig {
         Self {
             chunking: c.settings.chunking.clone(),
             language: c.settings.search.language.clone(),
+            embedding: model_key(c).map(|model| VectorConfig {
+                model,
+                dimension: c.settings.embedding.dimension as usize,
+            }),
         }
     }
 }
@@ -149,31 +180,14 @@ struct Indexed {
     dir: String,
 }
 
-/// The persisted part of the indexer.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    epoch: Option<Epoch>,
-    through: u64,
-    collections: BTreeMap<CollectionName, Indexed>,
-    /// Documents waiting for their content, by content id.
-    awaiting: BTreeMap<ContentId, Vec<(CollectionName, DocId)>>,
-    /// The feed `seq` applied to the writers through (committed or not); `through` is what
-    /// the last commit covered.
-    #[serde(skip)]
-    applied: u64,
-    /// Rows applied since the last commit, and when that was.
-    #[serde(skip)]
-    uncommitted: usize,
-    #[serde(skip)]
-    last_commit: Option<Instant>,
-}
-
 struct CollIndex {
     config: IndexConfig,
     dir: PathBuf,
     fields: Fields,
     reader: IndexReader,
     writer: Mutex<Writer>,
+    /// The chunks' vectors, when the collection has an embedding model.
+    vectors: Option<RwLock<VectorSet>>,
 }
 
 /// A collection's writer, with the documents it added since its last commit: a document
@@ -204,12 +218,24 @@ pub struct SearchIndex {
     awaiting: AtomicUsize,
     /// A query waits for the index: index now, without settling.
     urgent: tokio::sync::Notify,
+    /// The models this node runs.
+    embedders: Arc<Embedders>,
+    /// Documents with chunks to embed, in order, once each.
+    jobs: Mutex<embedding::Jobs>,
+    /// A job was queued.
+    job_queued: tokio::sync::Notify,
+    /// Chunks this node embedded since it started (not those that came from peers or clients).
+    embedded_here: AtomicU64,
 }
 
 impl SearchIndex {
     /// Opens (or starts) the index of `store` under `dir`. An index written for another
     /// database, or unreadable, is dropped and rebuilt by the indexer from the feed.
-    pub fn open(store: Arc<Store>, dir: &Path) -> Result<Self, IndexError> {
+    pub fn open(
+        store: Arc<Store>,
+        dir: &Path,
+        embedders: Arc<Embedders>,
+    ) -> Result<Self, IndexError> {
         std::fs::create_dir_all(dir)?;
         let mut state = read_state(dir).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "search index state unreadable; rebuilding the index");
@@ -248,7 +274,19 @@ impl SearchIndex {
             urgent: tokio::sync::Notify::new(),
             state: Mutex::new(state),
             colls: RwLock::new(colls),
+            embedders,
+            jobs: Mutex::new(embedding::Jobs::default()),
+            job_queued: tokio::sync::Notify::new(),
+            embedded_here: AtomicU64::new(0),
         };
+        let loaded: Vec<(CollectionName, Arc<CollIndex>)> = me
+            .read_colls()
+            .iter()
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect();
+        for (name, ci) in loaded {
+            me.load_vectors(&name, &ci)?;
+        }
         for name in broken {
             let mut state = me.state.lock().unwrap_or_else(|e| e.into_inner());
             match me.store.collection(&name)? {
@@ -261,13 +299,21 @@ impl SearchIndex {
         Ok(me)
     }
 
+    /// The embedding models this node runs.
+    pub fn embedders(&self) -> &Embedders {
+        &self.embedders
+    }
+
     /// The feed `seq` indexed through, announced after each commit.
     pub fn watch_indexed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.indexed.subscribe()
     }
 
     pub fn status(&self) -> IndexStatus {
+        let (vectors, embedded_here) = self.vector_status();
         IndexStatus {
+            vectors,
+            embedded_here,
             indexed_through: *self.indexed.borrow(),
             awaiting_content: self.awaiting.load(Ordering::Relaxed),
             chunks: self
@@ -471,8 +517,9 @@ impl SearchIndex {
                         Some(b) => Ok(Some(b.clone())),
                         None => self.store.content(cid),
                     };
-                    if let Some(cid) = index_doc(&ci, id, doc, content)? {
-                        await_content(state, cid, collection, id);
+                    let d = index_doc(&ci, id, doc, content)?;
+                    if self.index_vectors(&ci, collection, id, d, state)? {
+                        self.enqueue(collection, id);
                     }
                 }
             }
@@ -502,8 +549,9 @@ impl SearchIndex {
                     Ok(None) | Err(StoreError::CollectionNotFound(_)) => continue,
                     Err(e) => return Err(e.into()),
                 };
-                if let Some(missing) = index_doc(&ci, &id, &doc.state, |c| self.store.content(c))? {
-                    await_content(state, missing, &collection, &id);
+                let d = index_doc(&ci, &id, &doc.state, |c| self.store.content(c))?;
+                if self.index_vectors(&ci, &collection, &id, d, state)? {
+                    self.enqueue(&collection, &id);
                 }
             }
         }
@@ -520,14 +568,16 @@ impl SearchIndex {
         let ci = open_coll(&self.dir.join(&name), config.clone(), true)?;
         let mut after: Option<String> = None;
         let mut n = 0usize;
+        let mut to_embed = Vec::new();
         loop {
             let page = self.store.list(&c.name, after.as_deref(), 1024, false)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.as_str().to_owned());
             for d in &page {
                 unawait(state, &c.name, &d.id);
-                if let Some(cid) = index_doc(&ci, &d.id, &d.state, |cid| self.store.content(cid))? {
-                    await_content(state, cid, &c.name, &d.id);
+                let chunks = index_doc(&ci, &d.id, &d.state, |cid| self.store.content(cid))?;
+                if self.index_vectors(&ci, &c.name, &d.id, chunks, state)? {
+                    to_embed.push(d.id.clone());
                 }
             }
             n += page.len();
@@ -551,6 +601,10 @@ impl SearchIndex {
             let mut colls = self.colls.write().unwrap_or_else(|e| e.into_inner());
             colls.insert(c.name.clone(), Arc::new(ci))
         };
+        // Queued only now: a job run before the swap would have filled the old index.
+        for id in &to_embed {
+            self.enqueue(&c.name, id);
+        }
         if let Some(old) = old {
             remove_index_dir(old)?;
         }
@@ -657,14 +711,66 @@ pub fn is_text(content_type: &str) -> bool {
         || t.ends_with("+xml")
 }
 
-/// Replaces document `id`'s chunks by those of its winner. Returns the content it still
-/// waits for, when its text is not here yet (it is then indexed by title alone).
+/// What a document's winner gives the index: its content (when it has one), the content it
+/// still waits for, and its chunks.
+struct DocChunks {
+    content: Option<ContentId>,
+    waiting: Option<ContentId>,
+    chunks: Vec<ChunkRef>,
+}
+
+/// The chunks of a document's winner (none when it is deleted, or its text is not here or
+/// not UTF-8), cut by `chunking`, with the text of each as the index reads it.
+fn doc_chunks(
+    chunking: &Chunking,
+    id: &DocId,
+    state: &DocState,
+    content: impl Fn(&ContentId) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<(DocChunks, Option<String>), IndexError> {
+    let winner = state.winner();
+    let mut out = DocChunks {
+        content: None,
+        waiting: None,
+        chunks: Vec::new(),
+    };
+    if winner.deleted {
+        return Ok((out, None));
+    }
+    out.content = winner.content.as_ref().map(|c| c.cid);
+    let mut body = None;
+    if let Some(c) = winner.content.as_ref().filter(|c| is_text(&c.content_type)) {
+        match content(&c.cid)? {
+            // Offsets are into the content's bytes: text that is not UTF-8 is indexed by its
+            // title alone rather than by a lossy copy whose offsets would drift.
+            Some(bytes) => body = String::from_utf8(bytes).ok(),
+            None => out.waiting = Some(c.cid),
+        }
+    }
+    if let (Some(text), Some(cid)) = (&body, out.content) {
+        out.chunks = chunk(text, chunking)
+            .into_iter()
+            .map(|ch| ChunkRef {
+                doc: id.clone(),
+                ord: ch.ord,
+                start: ch.start as u64,
+                end: ch.end as u64,
+                chunk: ch.id,
+                content: cid,
+            })
+            .collect();
+    }
+    Ok((out, body))
+}
+
+/// Replaces document `id`'s BM25 chunks by those of its winner (its title goes with every
+/// chunk; a document without chunks but with a title is indexed by its title alone).
+/// Returns what the winner gave.
 fn index_doc(
     ci: &CollIndex,
     id: &DocId,
     state: &DocState,
     content: impl Fn(&ContentId) -> Result<Option<Vec<u8>>, StoreError>,
-) -> Result<Option<ContentId>, IndexError> {
+) -> Result<DocChunks, IndexError> {
     let f = ci.fields;
     let mut guard = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
     let writer = &mut *guard;
@@ -672,78 +778,52 @@ fn index_doc(
     if writer.added.contains(id) || ci.reader.searcher().doc_freq(&term)? > 0 {
         writer.w.delete_term(term);
     }
-    let w = &writer.w;
+    let (doc, body) = doc_chunks(&ci.config.chunking, id, state, content)?;
     let winner = state.winner();
     if winner.deleted {
-        return Ok(None);
+        return Ok(doc);
     }
     let title = winner.title.as_deref().unwrap_or("");
-    let mut waiting = None;
-    let mut body: Option<(ContentId, String)> = None;
-    if let Some(c) = winner.content.as_ref().filter(|c| is_text(&c.content_type)) {
-        match content(&c.cid)? {
-            // Offsets are into the content's bytes: text that is not UTF-8 is indexed by its
-            // title alone rather than by a lossy copy whose offsets would drift.
-            Some(bytes) => body = String::from_utf8(bytes).ok().map(|t| (c.cid, t)),
-            None => waiting = Some(c.cid),
-        }
-    }
-    let add = |ord: u64,
-               start: u64,
-               end: u64,
-               chunk: ContentId,
-               content: Option<ContentId>,
-               text: &str| {
+    let w = &writer.w;
+    let add = |c: &ChunkRef, content: Option<ContentId>, text: &str| {
         let mut d = TantivyDocument::default();
         d.add_text(f.doc, id.as_str());
-        d.add_u64(f.ord, ord);
-        d.add_u64(f.start, start);
-        d.add_u64(f.end, end);
-        d.add_bytes(f.chunk, chunk.as_bytes());
-        if let Some(c) = content {
-            d.add_bytes(f.content, c.as_bytes());
+        d.add_u64(f.ord, u64::from(c.ord));
+        d.add_u64(f.start, c.start);
+        d.add_u64(f.end, c.end);
+        d.add_bytes(f.chunk, c.chunk.as_bytes());
+        if let Some(cid) = content {
+            d.add_bytes(f.content, cid.as_bytes());
         }
         d.add_text(f.text, text);
         w.add_document(d).map(|_| ())
     };
-    let chunks = body
-        .as_ref()
-        .map(|(_, text)| chunk(text, &ci.config.chunking))
-        .unwrap_or_default();
-    if chunks.is_empty() {
+    if doc.chunks.is_empty() {
         if !title.trim().is_empty() {
-            let held = winner.content.as_ref().map(|c| c.cid);
-            add(0, 0, 0, ContentId::of(b""), held, title)?;
+            let only = ChunkRef {
+                doc: id.clone(),
+                ord: 0,
+                start: 0,
+                end: 0,
+                chunk: ContentId::of(b""),
+                content: doc.content.unwrap_or(ContentId::of(b"")),
+            };
+            add(&only, doc.content, title)?;
             writer.added.insert(id.clone());
         }
-        return Ok(waiting);
+        return Ok(doc);
     }
     writer.added.insert(id.clone());
-    let (cid, text) = body.as_ref().expect("chunks come from a body");
-    for ch in chunks {
-        let piece = &text[ch.start..ch.end];
-        let indexed = if title.is_empty() {
-            piece.to_owned()
+    let text = body.as_deref().unwrap_or("");
+    for c in &doc.chunks {
+        let piece = &text[c.start as usize..c.end as usize];
+        if title.is_empty() {
+            add(c, Some(c.content), piece)?;
         } else {
-            format!("{title}\n{piece}")
-        };
-        add(
-            u64::from(ch.ord),
-            ch.start as u64,
-            ch.end as u64,
-            ch.id,
-            Some(*cid),
-            &indexed,
-        )?;
+            add(c, Some(c.content), &format!("{title}\n{piece}"))?;
+        }
     }
-    Ok(waiting)
-}
-
-fn await_content(state: &mut State, cid: ContentId, collection: &CollectionName, id: &DocId) {
-    let waiting = state.awaiting.entry(cid).or_default();
-    if !waiting.iter().any(|(c, d)| c == collection && d == id) {
-        waiting.push((collection.clone(), id.clone()));
-    }
+    Ok(doc)
 }
 
 /// Removes an index's directory once its writer is gone. Queries still holding its reader
@@ -756,44 +836,6 @@ fn remove_index_dir(ci: Arc<CollIndex>) -> Result<(), IndexError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Removes index directories `state` does not record: builds a crash interrupted.
-fn remove_unrecorded(dir: &Path, state: &State) -> Result<(), IndexError> {
-    let kept: HashSet<&str> = state.collections.values().map(|i| i.dir.as_str()).collect();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if entry.path().is_dir() && name.starts_with("c-") && !kept.contains(name.as_ref()) {
-            std::fs::remove_dir_all(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-fn awaiting_count(state: &State) -> usize {
-    state.awaiting.values().map(Vec::len).sum()
-}
-
-fn unawait(state: &mut State, collection: &CollectionName, id: &DocId) {
-    if state.awaiting.is_empty() {
-        return;
-    }
-    for waiting in state.awaiting.values_mut() {
-        waiting.retain(|(c, d)| !(c == collection && d == id));
-    }
-    state.awaiting.retain(|_, w| !w.is_empty());
-}
-
-/// A new directory name for a build of collection `name`'s index: a hash of the name (names
-/// may hold characters a file name cannot) and the build's time.
-fn new_coll_dir(name: &CollectionName) -> String {
-    let h = blake3::hash(name.as_str().as_bytes()).to_hex();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("c-{}-{now:x}", &h[..16])
 }
 
 /// Makes a new, empty index in `dir` (`fresh`) or opens the one there (which must exist).
@@ -815,7 +857,6 @@ fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, 
         .reload_policy(ReloadPolicy::Manual)
         .try_into()?;
     Ok(CollIndex {
-        config,
         dir: dir.to_path_buf(),
         fields,
         reader,
@@ -823,40 +864,10 @@ fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, 
             w: writer,
             added: HashSet::new(),
         }),
+        vectors: config
+            .embedding
+            .as_ref()
+            .map(|e| RwLock::new(VectorSet::new(e.dimension))),
+        config,
     })
-}
-
-fn read_state(dir: &Path) -> Result<State, IndexError> {
-    match std::fs::read(dir.join(STATE_FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| IndexError::State(e.to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Writes the state file whole or not at all: a new file, synced, renamed over the old one.
-fn write_state(dir: &Path, state: &State) -> Result<(), IndexError> {
-    let bytes = serde_json::to_vec(state).map_err(|e| IndexError::State(e.to_string()))?;
-    let tmp = dir.join("state.json.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, dir.join(STATE_FILE))?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-fn clear_dir(dir: &Path) -> Result<(), IndexError> {
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p)?;
-        } else {
-            std::fs::remove_file(&p)?;
-        }
-    }
-    Ok(())
 }

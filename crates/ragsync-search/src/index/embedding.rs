@@ -1,0 +1,397 @@
+//! The vector side of the index: each collection with an embedding model keeps its chunks'
+//! vectors in memory ([`VectorSet`]), taken from the store's `embeddings` table by chunk id.
+//!
+//! Embedding is slow, so it never runs in the indexer's pass or in a write transaction. A
+//! document whose chunks lack vectors is queued; a separate task embeds queued chunks in
+//! batches, stores the vectors (model id, chunk id) and only then gives them to the index.
+//! Progress is durable by construction: a chunk is embedded exactly when its row exists, so
+//! at start the index reloads every stored vector and queues again the documents still
+//! missing some (the backlog resumes). Chunks of a model this node does not run (`external`,
+//! or an endpoint it is not configured for) wait for vectors from clients or peers.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ragsync_core::{CollectionName, ContentId, DocId};
+use ragsync_store::{ContentEmbeddings, StoreError};
+use serde::Serialize;
+use tantivy::TantivyDocument;
+
+use super::state::{State, await_content};
+use super::{CollIndex, DocChunks, IndexError, SearchIndex, doc_chunks, hit_of};
+use crate::embed::Embedder;
+use crate::vectors::{ChunkRef, VectorHit};
+
+/// Texts embedded per call of the model.
+const EMBED_BATCH: usize = 64;
+/// Pause after a failed batch (a remote model down), before its documents are tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Documents waiting for vectors, in order, each once.
+#[derive(Default)]
+pub(super) struct Jobs {
+    queue: VecDeque<(CollectionName, DocId)>,
+    queued: HashSet<(CollectionName, DocId)>,
+}
+
+/// A collection's vectors, as `/v1/status` shows them.
+#[derive(Clone, Debug, Serialize)]
+pub struct VectorStatus {
+    pub model: String,
+    pub dimension: usize,
+    /// Chunks with a vector.
+    pub vectors: usize,
+    /// Chunks indexed for BM25 still without a vector: the embedding backlog.
+    pub backlog: usize,
+}
+
+/// A document's chunks to embed.
+struct Work {
+    ci: Arc<CollIndex>,
+    id: DocId,
+    content: ContentId,
+    chunks: Vec<ChunkRef>,
+    vectors: Vec<Option<Vec<f32>>>,
+    text: String,
+}
+
+impl SearchIndex {
+    /// After a document was indexed for BM25: waits for its content when it is not here, and
+    /// gives its vector set the stored vectors of its chunks. True when some are missing and
+    /// this node computes them: the caller queues the document.
+    pub(super) fn index_vectors(
+        &self,
+        ci: &CollIndex,
+        collection: &CollectionName,
+        id: &DocId,
+        d: DocChunks,
+        state: &mut State,
+    ) -> Result<bool, IndexError> {
+        if let Some(cid) = d.waiting {
+            await_content(state, cid, collection, id);
+        }
+        self.set_vectors(ci, id, d.content, d.chunks)
+    }
+
+    /// Replaces document `id`'s vectors by the stored ones of `chunks` (cut from `content`).
+    fn set_vectors(
+        &self,
+        ci: &CollIndex,
+        id: &DocId,
+        content: Option<ContentId>,
+        chunks: Vec<ChunkRef>,
+    ) -> Result<bool, IndexError> {
+        let (Some(cfg), Some(set)) = (&ci.config.embedding, &ci.vectors) else {
+            return Ok(false);
+        };
+        let Some(content) = content.filter(|_| !chunks.is_empty()) else {
+            set.write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove_doc(id);
+            return Ok(false);
+        };
+        let keys: Vec<ContentId> = chunks.iter().map(|c| c.chunk).collect();
+        let stored = self.store.embeddings(&cfg.model, &keys)?;
+        let missing = stored.iter().filter(|v| v.is_none()).count();
+        let found = chunks
+            .into_iter()
+            .zip(stored)
+            .filter_map(|(c, v)| v.map(|v| (c, v)))
+            .collect();
+        set.write()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_doc(id, content, found, missing);
+        Ok(missing > 0 && self.embedders.computes(&cfg.model))
+    }
+
+    /// Fills collection `name`'s vector set from its committed index and the stored vectors,
+    /// and queues the documents still missing some.
+    pub(super) fn load_vectors(
+        &self,
+        name: &CollectionName,
+        ci: &CollIndex,
+    ) -> Result<(), IndexError> {
+        if ci.vectors.is_none() {
+            return Ok(());
+        }
+        let searcher = ci.reader.searcher();
+        let mut docs: HashMap<DocId, Vec<ChunkRef>> = HashMap::new();
+        for seg in searcher.segment_readers() {
+            let store = seg.get_store_reader(16)?;
+            for d in store.iter::<TantivyDocument>(seg.alive_bitset()) {
+                let hit = hit_of(&d?, &ci.fields, 0.0)?;
+                // A document indexed by its title alone has no chunk to embed.
+                let Some(content) = hit.content.filter(|_| hit.end > hit.start) else {
+                    continue;
+                };
+                docs.entry(hit.doc_id.clone()).or_default().push(ChunkRef {
+                    doc: hit.doc_id,
+                    ord: hit.ord,
+                    start: hit.start,
+                    end: hit.end,
+                    chunk: hit.chunk_id,
+                    content,
+                });
+            }
+        }
+        let mut queue = Vec::new();
+        for (id, mut chunks) in docs {
+            chunks.sort_by_key(|c| c.ord);
+            let content = chunks.first().map(|c| c.content);
+            if self.set_vectors(ci, &id, content, chunks)? {
+                queue.push(id);
+            }
+        }
+        if !queue.is_empty() {
+            tracing::info!(collection = %name, documents = queue.len(), "resuming the embedding backlog");
+        }
+        for id in &queue {
+            self.enqueue(name, id);
+        }
+        Ok(())
+    }
+
+    pub(super) fn enqueue(&self, collection: &CollectionName, id: &DocId) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (collection.clone(), id.clone());
+        if jobs.queued.insert(key.clone()) {
+            jobs.queue.push_back(key);
+        }
+        drop(jobs);
+        self.job_queued.notify_one();
+    }
+
+    /// Each collection's vectors, and the chunks this node embedded since it started.
+    pub fn vector_status(
+        &self,
+    ) -> (
+        std::collections::BTreeMap<CollectionName, VectorStatus>,
+        u64,
+    ) {
+        let colls = self.read_colls();
+        let per = colls
+            .iter()
+            .filter_map(|(name, ci)| {
+                let (cfg, set) = (ci.config.embedding.as_ref()?, ci.vectors.as_ref()?);
+                let set = set.read().unwrap_or_else(|e| e.into_inner());
+                Some((
+                    name.clone(),
+                    VectorStatus {
+                        model: cfg.model.clone(),
+                        dimension: cfg.dimension,
+                        vectors: set.len(),
+                        backlog: set.missing(),
+                    },
+                ))
+            })
+            .collect();
+        (per, self.embedded_here.load(Ordering::Relaxed))
+    }
+
+    /// The model id and dimension of collection `name`'s vectors, when it keeps any here.
+    pub fn vector_model(&self, name: &CollectionName) -> Option<(String, usize)> {
+        let ci = self.coll(name)?;
+        ci.config
+            .embedding
+            .as_ref()
+            .map(|c| (c.model.clone(), c.dimension))
+    }
+
+    /// The embedder of collection `name`'s model, when this node runs it.
+    pub fn embedder(&self, name: &CollectionName) -> Result<Option<Arc<dyn Embedder>>, IndexError> {
+        let Some((model, dim)) = self.vector_model(name) else {
+            return Ok(None);
+        };
+        self.embedders
+            .get(&model, dim)
+            .map_err(|e| IndexError::Embed(e.to_string()))
+    }
+
+    /// The `limit` chunks of collection `name` most similar to unit vector `q`, best first.
+    pub fn vector_search(&self, name: &CollectionName, q: &[f32], limit: usize) -> Vec<VectorHit> {
+        let Some(ci) = self.coll(name) else {
+            return Vec::new();
+        };
+        let Some(set) = &ci.vectors else {
+            return Vec::new();
+        };
+        set.read()
+            .unwrap_or_else(|e| e.into_inner())
+            .search(q, limit)
+    }
+
+    /// Embeds queued chunks until `stop` is set: see the module docs.
+    pub async fn run_embedder(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let me = self.clone();
+            let done = tokio::task::spawn_blocking(move || me.embed_some()).await;
+            let pause = match done {
+                Ok(Ok(0)) => None,
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("panicked: {e}")),
+            };
+            if let Some(e) = &pause {
+                tracing::error!(error = %e, "embedding failed; trying again in 5 s");
+            }
+            tokio::select! {
+                _ = self.job_queued.notified(), if pause.is_none() => {}
+                _ = tokio::time::sleep(RETRY_AFTER), if pause.is_some() => {}
+                r = stop.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    /// Embeds the chunks of the next queued documents, about [`EMBED_BATCH`] texts. Returns
+    /// how many documents it took; on failure they go back to the head of the queue.
+    fn embed_some(&self) -> Result<usize, IndexError> {
+        let mut taken = Vec::new();
+        let mut work = Vec::new();
+        let mut texts = 0;
+        let result = (|| {
+            while texts < EMBED_BATCH {
+                let next = {
+                    let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                    let next = jobs.queue.pop_front();
+                    if let Some(k) = &next {
+                        jobs.queued.remove(k);
+                    }
+                    next
+                };
+                let Some((coll, id)) = next else { break };
+                taken.push((coll.clone(), id.clone()));
+                if let Some(w) = self.work_for(&coll, &id)? {
+                    texts += w.vectors.iter().filter(|v| v.is_none()).count();
+                    work.push(w);
+                }
+            }
+            self.embed_work(work)
+        })();
+        if let Err(e) = result {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            for key in taken.iter().rev() {
+                if jobs.queued.insert(key.clone()) {
+                    jobs.queue.push_front(key.clone());
+                }
+            }
+            return Err(e);
+        }
+        Ok(taken.len())
+    }
+
+    /// What document `id` of `coll` still needs embedded, as the store holds it now.
+    fn work_for(&self, coll: &CollectionName, id: &DocId) -> Result<Option<Work>, IndexError> {
+        let Some(ci) = self.coll(coll) else {
+            return Ok(None);
+        };
+        let Some(cfg) = &ci.config.embedding else {
+            return Ok(None);
+        };
+        let doc = match self.store.get(coll, id) {
+            Ok(Some(doc)) => doc,
+            Ok(None) | Err(StoreError::CollectionNotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let (d, body) = doc_chunks(&ci.config.chunking, id, &doc.state, |c| {
+            self.store.content(c)
+        })?;
+        let (Some(content), Some(text)) = (d.content, body) else {
+            return Ok(None);
+        };
+        if d.chunks.is_empty() {
+            return Ok(None);
+        }
+        let keys: Vec<ContentId> = d.chunks.iter().map(|c| c.chunk).collect();
+        let vectors = self.store.embeddings(&cfg.model, &keys)?;
+        Ok(Some(Work {
+            id: id.clone(),
+            content,
+            chunks: d.chunks,
+            vectors,
+            text,
+            ci,
+        }))
+    }
+
+    /// Embeds every missing chunk of `work` (each distinct chunk once per model), stores the
+    /// vectors, then gives each document its vectors if the index still holds that content.
+    fn embed_work(&self, mut work: Vec<Work>) -> Result<(), IndexError> {
+        let mut by_model: HashMap<(String, usize), Vec<(usize, usize)>> = HashMap::new();
+        for (wi, w) in work.iter().enumerate() {
+            let cfg = w.ci.config.embedding.as_ref().expect("work has a model");
+            for (ci, v) in w.vectors.iter().enumerate() {
+                if v.is_none() {
+                    by_model
+                        .entry((cfg.model.clone(), cfg.dimension))
+                        .or_default()
+                        .push((wi, ci));
+                }
+            }
+        }
+        let mut computed = 0u64;
+        for ((model, dim), places) in by_model {
+            let Some(embedder) = self
+                .embedders
+                .get(&model, dim)
+                .map_err(|e| IndexError::Embed(e.to_string()))?
+            else {
+                continue;
+            };
+            let mut index_of: HashMap<ContentId, usize> = HashMap::new();
+            let mut inputs: Vec<&str> = Vec::new();
+            for &(wi, ci) in &places {
+                let c = &work[wi].chunks[ci];
+                index_of.entry(c.chunk).or_insert_with(|| {
+                    inputs.push(&work[wi].text[c.start as usize..c.end as usize]);
+                    inputs.len() - 1
+                });
+            }
+            let out = embedder
+                .embed(&inputs)
+                .map_err(|e| IndexError::Embed(e.to_string()))?;
+            if out.len() != inputs.len() || out.iter().any(|v| v.len() != dim) {
+                return Err(IndexError::Embed(format!(
+                    "model {model} answered vectors of another count or size than asked"
+                )));
+            }
+            computed += inputs.len() as u64;
+            for (wi, ci) in places {
+                let chunk = work[wi].chunks[ci].chunk;
+                work[wi].vectors[ci] = Some(out[index_of[&chunk]].clone());
+            }
+        }
+        let sets: Vec<ContentEmbeddings> = work
+            .iter()
+            .filter(|w| w.vectors.iter().all(Option::is_some))
+            .map(|w| ContentEmbeddings {
+                model: w.ci.config.embedding.as_ref().expect("model").model.clone(),
+                content: w.content,
+                chunks: w.chunks.iter().map(|c| c.chunk).collect(),
+                vectors: w.vectors.iter().flatten().cloned().collect(),
+            })
+            .collect();
+        self.store.put_embeddings(&sets)?;
+        self.embedded_here.fetch_add(computed, Ordering::Relaxed);
+        for w in work {
+            let Some(set) = &w.ci.vectors else { continue };
+            let mut set = set.write().unwrap_or_else(|e| e.into_inner());
+            if set.content_of(&w.id) != Some(w.content) {
+                continue;
+            }
+            let missing = w.vectors.iter().filter(|v| v.is_none()).count();
+            let found = w
+                .chunks
+                .into_iter()
+                .zip(w.vectors)
+                .filter_map(|(c, v)| v.map(|v| (c, v)))
+                .collect();
+            set.set_doc(&w.id, w.content, found, missing);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,410 @@
+//! The vectors of one collection, held in memory and searched by cosine similarity.
+//!
+//! Every vector is unit length, so cosine similarity is a dot product. Up to
+//! [`EXACT_MAX`] vectors a query scores every one exactly. Past it, a query first scans
+//! 8-bit copies of the vectors (one scale per vector: a quarter of the memory to read) on
+//! every core, then rescores its best candidates with the full vectors; recall@10 against the
+//! exact scan is measured by `ragsync bench query` (see BENCHMARKS.md). A scan rather than a
+//! graph (HNSW) because updates and deletes are a slot swap here, and because the graphs
+//! measured on this machine built at about 1,000 vectors/s per core: see ARCHITECTURE.md.
+//!
+//! A document's vectors are replaced as a whole ([`VectorSet::set_doc`]), like its BM25
+//! chunks, and only while the content they were derived from is still the one indexed.
+
+use std::collections::HashMap;
+
+use ragsync_core::{ContentId, DocId};
+
+/// Largest set searched exactly; past it, the quantised scan.
+pub const EXACT_MAX: usize = 10_000;
+/// Candidates of the quantised scan rescored exactly, beyond the ones asked for.
+const RESCORE_EXTRA: usize = 40;
+/// Vectors per scanning thread, at least.
+const MIN_PER_THREAD: usize = 16_384;
+
+/// Where a vector's chunk is: the same coordinates a BM25 hit has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkRef {
+    pub doc: DocId,
+    pub ord: u32,
+    pub start: u64,
+    pub end: u64,
+    pub chunk: ContentId,
+    /// The content the chunk was cut from.
+    pub content: ContentId,
+}
+
+/// A chunk found by its vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorHit {
+    pub score: f32,
+    pub chunk: ChunkRef,
+}
+
+/// One collection's vectors; see the module docs.
+pub struct VectorSet {
+    dim: usize,
+    refs: Vec<ChunkRef>,
+    /// `refs.len() * dim` coordinates.
+    data: Vec<f32>,
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+    /// The slots of each document's vectors.
+    slots: HashMap<DocId, Vec<u32>>,
+    /// The content each document's vectors (or pending ones) come from.
+    contents: HashMap<DocId, ContentId>,
+    /// Chunks waiting for their vectors, by document.
+    missing: HashMap<DocId, usize>,
+}
+
+impl VectorSet {
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            refs: Vec::new(),
+            data: Vec::new(),
+            codes: Vec::new(),
+            scales: Vec::new(),
+            slots: HashMap::new(),
+            contents: HashMap::new(),
+            missing: HashMap::new(),
+        }
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.dim
+    }
+
+    /// Vectors held.
+    pub fn len(&self) -> usize {
+        self.refs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.refs.is_empty()
+    }
+
+    /// Chunks indexed without a vector yet.
+    pub fn missing(&self) -> usize {
+        self.missing.values().sum()
+    }
+
+    /// The content document `doc`'s vectors are derived from, when it has any (or awaits some).
+    pub fn content_of(&self, doc: &DocId) -> Option<ContentId> {
+        self.contents.get(doc).copied()
+    }
+
+    /// Replaces document `doc`'s vectors by `chunks` (unit vectors of this set's dimension),
+    /// derived from `content`, with `missing` more chunks still to embed. A vector of another
+    /// dimension is left out (and counted missing).
+    pub fn set_doc(
+        &mut self,
+        doc: &DocId,
+        content: ContentId,
+        chunks: Vec<(ChunkRef, Vec<f32>)>,
+        missing: usize,
+    ) {
+        self.remove_doc(doc);
+        let mut slots = Vec::with_capacity(chunks.len());
+        let mut skipped = 0;
+        for (r, v) in chunks {
+            // Stored vectors are unit length; one from a peer is made so (or left out).
+            let v = if (dot_f32(&v, &v) - 1.0).abs() < 1e-3 {
+                Some(v)
+            } else {
+                crate::embed::unit(v)
+            };
+            let Some(v) = v.filter(|v| v.len() == self.dim) else {
+                skipped += 1;
+                continue;
+            };
+            slots.push(self.refs.len() as u32);
+            let (codes, scale) = quantise(&v);
+            self.refs.push(r);
+            self.data.extend_from_slice(&v);
+            self.codes.extend_from_slice(&codes);
+            self.scales.push(scale);
+        }
+        if !slots.is_empty() {
+            self.slots.insert(doc.clone(), slots);
+        }
+        self.contents.insert(doc.clone(), content);
+        if missing + skipped > 0 {
+            self.missing.insert(doc.clone(), missing + skipped);
+        }
+    }
+
+    /// Drops document `doc`'s vectors.
+    pub fn remove_doc(&mut self, doc: &DocId) {
+        self.contents.remove(doc);
+        self.missing.remove(doc);
+        let Some(mut slots) = self.slots.remove(doc) else {
+            return;
+        };
+        // Highest first: a swap never moves a slot still to remove.
+        slots.sort_unstable_by(|a, b| b.cmp(a));
+        for s in slots {
+            self.swap_remove(s as usize);
+        }
+    }
+
+    /// Removes slot `s`, moving the last vector into it.
+    fn swap_remove(&mut self, s: usize) {
+        let last = self.refs.len() - 1;
+        let d = self.dim;
+        if s != last {
+            let moved = self.refs[last].doc.clone();
+            if let Some(slots) = self.slots.get_mut(&moved) {
+                for x in slots.iter_mut().filter(|x| **x as usize == last) {
+                    *x = s as u32;
+                }
+            }
+            self.data.copy_within(last * d..(last + 1) * d, s * d);
+            self.codes.copy_within(last * d..(last + 1) * d, s * d);
+            self.scales[s] = self.scales[last];
+        }
+        self.refs.swap_remove(s);
+        self.data.truncate(last * d);
+        self.codes.truncate(last * d);
+        self.scales.truncate(last);
+    }
+
+    /// The `limit` chunks most similar to unit vector `q`, best first: exact up to
+    /// [`EXACT_MAX`] vectors, else by the quantised scan (see the module docs).
+    pub fn search(&self, q: &[f32], limit: usize) -> Vec<VectorHit> {
+        self.search_with(q, limit, self.len() > EXACT_MAX)
+    }
+
+    /// [`VectorSet::search`] forced exact (`approximate` false) or approximate, for measuring
+    /// recall.
+    pub fn search_with(&self, q: &[f32], limit: usize, approximate: bool) -> Vec<VectorHit> {
+        if q.len() != self.dim || limit == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let mut scored: Vec<(f32, u32)> = if approximate {
+            let (qc, qs) = quantise(q);
+            let keep = limit + RESCORE_EXTRA;
+            let mut cands = self.scan(
+                |slot| {
+                    let d = self.dim;
+                    dot_i8(&qc, &self.codes[slot * d..(slot + 1) * d]) as f32
+                        * qs
+                        * self.scales[slot]
+                },
+                keep,
+            );
+            for c in &mut cands {
+                c.0 = self.exact(q, c.1 as usize);
+            }
+            cands
+        } else {
+            self.scan(|slot| self.exact(q, slot), limit)
+        };
+        best_first(&mut scored, limit);
+        scored
+            .into_iter()
+            .map(|(score, slot)| VectorHit {
+                score,
+                chunk: self.refs[slot as usize].clone(),
+            })
+            .collect()
+    }
+
+    fn exact(&self, q: &[f32], slot: usize) -> f32 {
+        dot_f32(q, &self.data[slot * self.dim..(slot + 1) * self.dim])
+    }
+
+    /// The `keep` best slots by `score`, unordered, scanning on every core for large sets.
+    fn scan(&self, score: impl Fn(usize) -> f32 + Sync, keep: usize) -> Vec<(f32, u32)> {
+        let n = self.len();
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let threads = (n / MIN_PER_THREAD).clamp(1, cores);
+        let part = |lo: usize, hi: usize| {
+            let mut s: Vec<(f32, u32)> = (lo..hi).map(|i| (score(i), i as u32)).collect();
+            best_first(&mut s, keep);
+            s
+        };
+        if threads == 1 {
+            return part(0, n);
+        }
+        let per = n.div_ceil(threads);
+        std::thread::scope(|sc| {
+            let parts: Vec<_> = (0..threads)
+                .map(|t| {
+                    let part = &part;
+                    sc.spawn(move || part(t * per, ((t + 1) * per).min(n)))
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    }
+}
+
+/// Keeps the `keep` highest scores of `s`, best first.
+fn best_first(s: &mut Vec<(f32, u32)>, keep: usize) {
+    let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if s.len() > keep {
+        s.select_nth_unstable_by(keep, by_score);
+        s.truncate(keep);
+    }
+    s.sort_unstable_by(by_score);
+}
+
+/// 8-bit coordinates of `v` and the scale that multiplies them back.
+fn quantise(v: &[f32]) -> (Vec<i8>, f32) {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return (vec![0; v.len()], 0.0);
+    }
+    let scale = max / 127.0;
+    let codes = v.iter().map(|x| (x / scale).round() as i8).collect();
+    (codes, scale)
+}
+
+/// Dot product, in lanes the compiler turns into SIMD.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut acc = [0i32; 32];
+    let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
+    let tail: i32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..32 {
+            acc[i] += i32::from(i16::from(x[i]) * i16::from(y[i]));
+        }
+    }
+    acc.iter().sum::<i32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut s = seed;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        (0..n)
+            .map(|_| {
+                let v: Vec<f32> = (0..dim).map(|_| next() + next() + next()).collect();
+                crate::embed::unit(v).unwrap()
+            })
+            .collect()
+    }
+
+    fn chunk_ref(doc: &str, ord: u32) -> ChunkRef {
+        ChunkRef {
+            doc: DocId::new(doc.to_string()).unwrap(),
+            ord,
+            start: 0,
+            end: 1,
+            chunk: ContentId::of(format!("{doc}/{ord}").as_bytes()),
+            content: ContentId::of(doc.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn updates_and_deletes_move_slots_without_losing_vectors() {
+        let vs = unit_vectors(6, 8, 7);
+        let mut set = VectorSet::new(8);
+        for (i, pair) in vs.chunks(2).enumerate() {
+            let doc = format!("d{i}");
+            let chunks = pair
+                .iter()
+                .enumerate()
+                .map(|(o, v)| (chunk_ref(&doc, o as u32), v.clone()))
+                .collect();
+            set.set_doc(
+                &DocId::new(doc.clone()).unwrap(),
+                ContentId::of(doc.as_bytes()),
+                chunks,
+                0,
+            );
+        }
+        assert_eq!(set.len(), 6);
+        let d0 = DocId::new("d0".to_string()).unwrap();
+        set.remove_doc(&d0);
+        assert_eq!(set.len(), 4);
+        // Every remaining vector still finds itself first, at similarity 1.
+        for (i, v) in vs.iter().enumerate().skip(2) {
+            let hit = &set.search(v, 1)[0];
+            assert_eq!(hit.chunk, chunk_ref(&format!("d{}", i / 2), (i % 2) as u32));
+            assert!((hit.score - 1.0).abs() < 1e-5);
+        }
+        // An update replaces the document's vectors; one of another size is not taken.
+        let d2 = DocId::new("d2".to_string()).unwrap();
+        set.set_doc(
+            &d2,
+            ContentId::of(b"new"),
+            vec![
+                (chunk_ref("d2", 0), vs[0].clone()),
+                (chunk_ref("d2", 1), vec![1.0]),
+            ],
+            0,
+        );
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.missing(), 1);
+        assert_eq!(set.search(&vs[0], 1)[0].chunk, chunk_ref("d2", 0));
+        assert!(
+            set.search(&vs[4], 3)
+                .iter()
+                .all(|h| h.chunk.doc != d2 || h.chunk.ord == 0)
+        );
+    }
+
+    #[test]
+    fn the_quantised_scan_finds_what_the_exact_one_does() {
+        let dim = 64;
+        let vs = unit_vectors(3000, dim, 11);
+        let mut set = VectorSet::new(dim);
+        for (i, v) in vs.iter().enumerate() {
+            let doc = format!("d{i}");
+            set.set_doc(
+                &DocId::new(doc.clone()).unwrap(),
+                ContentId::of(doc.as_bytes()),
+                vec![(chunk_ref(&doc, 0), v.clone())],
+                0,
+            );
+        }
+        let queries = unit_vectors(50, dim, 99);
+        let mut found = 0;
+        for q in &queries {
+            let exact = set.search_with(q, 10, false);
+            let approx = set.search_with(q, 10, true);
+            assert!(exact.windows(2).all(|w| w[0].score >= w[1].score));
+            found += approx.iter().filter(|h| exact.contains(h)).count();
+        }
+        assert!(
+            found as f64 / 500.0 >= 0.95,
+            "recall@10 {}",
+            found as f64 / 500.0
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! Embeddings: vectors derived from chunk texts (by a node's embedder, or sent by a client
+//! for an `external` model), stored by model id and chunk content id.
+//!
+//! They are derived data, not document state: they take no feed `seq` and are never merged.
+//! A vector is a function of its model and its chunk's text, so a chunk is embedded once per
+//! model, whatever documents hold it, and a peer that sent it saves this node the work. Each
+//! content whose chunks were all embedded has a row naming those chunks, so a feed page can
+//! send a version's embeddings along with it (see [`ContentEmbeddings`]).
+//!
+//! Vectors from peers are checked for shape (one per chunk, one dimension, finite numbers),
+//! not for truth: a peer with a token is trusted to run the model it names.
+
+use ragsync_core::ContentId;
+use ragsync_core::settings::MAX_EMBEDDING_DIMENSION;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::{Store, StoreError};
+
+/// Longest model id.
+const MAX_MODEL_BYTES: usize = 200;
+
+/// The embeddings of one content's chunks under one model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContentEmbeddings {
+    pub model: String,
+    pub content: ContentId,
+    /// The content's chunks, in order, and one vector for each.
+    pub chunks: Vec<ContentId>,
+    pub vectors: Vec<Vec<f32>>,
+}
+
+impl ContentEmbeddings {
+    /// Refuses a set that is not one finite vector per chunk, all of one dimension.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let bad = |m: String| Err(StoreError::InvalidEmbeddings(m));
+        if self.model.is_empty() || self.model.len() > MAX_MODEL_BYTES {
+            return bad(format!("model id must be 1 to {MAX_MODEL_BYTES} bytes"));
+        }
+        if self.chunks.len() != self.vectors.len() {
+            return bad(format!(
+                "{} chunks and {} vectors",
+                self.chunks.len(),
+                self.vectors.len()
+            ));
+        }
+        let dim = self.vectors.first().map_or(1, Vec::len);
+        if dim == 0 || dim > MAX_EMBEDDING_DIMENSION as usize {
+            return bad(format!(
+                "dimension {dim} is not 1 to {MAX_EMBEDDING_DIMENSION}"
+            ));
+        }
+        if self.vectors.iter().any(|v| v.len() != dim) {
+            return bad("vectors of different dimensions".into());
+        }
+        if self.vectors.iter().flatten().any(|x| !x.is_finite()) {
+            return bad("a vector holds a number that is not finite".into());
+        }
+        Ok(())
+    }
+}
+
+/// A vector as stored: its coordinates as little-endian `f32`s.
+pub fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The coordinates of a stored vector (`None` when its length is not a multiple of 4).
+pub fn decode_vector(b: &[u8]) -> Option<Vec<f32>> {
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+fn decode_cids(b: &[u8]) -> Option<Vec<ContentId>> {
+    if !b.len().is_multiple_of(32) {
+        return None;
+    }
+    Some(
+        b.chunks_exact(32)
+            .map(|c| ContentId(c.try_into().expect("32 bytes")))
+            .collect(),
+    )
+}
+
+impl Store {
+    /// The stored vectors of `chunks` under `model`, in order (`None` where there is none).
+    pub fn embeddings(
+        &self,
+        model: &str,
+        chunks: &[ContentId],
+    ) -> Result<Vec<Option<Vec<f32>>>, StoreError> {
+        self.read(|tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT vec FROM embeddings WHERE model = ?1 AND chunk = ?2")?;
+            chunks
+                .iter()
+                .map(|c| {
+                    let v = stmt
+                        .query_row(params![model, &c.as_bytes()[..]], |r| {
+                            r.get::<_, Vec<u8>>(0)
+                        })
+                        .optional()?;
+                    Ok(v.and_then(|b| decode_vector(&b)))
+                })
+                .collect()
+        })
+    }
+
+    /// Stores embeddings computed here, each set checked first; a later vector for the same
+    /// model and chunk replaces the earlier one. Takes no feed `seq`.
+    pub fn put_embeddings(&self, sets: &[ContentEmbeddings]) -> Result<(), StoreError> {
+        for s in sets {
+            s.check()?;
+        }
+        self.write_tx(|tx| {
+            for s in sets {
+                put(&tx.tx, s, true)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Stores one set (checked by the caller). `replace`: a vector already stored for a chunk is
+/// overwritten (a local write), else kept (a peer's copy of what may be here already).
+pub(crate) fn put(
+    tx: &Transaction<'_>,
+    s: &ContentEmbeddings,
+    replace: bool,
+) -> Result<(), StoreError> {
+    let verb = if replace {
+        "INSERT OR REPLACE"
+    } else {
+        "INSERT OR IGNORE"
+    };
+    let mut vecs = tx.prepare_cached(&format!(
+        "{verb} INTO embeddings (model, chunk, vec) VALUES (?1, ?2, ?3)"
+    ))?;
+    for (c, v) in s.chunks.iter().zip(&s.vectors) {
+        vecs.execute(params![s.model, &c.as_bytes()[..], encode_vector(v)])?;
+    }
+    let chunks: Vec<u8> = s
+        .chunks
+        .iter()
+        .flat_map(|c| c.as_bytes())
+        .copied()
+        .collect();
+    tx.prepare_cached(&format!(
+        "{verb} INTO embedded_contents (model, content, chunks) VALUES (?1, ?2, ?3)"
+    ))?
+    .execute(params![s.model, &s.content.as_bytes()[..], chunks])?;
+    Ok(())
+}
+
+/// The stored embeddings of `contents`, under every model that has all of their chunks: what
+/// a feed page sends with its versions.
+pub(crate) fn for_contents(
+    tx: &Transaction<'_>,
+    contents: &[ContentId],
+) -> Result<Vec<ContentEmbeddings>, StoreError> {
+    // Most nodes keep no vectors: one lookup answers for the whole page.
+    let any: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM embedded_contents)")?
+        .query_row([], |r| r.get(0))?;
+    if !any || contents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sets_of =
+        tx.prepare_cached("SELECT model, chunks FROM embedded_contents WHERE content = ?1")?;
+    let mut vec_of =
+        tx.prepare_cached("SELECT vec FROM embeddings WHERE model = ?1 AND chunk = ?2")?;
+    let mut out = Vec::new();
+    for content in contents {
+        let sets: Vec<(String, Vec<u8>)> = sets_of
+            .query_map([&content.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        'sets: for (model, chunks) in sets {
+            let Some(chunks) = decode_cids(&chunks) else {
+                continue;
+            };
+            let mut vectors = Vec::with_capacity(chunks.len());
+            for c in &chunks {
+                let v = vec_of
+                    .query_row(params![model, &c.as_bytes()[..]], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })
+                    .optional()?;
+                match v.and_then(|b| decode_vector(&b)) {
+                    Some(v) => vectors.push(v),
+                    None => continue 'sets,
+                }
+            }
+            out.push(ContentEmbeddings {
+                model,
+                content: *content,
+                chunks,
+                vectors,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Stores the embeddings a peer sent with a page, keeping what is here; sets that fail their
+/// check are left out (derived data: this node embeds those chunks itself when it can).
+pub(crate) fn receive(tx: &Transaction<'_>, sets: &[ContentEmbeddings]) -> Result<(), StoreError> {
+    for s in sets {
+        match s.check() {
+            Ok(()) => put(tx, s, false)?,
+            Err(e) => {
+                tracing::warn!(model = %s.model, content = %s.content, error = %e, "embeddings from a peer refused");
+            }
+        }
+    }
+    Ok(())
+}
