@@ -100,8 +100,11 @@ impl Default for Search {
         Self {
             top_k: 10,
             hybrid: false,
-            hybrid_alpha: 0.5,
-            fusion: Fusion::Normalized,
+            // Both by measurement on msmarco-5k with the built-in model (BENCHMARKS.md):
+            // reciprocal rank fusion ranked best, and 0.6 is the best weight for the
+            // normalised fusion a caller picks by giving `alpha`.
+            hybrid_alpha: 0.6,
+            fusion: Fusion::Rrf,
             language: "english".into(),
         }
     }

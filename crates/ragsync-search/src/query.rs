@@ -227,7 +227,12 @@ pub fn check(
         probe,
         top_k: top_k as usize,
         alpha: req.alpha.unwrap_or(c.settings.search.hybrid_alpha),
-        fusion: req.fusion.unwrap_or(c.settings.search.fusion),
+        // An `alpha` asks for the fusion it weighs.
+        fusion: req.fusion.unwrap_or(if req.alpha.is_some() {
+            Fusion::Normalized
+        } else {
+            c.settings.search.fusion
+        }),
         filter,
     })
 }
@@ -358,7 +363,29 @@ pub fn run(
         Mode::Hybrid => {
             let depth = HYBRID_DEPTH.max(q.top_k);
             let b = passing(store, name, &mut docs, &q.filter, bm25, depth)?;
-            let v = passing(store, name, &mut docs, &q.filter, by_vector, depth)?;
+            let mut v = passing(store, name, &mut docs, &q.filter, by_vector, depth)?;
+            // A BM25 candidate outside the vector list gets its own similarity (not a zero)
+            // when it has a vector: fusion then weighs every candidate on both scores.
+            let seen: std::collections::HashSet<(DocId, u32)> =
+                v.iter().map(|c| (c.doc_id.clone(), c.ord)).collect();
+            let extra: Vec<&Candidate> = b
+                .iter()
+                .filter(|c| !seen.contains(&(c.doc_id.clone(), c.ord)))
+                .collect();
+            let keys: Vec<(DocId, u32)> = extra.iter().map(|c| (c.doc_id.clone(), c.ord)).collect();
+            let probe = vector.as_deref().unwrap_or_default();
+            for (c, s) in extra
+                .into_iter()
+                .zip(index.vector_scores(name, probe, &keys))
+            {
+                if let Some(s) = s {
+                    v.push(Candidate {
+                        score: s,
+                        ..c.clone()
+                    });
+                }
+            }
+            v.sort_by(|a, b| b.score.total_cmp(&a.score));
             let mut fused = fuse(b, v, q.fusion, q.alpha);
             fused.truncate(q.top_k);
             fused

@@ -210,6 +210,27 @@ impl VectorSet {
             .collect()
     }
 
+    /// The similarity to `q` of chunk `ord` of document `doc`, when it has a vector.
+    pub fn score_of(&self, doc: &DocId, ord: u32, q: &[f32]) -> Option<f32> {
+        if q.len() != self.dim {
+            return None;
+        }
+        let slot = *self
+            .slots
+            .get(doc)?
+            .iter()
+            .find(|s| self.refs[**s as usize].ord == ord)?;
+        Some(self.exact(q, slot as usize))
+    }
+
+    /// [`VectorSet::score_of`] for each of `chunks`.
+    pub fn clone_scores(&self, q: &[f32], chunks: &[(DocId, u32)]) -> Vec<Option<f32>> {
+        chunks
+            .iter()
+            .map(|(d, o)| self.score_of(d, *o, q))
+            .collect()
+    }
+
     fn exact(&self, q: &[f32], slot: usize) -> f32 {
         dot_f32(q, &self.data[slot * self.dim..(slot + 1) * self.dim])
     }

@@ -183,3 +183,107 @@ async fn a_content_fetched_after_its_state_is_indexed_when_it_arrives() {
     let status = b.client().get(&["status"], &[]).await.unwrap();
     assert_eq!(status["search"]["awaiting_content"], 0, "{status}");
 }
+
+/// Node `n`'s status once collection `coll` holds `want` vectors with no embedding backlog.
+async fn vectors_settle(n: &NodeProcess, coll: &str, want: u64) -> Value {
+    let c = n.client();
+    eventually(
+        &format!("{want} vectors of {coll} on {}", n.url),
+        || async {
+            let s = c.get(&["status"], &[]).await.map_err(|e| e.to_string())?;
+            let v = &s["search"]["vectors"][coll];
+            if v["vectors"] == json!(want) && v["backlog"] == json!(0) {
+                Ok(s)
+            } else {
+                Err(format!("vectors {v}"))
+            }
+        },
+    )
+    .await
+}
+
+/// Issue 13: embeddings computed on one node travel with the feed; the other node, with the
+/// same model, stores and searches them without computing any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_computed_on_one_node_are_reused_not_recomputed_on_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    let ca = a.client();
+    ca.put(
+        &["collections", "sem"],
+        &json!({"embedding": {"model": "builtin"}}),
+    )
+    .await
+    .unwrap();
+    let docs = [
+        ("mail", "How to send a file to a colleague by email"),
+        ("cat", "The cat sleeps on the warm windowsill all afternoon"),
+        ("tax", "Filing your income tax return before the deadline"),
+    ];
+    for (id, text) in docs {
+        ca.put(&["collections", "sem", "docs", id], &json!({"text": text}))
+            .await
+            .unwrap();
+    }
+    let sa = vectors_settle(&a, "sem", 3).await;
+    assert_eq!(sa["search"]["embedded_here"], 3);
+    add_peer(&b, &a).await;
+    let sb = vectors_settle(&b, "sem", 3).await;
+    assert_eq!(
+        sb["search"]["embedded_here"], 0,
+        "B computed vectors A had sent"
+    );
+    let v = b
+        .client()
+        .post(
+            &["collections", "sem", "query"],
+            &json!({"query": "a kitten napping", "mode": "vector", "top_k": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v["results"][0]["doc_id"], "cat", "{v}");
+}
+
+/// Issue 13: a node killed with chunks still to embed embeds only those after its restart:
+/// what it had embedded is stored and reloaded, the rest of the backlog resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedding_backlog_resumes_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let mut n = NodeProcess::spawn(Path::new(EXE), &data, TOKEN, &[]).unwrap();
+    let c = n.client();
+    c.put(
+        &["collections", "sem"],
+        &json!({"embedding": {"model": "builtin"}}),
+    )
+    .await
+    .unwrap();
+    let total = 400u64;
+    let docs: Vec<Value> = (0..total)
+        .map(|i| json!({"id": format!("d{i}"), "text": format!("note number {i} about topic {}", i % 17)}))
+        .collect();
+    c.post(
+        &["collections", "sem", "docs:batch"],
+        &json!({ "docs": docs }),
+    )
+    .await
+    .unwrap();
+    // Kill once some, not all, chunks have vectors.
+    let before = eventually("some vectors, not all", || async {
+        let s = c.get(&["status"], &[]).await.map_err(|e| e.to_string())?;
+        let v = &s["search"]["vectors"]["sem"];
+        match (v["vectors"].as_u64(), v["backlog"].as_u64()) {
+            (Some(done), Some(left)) if done > 0 && left > 0 => Ok(done),
+            _ => Err(format!("vectors {v}")),
+        }
+    })
+    .await;
+    n.kill9().unwrap();
+    let n = NodeProcess::spawn(Path::new(EXE), &data, TOKEN, &[]).unwrap();
+    let s = vectors_settle(&n, "sem", total).await;
+    let after = s["search"]["embedded_here"].as_u64().unwrap();
+    assert!(
+        after <= total - before,
+        "{after} chunks embedded after the restart, {before} were embedded before it"
+    );
+}

@@ -222,6 +222,26 @@ impl SearchIndex {
             .search(q, limit)
     }
 
+    /// The similarity to unit vector `q` of each of `chunks` (document, ord) of collection
+    /// `name` that has a vector.
+    pub fn vector_scores(
+        &self,
+        name: &CollectionName,
+        q: &[f32],
+        chunks: &[(DocId, u32)],
+    ) -> Vec<Option<f32>> {
+        let Some(set) = self.coll(name).and_then(|ci| {
+            ci.vectors.as_ref().map(|s| {
+                s.read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone_scores(q, chunks)
+            })
+        }) else {
+            return vec![None; chunks.len()];
+        };
+        set
+    }
+
     /// Embeds queued chunks until `stop` is set: see the module docs.
     pub async fn run_embedder(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {

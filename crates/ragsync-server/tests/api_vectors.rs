@@ -1,0 +1,306 @@
+//! Vectors over the API of one real node: clients' vectors for an `external` collection,
+//! queries by vector and hybrid queries, the built-in model embedding after commit, and every
+//! refusal with its code.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestNode, json, refused};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn put_ok(n: &TestNode, path: &str, body: Value) -> Value {
+    let (status, v) = json(n.req(Method::PUT, path).json(&body).send().await.unwrap()).await;
+    assert!((200..300).contains(&status), "{path}: {status} {v}");
+    v
+}
+
+async fn query(n: &TestNode, coll: &str, body: Value) -> Value {
+    let (status, v) = json(
+        n.req(Method::POST, &format!("/v1/collections/{coll}/query"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The collection's vectors as `/v1/status` shows them, once they number `want` with no
+/// backlog (the built-in model embeds after commit).
+async fn vectors_settle(n: &TestNode, coll: &str, want: u64) -> Value {
+    for _ in 0..600 {
+        let (_, s) = json(n.req(Method::GET, "/v1/status").send().await.unwrap()).await;
+        let v = &s["search"]["vectors"][coll];
+        if v["vectors"] == json!(want) && v["backlog"] == json!(0) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("collection {coll} never held {want} vectors");
+}
+
+#[tokio::test]
+async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
+    let n = TestNode::start().await;
+    put_ok(
+        &n,
+        "/v1/collections/ext",
+        json!({"embedding": {"model": "external", "dimension": 3}}),
+    )
+    .await;
+    let docs = [
+        ("x", "apples grow on trees", [1.0, 0.0, 0.0]),
+        ("y", "pears grow on trees too", [0.0, 1.0, 0.0]),
+        ("z", "the sea is deep", [0.0, 0.0, 1.0]),
+    ];
+    for (id, text, v) in docs {
+        put_ok(
+            &n,
+            &format!("/v1/collections/ext/docs/{id}"),
+            json!({"text": text, "vector": v}),
+        )
+        .await;
+    }
+    let status = vectors_settle(&n, "ext", 3).await;
+    assert_eq!(
+        status["search"]["embedded_here"], 0,
+        "clients' vectors are not computed"
+    );
+
+    // By vector: nearest first, unnormalised input accepted, cosine scores.
+    let v = query(&n, "ext", json!({"vector": [0.2, 2.0, 0.1], "top_k": 2})).await;
+    assert_eq!(v["mode"], "vector");
+    assert_eq!(ids(&v), ["y", "x"]);
+    let s = v["results"][0]["scores"]["vector"].as_f64().unwrap();
+    assert!(s > 0.99 && s <= 1.0 + 1e-6, "{s}");
+
+    // Hybrid: BM25 finds "trees" in x and y, the vector prefers x; every component shows.
+    let v = query(
+        &n,
+        "ext",
+        json!({"query": "trees", "vector": [1.0, 0.1, 0.0], "mode": "hybrid", "top_k": 3}),
+    )
+    .await;
+    assert_eq!(ids(&v)[0], "x");
+    let top = &v["results"][0]["scores"];
+    assert!(top["bm25"].is_number() && top["vector"].is_number() && top["fused"].is_number());
+    // Normalised fusion at alpha 0 is BM25's order; at 1, the vector's.
+    let bm25_only = query(
+        &n,
+        "ext",
+        json!({"query": "pears trees", "vector": [1.0, 0.0, 0.0], "mode": "hybrid", "alpha": 0.0}),
+    )
+    .await;
+    assert_eq!(ids(&bm25_only)[0], "y");
+    let vector_only = query(
+        &n,
+        "ext",
+        json!({"query": "pears trees", "vector": [1.0, 0.0, 0.0], "mode": "hybrid", "alpha": 1.0}),
+    )
+    .await;
+    assert_eq!(ids(&vector_only)[0], "x");
+
+    // An update replaces the document's vector; a delete removes it; a batch carries vectors.
+    put_ok(
+        &n,
+        "/v1/collections/ext/docs/z",
+        json!({"text": "the sea is deep and wide", "vector": [0.0, 1.0, 0.0]}),
+    )
+    .await;
+    n.req(Method::DELETE, "/v1/collections/ext/docs/y")
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = json(
+        n.req(Method::POST, "/v1/collections/ext/docs:batch")
+            .json(&json!({"docs": [{"id": "w", "text": "wind", "vectors": [[0.0, 0.5, 0.5]]}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    vectors_settle(&n, "ext", 3).await;
+    let v = query(&n, "ext", json!({"vector": [0.0, 1.0, 0.0], "top_k": 3})).await;
+    assert_eq!(ids(&v), ["z", "w", "x"]);
+}
+
+#[tokio::test]
+async fn wrong_vectors_and_models_are_refused_with_their_codes() {
+    let n = TestNode::start().await;
+    put_ok(
+        &n,
+        "/v1/collections/ext",
+        json!({"embedding": {"model": "external", "dimension": 3}}),
+    )
+    .await;
+    n.create_collection("plain").await;
+    let put = |coll: &str, body: Value| {
+        n.req(Method::PUT, &format!("/v1/collections/{coll}/docs/d"))
+            .json(&body)
+    };
+    for (coll, body, code) in [
+        (
+            "ext",
+            json!({"text": "a b", "vector": [1.0, 0.0]}),
+            "invalid_vector",
+        ),
+        (
+            "ext",
+            json!({"text": "a b", "vector": [0.0, 0.0, 0.0]}),
+            "invalid_vector",
+        ),
+        (
+            "ext",
+            json!({"text": "a b", "vectors": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]}),
+            "invalid_vector",
+        ),
+        (
+            "ext",
+            json!({"content_base64": "AAEC", "vector": [1.0, 0.0, 0.0]}),
+            "invalid_vector",
+        ),
+        (
+            "plain",
+            json!({"text": "a b", "vector": [1.0, 0.0, 0.0]}),
+            "invalid_vector",
+        ),
+        (
+            "ext",
+            json!({"text": "a b", "vector": [1.0, 0.0, 0.0], "vectors": [[1.0, 0.0, 0.0]]}),
+            "invalid_body",
+        ),
+    ] {
+        let msg = refused(put(coll, body.clone()), 400, code).await;
+        assert!(!msg.is_empty(), "{body}");
+    }
+    // Nothing of the refused writes was stored.
+    let (status, _) = json(
+        n.req(Method::GET, "/v1/collections/ext/docs/d")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    let q = |coll: &str, body: Value| {
+        n.req(Method::POST, &format!("/v1/collections/{coll}/query"))
+            .json(&body)
+    };
+    let msg = refused(
+        q("ext", json!({"vector": [1.0, 0.0]})),
+        400,
+        "invalid_vector",
+    )
+    .await;
+    assert!(msg.contains("3"), "{msg}");
+    refused(
+        q("ext", json!({"vector": [0.0, 0.0, 0.0]})),
+        400,
+        "invalid_vector",
+    )
+    .await;
+    let msg = refused(
+        q("ext", json!({"query": "a", "mode": "vector"})),
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert!(msg.contains("external"), "{msg}");
+    refused(
+        q("ext", json!({"mode": "hybrid", "vector": [1.0, 0.0, 0.0]})),
+        400,
+        "invalid_query",
+    )
+    .await;
+    refused(
+        q("ext", json!({"query": "a", "fusion": "max"})),
+        400,
+        "invalid_body",
+    )
+    .await;
+
+    for settings in [
+        json!({"embedding": {"model": "word2vec", "dimension": 3}}),
+        json!({"embedding": {"model": "builtin", "dimension": 100}}),
+        json!({"embedding": {"model": "external"}}),
+        json!({"embedding": {"model": "openai-compatible/", "dimension": 8}}),
+    ] {
+        let msg = refused(
+            n.req(Method::PUT, "/v1/collections/bad").json(&settings),
+            400,
+            "invalid_settings",
+        )
+        .await;
+        assert!(!msg.is_empty(), "{settings}");
+    }
+}
+
+#[tokio::test]
+async fn the_built_in_model_embeds_after_commit_and_answers_text_queries() {
+    let n = TestNode::start().await;
+    let c = put_ok(
+        &n,
+        "/v1/collections/kb",
+        json!({"embedding": {"model": "builtin"}}),
+    )
+    .await;
+    assert_eq!(
+        c["settings"]["embedding"]["model"],
+        ragsync_search::embed::BUILT_IN_MODEL
+    );
+    assert_eq!(c["settings"]["embedding"]["dimension"], 384);
+    let docs = [
+        ("mail", "How to send a file to a colleague by email"),
+        ("cat", "The cat sleeps on the warm windowsill all afternoon"),
+        ("tax", "Filing your income tax return before the deadline"),
+    ];
+    for (id, text) in docs {
+        put_ok(
+            &n,
+            &format!("/v1/collections/kb/docs/{id}"),
+            json!({"text": text}),
+        )
+        .await;
+    }
+    let s = vectors_settle(&n, "kb", 3).await;
+    assert_eq!(s["search"]["embedded_here"], 3);
+    // No word in common with the document it means.
+    let v = query(
+        &n,
+        "kb",
+        json!({"query": "a kitten napping", "mode": "vector", "top_k": 1}),
+    )
+    .await;
+    assert_eq!(ids(&v), ["cat"]);
+    let v = query(
+        &n,
+        "kb",
+        json!({"query": "sharing a document with a coworker", "mode": "hybrid"}),
+    )
+    .await;
+    assert_eq!(ids(&v)[0], "mail");
+    // Writing the same text again embeds nothing new.
+    put_ok(
+        &n,
+        "/v1/collections/kb/docs/cat2",
+        json!({"text": docs[1].1}),
+    )
+    .await;
+    let s = vectors_settle(&n, "kb", 4).await;
+    assert_eq!(s["search"]["embedded_here"], 3);
+}
