@@ -303,7 +303,30 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Dot product of 8-bit vectors: with AVX2 when the CPU has it (checked once), else in
+/// the baseline instruction set.
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
+            // SAFETY: the CPU was just found to support AVX2, the one feature the function
+            // is compiled for.
+            return unsafe { dot_i8_avx2(a, b) };
+        }
+    }
+    dot_i8_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+    dot_i8_lanes(a, b)
+}
+
+/// The 8-bit dot product in lanes the compiler turns into SIMD of the enabled width.
+#[inline(always)]
+fn dot_i8_lanes(a: &[i8], b: &[i8]) -> i32 {
     let mut acc = [0i32; 32];
     let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
     let tail: i32 = ca
