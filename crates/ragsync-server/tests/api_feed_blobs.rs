@@ -102,7 +102,7 @@ async fn sync_info_and_changes_serve_the_feed() {
     )
     .await;
     assert_eq!(s, 200);
-    assert_eq!((&info["head"], &info["protocol"]), (&json!(4), &json!(2)));
+    assert_eq!((&info["head"], &info["protocol"]), (&json!(4), &json!(3)));
     assert_eq!(info["epoch"], json!(n.store.epoch()));
 
     let (s, page) = json(
