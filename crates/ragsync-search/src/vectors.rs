@@ -223,14 +223,6 @@ impl VectorSet {
         Some(self.exact(q, slot as usize))
     }
 
-    /// [`VectorSet::score_of`] for each of `chunks`.
-    pub fn clone_scores(&self, q: &[f32], chunks: &[(DocId, u32)]) -> Vec<Option<f32>> {
-        chunks
-            .iter()
-            .map(|(d, o)| self.score_of(d, *o, q))
-            .collect()
-    }
-
     fn exact(&self, q: &[f32], slot: usize) -> f32 {
         dot_f32(q, &self.data[slot * self.dim..(slot + 1) * self.dim])
     }

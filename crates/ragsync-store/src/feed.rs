@@ -60,6 +60,9 @@ pub struct InlinePolicy {
     pub max_content_bytes: u64,
     /// The inlined contents of one page add up to at most this (but for its first row).
     pub max_page_bytes: u64,
+    /// Whether the page carries the stored embeddings of its contents (for peers; the
+    /// node's own indexer reads them by chunk instead).
+    pub embeddings: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -179,10 +182,14 @@ impl Store {
                 has_more = true;
             }
             let contents = contents::read_small(tx, &cids, inline.max_content_bytes)?;
-            let mut referenced: Vec<ContentId> = entries.iter().flat_map(|e| e.item.content_ids()).collect();
-            referenced.sort_unstable();
-            referenced.dedup();
-            let embeddings = embeddings::for_contents(tx, &referenced)?;
+            let embeddings = if inline.embeddings {
+                let mut referenced: Vec<ContentId> = entries.iter().flat_map(|e| e.item.content_ids()).collect();
+                referenced.sort_unstable();
+                referenced.dedup();
+                embeddings::for_contents(tx, &referenced)?
+            } else {
+                Vec::new()
+            };
             let head = head_seq(tx)?;
             let next_since = match until {
                 // The whole window is here: it ends at `until`, or at the head before it.

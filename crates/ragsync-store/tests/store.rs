@@ -178,6 +178,7 @@ fn feed_pages_are_cut_at_the_inline_byte_budget() {
     let small = InlinePolicy {
         max_content_bytes: 65_536,
         max_page_bytes: 10_000,
+        embeddings: false,
     };
     let mut cursor = 0;
     let mut seen = 0;
@@ -199,6 +200,7 @@ fn feed_pages_are_cut_at_the_inline_byte_budget() {
     let none = InlinePolicy {
         max_content_bytes: 100,
         max_page_bytes: 1 << 20,
+        embeddings: false,
     };
     let page = s.changes(0, 100, none).unwrap();
     assert!(page.contents.is_empty());
@@ -207,6 +209,7 @@ fn feed_pages_are_cut_at_the_inline_byte_budget() {
     let tiny = InlinePolicy {
         max_content_bytes: 65_536,
         max_page_bytes: 10,
+        embeddings: false,
     };
     let (mut cursor, mut seen) = (0, 0);
     loop {

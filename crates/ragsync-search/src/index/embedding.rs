@@ -230,16 +230,15 @@ impl SearchIndex {
         q: &[f32],
         chunks: &[(DocId, u32)],
     ) -> Vec<Option<f32>> {
-        let Some(set) = self.coll(name).and_then(|ci| {
-            ci.vectors.as_ref().map(|s| {
-                s.read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone_scores(q, chunks)
-            })
-        }) else {
+        let ci = self.coll(name);
+        let Some(set) = ci.as_ref().and_then(|ci| ci.vectors.as_ref()) else {
             return vec![None; chunks.len()];
         };
-        set
+        let set = set.read().unwrap_or_else(|e| e.into_inner());
+        chunks
+            .iter()
+            .map(|(doc, ord)| set.score_of(doc, *ord, q))
+            .collect()
     }
 
     /// Embeds queued chunks until `stop` is set: see the module docs.

@@ -34,6 +34,7 @@ pub(crate) const PUSH_CONFIG: PushConfig = PushConfig {
 const PUSH_INLINE: InlinePolicy = InlinePolicy {
     max_content_bytes: 64 << 10,
     max_page_bytes: 8 << 20,
+    embeddings: true,
 };
 
 enum Done {

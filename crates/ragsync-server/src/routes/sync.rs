@@ -117,6 +117,7 @@ pub(crate) async fn changes(
     let inline = InlinePolicy {
         max_content_bytes: node.limits.max_inline_bytes as u64,
         max_page_bytes: node.limits.max_page_inline_bytes as u64,
+        embeddings: true,
     };
     let read = move |s: &ragsync_store::Store, limit: usize| match until {
         Some(until) => s.changes_window(since, until, limit, inline),

@@ -16,6 +16,7 @@ use ragsync_store::{DocOp, InlinePolicy, OpKind, Store, StoreOptions};
 pub const INLINE: InlinePolicy = InlinePolicy {
     max_content_bytes: 65_536,
     max_page_bytes: 1 << 20,
+    embeddings: false,
 };
 
 /// A physical clock that stands still unless moved: every write shares one millisecond.

@@ -118,6 +118,7 @@ fn inline() -> InlinePolicy {
     InlinePolicy {
         max_content_bytes: 64 << 10,
         max_page_bytes: 1 << 20,
+        embeddings: true,
     }
 }
 
