@@ -362,30 +362,18 @@ pub fn run(
         }
         Mode::Hybrid => {
             let depth = HYBRID_DEPTH.max(q.top_k);
-            let b = passing(store, name, &mut docs, &q.filter, bm25, depth)?;
+            let mut b = passing(store, name, &mut docs, &q.filter, bm25, depth)?;
             let mut v = passing(store, name, &mut docs, &q.filter, by_vector, depth)?;
-            // A BM25 candidate outside the vector list gets its own similarity (not a zero)
-            // when it has a vector: fusion then weighs every candidate on both scores.
-            let seen: std::collections::HashSet<(DocId, u32)> =
-                v.iter().map(|c| (c.doc_id.clone(), c.ord)).collect();
-            let extra: Vec<&Candidate> = b
-                .iter()
-                .filter(|c| !seen.contains(&(c.doc_id.clone(), c.ord)))
-                .collect();
-            let keys: Vec<(DocId, u32)> = extra.iter().map(|c| (c.doc_id.clone(), c.ord)).collect();
+            // Each side scores the other's candidates too, so fusion weighs every chunk of the
+            // union on both scores rather than taking a zero where one list stopped. A chunk
+            // with no vector yet, or matching no term, stays out of that side.
+            let only_b = missing_from(&b, &v);
+            let only_v = missing_from(&v, &b);
             let probe = vector.as_deref().unwrap_or_default();
-            for (c, s) in extra
-                .into_iter()
-                .zip(index.vector_scores(name, probe, &keys))
-            {
-                if let Some(s) = s {
-                    v.push(Candidate {
-                        score: s,
-                        ..c.clone()
-                    });
-                }
-            }
-            v.sort_by(|a, b| b.score.total_cmp(&a.score));
+            let vs = index.vector_scores(name, probe, &keys_of(&only_b));
+            let bs = index.bm25_scores(name, &q.terms, &keys_of(&only_v))?;
+            add_scored(&mut v, only_b, vs);
+            add_scored(&mut b, only_v, bs);
             let mut fused = fuse(b, v, q.fusion, q.alpha);
             fused.truncate(q.top_k);
             fused
@@ -468,6 +456,31 @@ fn holds(
         .get(&hit.doc_id)
         .and_then(Option::as_ref)
         .is_some_and(|w| w.content.as_ref().map(|c| c.cid) == hit.content))
+}
+
+/// The candidates of `list` that `other` lacks.
+fn missing_from(list: &[Candidate], other: &[Candidate]) -> Vec<Candidate> {
+    let seen: std::collections::HashSet<(&DocId, u32)> =
+        other.iter().map(|c| (&c.doc_id, c.ord)).collect();
+    list.iter()
+        .filter(|c| !seen.contains(&(&c.doc_id, c.ord)))
+        .cloned()
+        .collect()
+}
+
+fn keys_of(list: &[Candidate]) -> Vec<(DocId, u32)> {
+    list.iter().map(|c| (c.doc_id.clone(), c.ord)).collect()
+}
+
+/// Adds each of `found` that has a score to `list`, with that score, keeping `list` best first.
+fn add_scored(list: &mut Vec<Candidate>, found: Vec<Candidate>, scores: Vec<Option<f32>>) {
+    list.extend(
+        found
+            .into_iter()
+            .zip(scores)
+            .filter_map(|(c, s)| Some(Candidate { score: s?, ..c })),
+    );
+    list.sort_by(|a, b| b.score.total_cmp(&a.score));
 }
 
 /// BM25 and vector candidates fused into one ranking, best first, with each one's scores.

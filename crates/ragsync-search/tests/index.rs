@@ -114,3 +114,42 @@ fn text_that_is_not_utf8_is_indexed_by_its_title() {
         .unwrap()[0];
     assert_eq!((hit.start, hit.end), (0, 0));
 }
+
+#[test]
+fn bm25_scores_a_named_chunk_as_the_ranking_does_however_far_down_it_is() {
+    let (dir, store, c) = setup();
+    store
+        .write(
+            &c,
+            vec![
+                put("a", b"pears pears pears and apples", None),
+                put(
+                    "b",
+                    b"one pear among many other words of a longer text",
+                    None,
+                ),
+                put("c", b"nothing about fruit here", None),
+            ],
+        )
+        .unwrap();
+    let index = SearchIndex::open(
+        store.clone(),
+        &dir.path().join("search"),
+        Default::default(),
+    )
+    .unwrap();
+    catch_up(&index);
+    let terms = query_terms("english", "pears");
+    let ranked = index.bm25(&c, &terms, 10).unwrap();
+    assert_eq!(ranked.len(), 2);
+    assert_eq!(ranked[1].doc_id.as_str(), "b");
+    let keys: Vec<(DocId, u32)> = ["b", "c", "missing"]
+        .iter()
+        .map(|id| (DocId::new(*id).unwrap(), 0))
+        .collect();
+    let scores = index.bm25_scores(&c, &terms, &keys).unwrap();
+    // "b" is found alone with the collection's statistics, so its score is the ranking's;
+    // "c" matches no term and "missing" does not exist.
+    assert_eq!(scores, [Some(ranked[1].score), None, None]);
+    assert_eq!(index.bm25_scores(&c, &terms, &[]).unwrap(), []);
+}

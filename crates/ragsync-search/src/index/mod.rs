@@ -33,7 +33,7 @@ use ragsync_core::{Collection, CollectionName, ContentId, DocId};
 use ragsync_store::{FeedItem, InlinePolicy, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery};
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
     Value,
@@ -66,6 +66,9 @@ const COMMIT_ROWS: usize = 4096;
 const COMMIT_EVERY: Duration = Duration::from_secs(2);
 /// Indexing memory of one collection's writer (shared by its indexing threads).
 const WRITER_BYTES: usize = 64 << 20;
+/// Most chunks [`SearchIndex::bm25_scores`] reads for one call (the chunks of the documents
+/// it is asked about that match the terms).
+const MAX_SCORED: usize = 10_000;
 /// How long the indexer lets new commits gather before it indexes them, when no query waits:
 /// an index commit per replicated write would compete with replication for the CPU.
 const SETTLE: Duration = Duration::from_millis(50);
@@ -648,8 +651,68 @@ impl SearchIndex {
         let Some(ci) = self.coll(name) else {
             return Ok(Vec::new());
         };
+        let query = terms_query(&ci.fields, terms);
+        let searcher = ci.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            out.push(hit_of(&d, &ci.fields, score)?);
+        }
+        Ok(out)
+    }
+
+    /// The BM25 score for `terms` of each of `chunks` (document, ord) of collection `name`
+    /// that matches one of them, scored as [`SearchIndex::bm25`] scores it (the collection's
+    /// statistics), however far down its ranking the chunk is.
+    pub fn bm25_scores(
+        &self,
+        name: &CollectionName,
+        terms: &[String],
+        chunks: &[(DocId, u32)],
+    ) -> Result<Vec<Option<f32>>, IndexError> {
+        let Some(ci) = self.coll(name).filter(|_| !chunks.is_empty()) else {
+            return Ok(vec![None; chunks.len()]);
+        };
         let f = ci.fields;
-        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        let docs = TermSetQuery::new(
+            chunks
+                .iter()
+                .map(|(doc, _)| Term::from_field_text(f.doc, doc.as_str())),
+        );
+        // The document filter adds nothing to the score: it only narrows what is scored.
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(terms_query(&f, terms)) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(docs), 0.0)),
+            ),
+        ]);
+        let searcher = ci.reader.searcher();
+        let found = searcher.search(&query, &TopDocs::with_limit(MAX_SCORED).order_by_score())?;
+        let mut scores: HashMap<(DocId, u32), f32> = HashMap::with_capacity(found.len());
+        for (score, addr) in found {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            let hit = hit_of(&d, &f, score)?;
+            scores.insert((hit.doc_id, hit.ord), score);
+        }
+        Ok(chunks.iter().map(|k| scores.get(k).copied()).collect())
+    }
+
+    /// Analyses `text` as collection `name`'s index does (English when it has none).
+    pub fn query_terms(&self, name: &CollectionName, text: &str) -> Vec<String> {
+        let lang = self.language(name).unwrap_or_else(|| "english".into());
+        query_terms(&lang, text)
+    }
+}
+
+/// Chunks matching any of `terms` (already analysed), scored by BM25.
+fn terms_query(f: &Fields, terms: &[String]) -> BooleanQuery {
+    BooleanQuery::new(
+        terms
             .iter()
             .map(|t| {
                 let q = TermQuery::new(
@@ -658,23 +721,8 @@ impl SearchIndex {
                 );
                 (Occur::Should, Box::new(q) as Box<dyn Query>)
             })
-            .collect();
-        let query = BooleanQuery::new(clauses);
-        let searcher = ci.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let d: TantivyDocument = searcher.doc(addr)?;
-            out.push(hit_of(&d, &f, score)?);
-        }
-        Ok(out)
-    }
-
-    /// Analyses `text` as collection `name`'s index does (English when it has none).
-    pub fn query_terms(&self, name: &CollectionName, text: &str) -> Vec<String> {
-        let lang = self.language(name).unwrap_or_else(|| "english".into());
-        query_terms(&lang, text)
-    }
+            .collect(),
+    )
 }
 
 fn hit_of(d: &TantivyDocument, f: &Fields, score: f32) -> Result<Bm25Hit, IndexError> {
