@@ -2,23 +2,31 @@
 //!
 //! Every vector is unit length, so cosine similarity is a dot product. Up to
 //! [`EXACT_MAX`] vectors a query scores every one exactly. Past it, a query first scans
-//! 8-bit copies of the vectors (one scale per vector: a quarter of the memory to read) on
-//! every core, then rescores its best candidates with the full vectors; recall@10 against the
-//! exact scan is measured by `ragsync bench query` (see BENCHMARKS.md). A scan rather than a
+//! 4-bit copies of the vectors (one scale per vector: an eighth of the memory to read) on
+//! every core, then rescores its best [`RESCORE_EXTRA`] more than asked with the full vectors;
+//! recall@10 against the exact scan is measured by `ragsync bench query` and by the
+//! `vector_scan` example (see BENCHMARKS.md). A scan rather than a
 //! graph (HNSW) because updates and deletes are a slot swap here, and because the graphs
 //! measured on this machine built at about 1,000 vectors/s per core: see ARCHITECTURE.md.
 //!
 //! A document's vectors are replaced as a whole ([`VectorSet::set_doc`]), like its BM25
 //! chunks, and only while the content they were derived from is still the one indexed.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::ops::Range;
 
 use ragsync_core::{ContentId, DocId};
 
 /// Largest set searched exactly; past it, the quantised scan.
 pub const EXACT_MAX: usize = 10_000;
 /// Candidates of the quantised scan rescored exactly, beyond the ones asked for.
-const RESCORE_EXTRA: usize = 40;
+pub const RESCORE_EXTRA: usize = 100;
+/// Coordinates of one 4-bit block: 32 bytes, the low nibbles holding the first 32
+/// coordinates and the high ones the next 32 (the layout the AVX2 kernel reads).
+const BLOCK: usize = 64;
+/// Slots a scanning thread scores at a time.
+const BATCH: usize = 1024;
 /// Vectors per scanning thread, at least.
 const MIN_PER_THREAD: usize = 16_384;
 
@@ -47,7 +55,8 @@ pub struct VectorSet {
     refs: Vec<ChunkRef>,
     /// `refs.len() * dim` coordinates.
     data: Vec<f32>,
-    codes: Vec<i8>,
+    /// 4-bit codes, [`VectorSet::code_bytes`] per vector (see [`quantise4`]).
+    codes: Vec<u8>,
     scales: Vec<f32>,
     /// The slots of each document's vectors.
     slots: HashMap<DocId, Vec<u32>>,
@@ -73,6 +82,11 @@ impl VectorSet {
 
     pub fn dimension(&self) -> usize {
         self.dim
+    }
+
+    /// Bytes of one vector's 4-bit codes: its coordinates padded to whole blocks, two a byte.
+    fn code_bytes(&self) -> usize {
+        self.dim.div_ceil(BLOCK) * BLOCK / 2
     }
 
     /// Vectors held.
@@ -119,7 +133,7 @@ impl VectorSet {
                 continue;
             };
             slots.push(self.refs.len() as u32);
-            let (codes, scale) = quantise(&v);
+            let (codes, scale) = quantise4(&v);
             self.refs.push(r);
             self.data.extend_from_slice(&v);
             self.codes.extend_from_slice(&codes);
@@ -151,7 +165,7 @@ impl VectorSet {
     /// Removes slot `s`, moving the last vector into it.
     fn swap_remove(&mut self, s: usize) {
         let last = self.refs.len() - 1;
-        let d = self.dim;
+        let (d, cb) = (self.dim, self.code_bytes());
         if s != last {
             let moved = self.refs[last].doc.clone();
             if let Some(slots) = self.slots.get_mut(&moved) {
@@ -160,12 +174,12 @@ impl VectorSet {
                 }
             }
             self.data.copy_within(last * d..(last + 1) * d, s * d);
-            self.codes.copy_within(last * d..(last + 1) * d, s * d);
+            self.codes.copy_within(last * cb..(last + 1) * cb, s * cb);
             self.scales[s] = self.scales[last];
         }
         self.refs.swap_remove(s);
         self.data.truncate(last * d);
-        self.codes.truncate(last * d);
+        self.codes.truncate(last * cb);
         self.scales.truncate(last);
     }
 
@@ -183,22 +197,36 @@ impl VectorSet {
         }
         let mut scored: Vec<(f32, u32)> = if approximate {
             let (qc, qs) = quantise(q);
-            let keep = limit + RESCORE_EXTRA;
+            let mut padded = vec![0i8; self.code_bytes() * 2];
+            padded[..qc.len()].copy_from_slice(&qc);
+            // Codes hold coordinate + 8: take 8 times the query's sum back off.
+            let offset = 8 * qc.iter().map(|&x| i32::from(x)).sum::<i32>();
+            let (cb, padded) = (self.code_bytes(), &padded);
+            let mut raw = Vec::with_capacity(BATCH);
             let mut cands = self.scan(
-                |slot| {
-                    let d = self.dim;
-                    dot_i8(&qc, &self.codes[slot * d..(slot + 1) * d]) as f32
-                        * qs
-                        * self.scales[slot]
+                move |slots, out| {
+                    dot_u4_many(
+                        &self.codes[slots.start * cb..slots.end * cb],
+                        padded,
+                        &mut raw,
+                    );
+                    out.extend(
+                        raw.iter()
+                            .zip(&self.scales[slots])
+                            .map(|(r, scale)| (r - offset) as f32 * qs * scale),
+                    );
                 },
-                keep,
+                limit + RESCORE_EXTRA,
             );
             for c in &mut cands {
                 c.0 = self.exact(q, c.1 as usize);
             }
             cands
         } else {
-            self.scan(|slot| self.exact(q, slot), limit)
+            self.scan(
+                |slots, out| out.extend(slots.map(|s| self.exact(q, s))),
+                limit,
+            )
         };
         best_first(&mut scored, limit);
         scored
@@ -227,32 +255,100 @@ impl VectorSet {
         dot_f32(q, &self.data[slot * self.dim..(slot + 1) * self.dim])
     }
 
-    /// The `keep` best slots by `score`, unordered, scanning on every core for large sets.
-    fn scan(&self, score: impl Fn(usize) -> f32 + Sync, keep: usize) -> Vec<(f32, u32)> {
+    /// The `keep` best slots by the scores `score` appends for a range of slots, unordered,
+    /// scanning on every core for large sets (the calling thread takes the last part).
+    fn scan<F>(&self, score: F, keep: usize) -> Vec<(f32, u32)>
+    where
+        F: FnMut(Range<usize>, &mut Vec<f32>) + Clone + Send,
+    {
         let n = self.len();
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         let threads = (n / MIN_PER_THREAD).clamp(1, cores);
-        let part = |lo: usize, hi: usize| {
-            let mut s: Vec<(f32, u32)> = (lo..hi).map(|i| (score(i), i as u32)).collect();
-            best_first(&mut s, keep);
-            s
+        let part = |lo: usize, hi: usize, mut score: F| {
+            let mut best = Best::new(keep);
+            let mut buf = Vec::with_capacity(BATCH);
+            for start in (lo..hi).step_by(BATCH) {
+                buf.clear();
+                score(start..(start + BATCH).min(hi), &mut buf);
+                for (i, s) in buf.iter().enumerate() {
+                    best.offer(*s, (start + i) as u32);
+                }
+            }
+            best.into_vec()
         };
         if threads == 1 {
-            return part(0, n);
+            return part(0, n, score);
         }
         let per = n.div_ceil(threads);
         std::thread::scope(|sc| {
-            let parts: Vec<_> = (0..threads)
+            let others: Vec<_> = (0..threads - 1)
                 .map(|t| {
-                    let part = &part;
-                    sc.spawn(move || part(t * per, ((t + 1) * per).min(n)))
+                    let (part, score) = (&part, score.clone());
+                    sc.spawn(move || part(t * per, ((t + 1) * per).min(n), score))
                 })
                 .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
+            let mut all = part((threads - 1) * per, n, score);
+            for h in others {
+                all.extend(h.join().unwrap_or_default());
+            }
+            all
         })
+    }
+}
+
+/// The best `keep` scores offered so far: a min-heap whose worst is kept at hand, so a score
+/// below it costs one comparison. Lower slots win ties, as in [`best_first`].
+struct Best {
+    keep: usize,
+    heap: BinaryHeap<Reverse<Scored>>,
+    floor: f32,
+}
+
+#[derive(PartialEq)]
+struct Scored(f32, u32);
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+impl Best {
+    fn new(keep: usize) -> Self {
+        Self {
+            keep,
+            heap: BinaryHeap::with_capacity(keep + 1),
+            floor: f32::NEG_INFINITY,
+        }
+    }
+
+    /// Offers slots in rising order: a later slot must beat the worst kept, not tie it.
+    fn offer(&mut self, score: f32, slot: u32) {
+        if self.heap.len() == self.keep {
+            if score <= self.floor {
+                return;
+            }
+            self.heap.pop();
+        }
+        self.heap.push(Reverse(Scored(score, slot)));
+        if self.heap.len() == self.keep {
+            self.floor = self.heap.peek().map_or(f32::NEG_INFINITY, |w| w.0.0);
+        }
+    }
+
+    fn into_vec(self) -> Vec<(f32, u32)> {
+        self.heap
+            .into_iter()
+            .map(|Reverse(Scored(s, i))| (s, i))
+            .collect()
     }
 }
 
@@ -295,44 +391,105 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Dot product of 8-bit vectors: with AVX2 when the CPU has it (checked once), else in
-/// the baseline instruction set.
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+/// 4-bit codes of `v` in blocks of [`BLOCK`] coordinates (the last block padded with
+/// zeros), each coordinate rounded to -7..=7 times the scale and stored plus 8, and the scale.
+fn quantise4(v: &[f32]) -> (Vec<u8>, f32) {
+    let blocks = v.len().div_ceil(BLOCK);
+    let mut codes = vec![0x88u8; blocks * BLOCK / 2];
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return (codes, 0.0);
+    }
+    let scale = max / 7.0;
+    for (i, x) in v.iter().enumerate() {
+        let nibble = ((x / scale).round().clamp(-7.0, 7.0) as i8 + 8) as u8;
+        let (block, at) = (i / BLOCK, i % BLOCK);
+        let byte = &mut codes[block * BLOCK / 2 + at % (BLOCK / 2)];
+        *byte = if at < BLOCK / 2 {
+            (*byte & 0xF0) | nibble
+        } else {
+            (*byte & 0x0F) | (nibble << 4)
+        };
+    }
+    (codes, scale)
+}
+
+/// For each vector of `codes` (4-bit, padded to whole blocks as `q` is), the sum over
+/// coordinates of `q[i]` times the stored nibble (0..=15) of coordinate `i`, into `out`
+/// (cleared first): with AVX2 when the CPU has it (checked once), else one byte at a time.
+fn dot_u4_many(codes: &[u8], q: &[i8], out: &mut Vec<i32>) {
+    out.clear();
     #[cfg(target_arch = "x86_64")]
     {
         static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         if *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2")) {
             // SAFETY: the CPU was just found to support AVX2, the one feature the function
             // is compiled for.
-            return unsafe { dot_i8_avx2(a, b) };
+            return unsafe { dot_u4_many_avx2(codes, q, out) };
         }
     }
-    dot_i8_lanes(a, b)
+    out.extend(codes.chunks_exact(q.len() / 2).map(|c| dot_u4_scalar(c, q)));
 }
 
+fn dot_u4_scalar(codes: &[u8], q: &[i8]) -> i32 {
+    let half = BLOCK / 2;
+    codes
+        .chunks_exact(half)
+        .zip(q.chunks_exact(BLOCK))
+        .map(|(c, q)| {
+            c.iter()
+                .zip(&q[..half])
+                .zip(&q[half..])
+                .map(|((b, lo), hi)| {
+                    i32::from(b & 0x0F) * i32::from(*lo) + i32::from(b >> 4) * i32::from(*hi)
+                })
+                .sum::<i32>()
+        })
+        .sum()
+}
+
+/// [`dot_u4_scalar`] for every vector of `codes`, with AVX2: per block, the two nibble
+/// halves times the query's two halves by `maddubs` (unsigned nibble times signed byte,
+/// pairs summed to 16 bits: at most 2 * 15 * 128 each, no saturation), widened to 32 bits
+/// and summed.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
-    dot_i8_lanes(a, b)
-}
-
-/// The 8-bit dot product in lanes the compiler turns into SIMD of the enabled width.
-#[inline(always)]
-fn dot_i8_lanes(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = [0i32; 32];
-    let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
-    let tail: i32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| i32::from(*x) * i32::from(*y))
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..32 {
-            acc[i] += i32::from(i16::from(x[i]) * i16::from(y[i]));
+fn dot_u4_many_avx2(codes: &[u8], q: &[i8], out: &mut Vec<i32>) {
+    use std::arch::x86_64::*;
+    let half = BLOCK / 2;
+    // SAFETY (every load below): `q` holds whole blocks of 64 bytes and each `c` whole
+    // blocks of 32, as the chunking guarantees; the loads are unaligned.
+    let qs: Vec<(__m256i, __m256i)> = q
+        .chunks_exact(BLOCK)
+        .map(|b| unsafe {
+            (
+                _mm256_loadu_si256(b.as_ptr().cast()),
+                _mm256_loadu_si256(b.as_ptr().add(half).cast()),
+            )
+        })
+        .collect();
+    let low = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    for v in codes.chunks_exact(qs.len() * half) {
+        let mut acc = _mm256_setzero_si256();
+        for (c, (qlo, qhi)) in v.chunks_exact(half).zip(&qs) {
+            let c = unsafe { _mm256_loadu_si256(c.as_ptr().cast()) };
+            let lo = _mm256_and_si256(c, low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), low);
+            let pairs = _mm256_add_epi16(
+                _mm256_maddubs_epi16(lo, *qlo),
+                _mm256_maddubs_epi16(hi, *qhi),
+            );
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
         }
+        let sum = _mm_add_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256(acc, 1),
+        );
+        let sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b01_00_11_10));
+        let sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b10_11_00_01));
+        out.push(_mm_cvtsi128_si32(sum));
     }
-    acc.iter().sum::<i32>() + tail
 }
 
 #[cfg(test)]
@@ -413,6 +570,37 @@ mod tests {
                 .iter()
                 .all(|h| h.chunk.doc != d2 || h.chunk.ord == 0)
         );
+    }
+
+    #[test]
+    fn the_4_bit_dot_product_is_the_same_in_every_kernel_and_near_the_exact_one() {
+        // 100 coordinates: one whole block and one padded.
+        let dim = 100;
+        let vs = unit_vectors(40, dim, 5);
+        let (qc, qs) = quantise(&vs[0]);
+        let mut q = vec![0i8; 2 * BLOCK];
+        q[..dim].copy_from_slice(&qc);
+        let offset = 8 * qc.iter().map(|&x| i32::from(x)).sum::<i32>();
+        let mut codes = Vec::new();
+        let mut scales = Vec::new();
+        for v in &vs {
+            let (c, s) = quantise4(v);
+            assert_eq!(c.len(), BLOCK);
+            codes.extend(c);
+            scales.push(s);
+        }
+        let mut raw = Vec::new();
+        dot_u4_many(&codes, &q, &mut raw);
+        let scalar: Vec<i32> = codes
+            .chunks_exact(BLOCK)
+            .map(|c| dot_u4_scalar(c, &q))
+            .collect();
+        assert_eq!(raw, scalar);
+        for ((r, s), v) in raw.iter().zip(&scales).zip(&vs) {
+            let approx = (r - offset) as f32 * qs * s;
+            let exact = dot_f32(&vs[0], v);
+            assert!((approx - exact).abs() < 0.05, "{approx} against {exact}");
+        }
     }
 
     #[test]

@@ -331,6 +331,11 @@ impl SearchIndex {
     }
 
     /// Waits until the index covers the feed up to `seq`, at most `timeout`. True when it does.
+    /// Whether the committed index covers feed `seq`.
+    pub fn covers(&self, seq: u64) -> bool {
+        *self.indexed.borrow() >= seq
+    }
+
     pub async fn wait_indexed(&self, seq: u64, timeout: Duration) -> bool {
         let mut rx = self.indexed.subscribe();
         if *rx.borrow() < seq {

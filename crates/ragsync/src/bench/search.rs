@@ -7,6 +7,7 @@ use anyhow::{Context, ensure};
 use serde_json::json;
 
 use super::{BenchNodes, EmbedBench, QueryBench, figure, load, percentile};
+use crate::node_proc::NodeProcess;
 use crate::textgen::{Mulberry32, text};
 
 /// Waits until the node's search index covers every write made before the call: a query
@@ -25,6 +26,28 @@ pub(super) async fn wait_indexed(client: &crate::client::Client) -> anyhow::Resu
     }
 }
 
+/// Waits until the node has gone quiet (under 5 % of a core over a quarter of a second, at
+/// most 60 s): queries are timed against the index, not against the merges and commits a
+/// bulk load leaves running behind it. Says how long it waited.
+async fn wait_quiet(node: &NodeProcess) {
+    let start = Instant::now();
+    let tick = std::time::Duration::from_millis(250);
+    let mut last = node.cpu_seconds();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        tokio::time::sleep(tick).await;
+        let now = node.cpu_seconds();
+        match (last, now) {
+            (Some(a), Some(b)) if b - a < 0.05 * tick.as_secs_f64() => break,
+            (_, None) => break,
+            _ => last = now,
+        }
+    }
+    eprintln!(
+        "ragsync bench query: node quiet after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
 pub(super) async fn query(a: QueryBench) -> anyhow::Result<()> {
     ensure!(
         a.docs > 0 && a.queries > 0 && a.words > 0,
@@ -40,6 +63,7 @@ pub(super) async fn query(a: QueryBench) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let status = client.get(&["status"], &[]).await?;
     let chunks = status["search"]["chunks"]["bench"].as_u64().unwrap_or(0);
+    wait_quiet(&node).await;
     eprintln!(
         "ragsync bench query: {chunks} chunks indexed, node pid {}",
         node.pid()
@@ -88,7 +112,7 @@ pub(super) async fn query(a: QueryBench) -> anyhow::Result<()> {
         "results",
     );
     if a.vector_docs > 0 {
-        vector_phase(&client, a.vector_docs, a.doc_bytes, a.queries, seed).await?;
+        vector_phase(&node, a.vector_docs, a.doc_bytes, a.queries, seed).await?;
     }
     if a.hybrid_docs > 0 {
         hybrid_phase(&client, a.hybrid_docs, a.doc_bytes, &texts).await?;
@@ -118,12 +142,13 @@ fn unit_vectors(rng: &mut Mulberry32, n: usize) -> Vec<f32> {
 /// (batches of 1,000, as Chroma's benchmark sends them), then times queries by vector and
 /// measures their recall@10 against an exact scan done here.
 async fn vector_phase(
-    client: &crate::client::Client,
+    node: &NodeProcess,
     docs: usize,
     doc_bytes: usize,
     queries: usize,
     seed: u32,
 ) -> anyhow::Result<()> {
+    let client = &node.client();
     client
         .put(
             &["collections", "vec"],
@@ -189,6 +214,7 @@ async fn vector_phase(
         })
         .await?
     };
+    wait_quiet(node).await;
     let (mut lat, mut found) = (Vec::with_capacity(queries), 0usize);
     for (i, q) in probes.chunks(DIM).enumerate() {
         let t = Instant::now();
