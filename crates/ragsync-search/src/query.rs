@@ -379,9 +379,29 @@ pub fn run(
             fused
         }
     };
+    // Every result's text in one read of the store.
+    let ranges: Vec<Option<(ContentId, u64, u64)>> = ranked
+        .iter()
+        .map(|(c, ..)| {
+            c.content
+                .filter(|_| c.end > c.start)
+                .map(|cid| (cid, c.start, c.end - c.start))
+        })
+        .collect();
+    let mut texts = store
+        .content_ranges(&ranges.iter().flatten().copied().collect::<Vec<_>>())?
+        .into_iter();
     let mut results = Vec::with_capacity(ranked.len());
-    for (c, score, scores) in ranked {
-        if let Some(r) = materialise(store, &docs, c, score, scores)? {
+    for ((c, score, scores), range) in ranked.into_iter().zip(&ranges) {
+        let text = match range {
+            // A content gone since the candidate was read drops the result.
+            Some(_) => match texts.next().flatten() {
+                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                None => continue,
+            },
+            None => String::new(),
+        };
+        if let Some(r) = materialise(&docs, c, text, score, scores) {
             results.push(r);
         }
     }
@@ -421,9 +441,10 @@ fn passing(
     loop {
         let hits = fetch(limit)?;
         let exhausted = hits.len() < limit;
+        read_winners(store, name, docs, filter, &hits)?;
         let mut out = Vec::with_capacity(want);
         for hit in hits {
-            if holds(store, name, docs, filter, &hit)? {
+            if holds(docs, &hit) {
                 out.push(hit);
                 if out.len() == want {
                     break;
@@ -437,25 +458,36 @@ fn passing(
     }
 }
 
-/// Whether the store still holds what `hit` was indexed from, in a document the filter takes.
-fn holds(
+/// Reads the winner of each document of `hits` not read yet, in one store transaction, and
+/// keeps it when it is live and passes the filter.
+fn read_winners(
     store: &Store,
     name: &CollectionName,
     docs: &mut Winners,
     filter: &Filter,
-    hit: &Candidate,
-) -> Result<bool, QueryError> {
-    if !docs.contains_key(&hit.doc_id) {
-        let winner = store
-            .get(name, &hit.doc_id)?
+    hits: &[Candidate],
+) -> Result<(), QueryError> {
+    let mut seen = std::collections::HashSet::new();
+    let ids: Vec<DocId> = hits
+        .iter()
+        .filter(|h| !docs.contains_key(&h.doc_id) && seen.insert(&h.doc_id))
+        .map(|h| h.doc_id.clone())
+        .collect();
+    for (id, d) in ids.iter().zip(store.get_many(name, &ids)?) {
+        let winner = d
             .map(|d| d.state.winner().clone())
             .filter(|w| !w.deleted && filter.matches(&w.metadata));
-        docs.insert(hit.doc_id.clone(), winner);
+        docs.insert(id.clone(), winner);
     }
-    Ok(docs
-        .get(&hit.doc_id)
+    Ok(())
+}
+
+/// Whether the store still holds what `hit` was indexed from, in a document the filter takes
+/// (its winner read by [`read_winners`]).
+fn holds(docs: &Winners, hit: &Candidate) -> bool {
+    docs.get(&hit.doc_id)
         .and_then(Option::as_ref)
-        .is_some_and(|w| w.content.as_ref().map(|c| c.cid) == hit.content))
+        .is_some_and(|w| w.content.as_ref().map(|c| c.cid) == hit.content)
 }
 
 /// The candidates of `list` that `other` lacks.
@@ -519,26 +551,16 @@ fn fuse(bm25: Vec<Candidate>, vector: Vec<Candidate>, fusion: Fusion, alpha: f64
     out
 }
 
-/// The result for a candidate that [`holds`], with its text read from the store; `None` when
-/// its content has gone since.
+/// The result for a candidate that [`holds`], with its text (read from the store).
 fn materialise(
-    store: &Store,
     docs: &Winners,
     hit: Candidate,
+    text: String,
     score: f64,
     scores: Map<String, Value>,
-) -> Result<Option<QueryResult>, QueryError> {
-    let Some(w) = docs.get(&hit.doc_id).and_then(Option::as_ref) else {
-        return Ok(None);
-    };
-    let text = match hit.content.filter(|_| hit.end > hit.start) {
-        Some(cid) => match store.content_range(&cid, hit.start, hit.end - hit.start)? {
-            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            None => return Ok(None),
-        },
-        None => String::new(),
-    };
-    Ok(Some(QueryResult {
+) -> Option<QueryResult> {
+    let w = docs.get(&hit.doc_id).and_then(Option::as_ref)?;
+    Some(QueryResult {
         chunk_id: hit.chunk_id.to_string(),
         ord: hit.ord,
         start: hit.start,
@@ -549,5 +571,5 @@ fn materialise(
         score,
         scores,
         doc_id: hit.doc_id,
-    }))
+    })
 }

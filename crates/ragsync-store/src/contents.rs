@@ -157,18 +157,39 @@ impl Store {
         offset: u64,
         len: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| range_in(tx, cid, offset, len))
+    }
+
+    /// [`Store::content_range`] for each of `ranges` (content, offset, length), in one read
+    /// transaction, in the order asked.
+    pub fn content_ranges(
+        &self,
+        ranges: &[(ContentId, u64, u64)],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.read(|tx| {
-            let Some((rowid, total)) = locate(tx, cid)? else {
-                return Ok(None);
-            };
-            let start = offset.min(total);
-            let end = offset.saturating_add(len).min(total);
-            let mut buf = vec![0u8; (end - start) as usize];
-            let blob = tx.blob_open(MAIN_DB, c"contents", c"data", rowid, true)?;
-            blob.read_at_exact(&mut buf, start as usize)?;
-            Ok(Some(buf))
+            ranges
+                .iter()
+                .map(|(cid, offset, len)| range_in(tx, cid, *offset, *len))
+                .collect()
         })
     }
+}
+
+fn range_in(
+    tx: &Transaction<'_>,
+    cid: &ContentId,
+    offset: u64,
+    len: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some((rowid, total)) = locate(tx, cid)? else {
+        return Ok(None);
+    };
+    let start = offset.min(total);
+    let end = offset.saturating_add(len).min(total);
+    let mut buf = vec![0u8; (end - start) as usize];
+    let blob = tx.blob_open(MAIN_DB, c"contents", c"data", rowid, true)?;
+    blob.read_at_exact(&mut buf, start as usize)?;
+    Ok(Some(buf))
 }
 
 /// The stored contents among `cids` that are at most `max_len` bytes long. Missing or

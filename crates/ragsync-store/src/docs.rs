@@ -110,6 +110,28 @@ impl Store {
         })
     }
 
+    /// Documents `ids` of `collection` in one read transaction, in the order asked (`None`
+    /// for one not stored): what a query reads back for its candidates.
+    pub fn get_many(
+        &self,
+        collection: &CollectionName,
+        ids: &[DocId],
+    ) -> Result<Vec<Option<StoredDoc>>, StoreError> {
+        self.read(|tx| {
+            collections::require_live(tx, collection)?;
+            ids.iter()
+                .map(|id| {
+                    Ok(load(tx, collection, id)?.map(|(seq, state)| StoredDoc {
+                        collection: collection.clone(),
+                        id: id.clone(),
+                        seq,
+                        state,
+                    }))
+                })
+                .collect()
+        })
+    }
+
     /// Documents of `collection` that are not deleted, by id, starting after `after` (any
     /// string: ids are compared as stored, byte for byte).
     ///
