@@ -21,7 +21,7 @@ use ragsync_core::{ContentId, DocId};
 /// Largest set searched exactly; past it, the quantised scan.
 pub const EXACT_MAX: usize = 10_000;
 /// Candidates of the quantised scan rescored exactly, beyond the ones asked for.
-pub const RESCORE_EXTRA: usize = 100;
+const RESCORE_EXTRA: usize = 100;
 /// Coordinates of one 4-bit block: 32 bytes, the low nibbles holding the first 32
 /// coordinates and the high ones the next 32 (the layout the AVX2 kernel reads).
 const BLOCK: usize = 64;
@@ -196,12 +196,9 @@ impl VectorSet {
             return Vec::new();
         }
         let mut scored: Vec<(f32, u32)> = if approximate {
-            let (qc, qs) = quantise(q);
-            let mut padded = vec![0i8; self.code_bytes() * 2];
-            padded[..qc.len()].copy_from_slice(&qc);
-            // Codes hold coordinate + 8: take 8 times the query's sum back off.
-            let offset = 8 * qc.iter().map(|&x| i32::from(x)).sum::<i32>();
-            let (cb, padded) = (self.code_bytes(), &padded);
+            let cb = self.code_bytes();
+            let (padded, qs, offset) = quantise_query(q);
+            let padded = &padded;
             let mut raw = Vec::with_capacity(BATCH);
             let mut cands = self.scan(
                 move |slots, out| {
@@ -391,6 +388,17 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Query `q` for the 4-bit scan: its 8-bit coordinates padded to whole blocks, their scale,
+/// and the offset to take off each raw [`dot_u4_many`] sum (codes hold coordinate + 8, so 8
+/// times the query's sum).
+fn quantise_query(q: &[f32]) -> (Vec<i8>, f32, i32) {
+    let (qc, qs) = quantise(q);
+    let mut padded = vec![0i8; q.len().div_ceil(BLOCK) * BLOCK];
+    padded[..qc.len()].copy_from_slice(&qc);
+    let offset = 8 * qc.iter().map(|&x| i32::from(x)).sum::<i32>();
+    (padded, qs, offset)
+}
+
 /// 4-bit codes of `v` in blocks of [`BLOCK`] coordinates (the last block padded with
 /// zeros), each coordinate rounded to -7..=7 times the scale and stored plus 8, and the scale.
 fn quantise4(v: &[f32]) -> (Vec<u8>, f32) {
@@ -577,10 +585,8 @@ mod tests {
         // 100 coordinates: one whole block and one padded.
         let dim = 100;
         let vs = unit_vectors(40, dim, 5);
-        let (qc, qs) = quantise(&vs[0]);
-        let mut q = vec![0i8; 2 * BLOCK];
-        q[..dim].copy_from_slice(&qc);
-        let offset = 8 * qc.iter().map(|&x| i32::from(x)).sum::<i32>();
+        let (q, qs, offset) = quantise_query(&vs[0]);
+        assert_eq!(q.len(), 2 * BLOCK);
         let mut codes = Vec::new();
         let mut scales = Vec::new();
         for v in &vs {

@@ -39,6 +39,13 @@ fn catch_up(index: &SearchIndex) {
     index.catch_up(&stop, true).unwrap();
 }
 
+/// The index in `dir`, opened over `store` and caught up with it.
+fn caught_up(store: &Arc<Store>, dir: &std::path::Path) -> SearchIndex {
+    let index = SearchIndex::open(store.clone(), dir, Default::default()).unwrap();
+    catch_up(&index);
+    index
+}
+
 fn hits(index: &SearchIndex, c: &CollectionName, text: &str) -> Vec<String> {
     let terms = query_terms("english", text);
     let mut ids: Vec<String> = index
@@ -65,8 +72,7 @@ fn a_lost_or_half_built_index_directory_is_rebuilt_from_the_store() {
         .unwrap();
     let search_dir = dir.path().join("search");
     {
-        let index = SearchIndex::open(store.clone(), &search_dir, Default::default()).unwrap();
-        catch_up(&index);
+        let index = caught_up(&store, &search_dir);
         assert_eq!(hits(&index, &c, "pears"), ["a", "b"]);
     }
     // A crash left a build behind, and the recorded index directory is gone.
@@ -100,13 +106,7 @@ fn text_that_is_not_utf8_is_indexed_by_its_title() {
             )],
         )
         .unwrap();
-    let index = SearchIndex::open(
-        store.clone(),
-        &dir.path().join("search"),
-        Default::default(),
-    )
-    .unwrap();
-    catch_up(&index);
+    let index = caught_up(&store, &dir.path().join("search"));
     assert_eq!(hits(&index, &c, "dessert"), ["latin1"]);
     assert!(hits(&index, &c, "brulee").is_empty());
     let hit = &index
@@ -132,13 +132,7 @@ fn bm25_scores_a_named_chunk_as_the_ranking_does_however_far_down_it_is() {
             ],
         )
         .unwrap();
-    let index = SearchIndex::open(
-        store.clone(),
-        &dir.path().join("search"),
-        Default::default(),
-    )
-    .unwrap();
-    catch_up(&index);
+    let index = caught_up(&store, &dir.path().join("search"));
     let terms = query_terms("english", "pears");
     let ranked = index.bm25(&c, &terms, 10).unwrap();
     assert_eq!(ranked.len(), 2);

@@ -99,15 +99,10 @@ impl Store {
         collection: &CollectionName,
         id: &DocId,
     ) -> Result<Option<StoredDoc>, StoreError> {
-        self.read(|tx| {
-            collections::require_live(tx, collection)?;
-            Ok(load(tx, collection, id)?.map(|(seq, state)| StoredDoc {
-                collection: collection.clone(),
-                id: id.clone(),
-                seq,
-                state,
-            }))
-        })
+        Ok(self
+            .get_many(collection, std::slice::from_ref(id))?
+            .pop()
+            .flatten())
     }
 
     /// Documents `ids` of `collection` in one read transaction, in the order asked (`None`
