@@ -72,6 +72,14 @@ pub(super) fn unawait(state: &mut State, collection: &CollectionName, id: &DocId
     state.awaiting.retain(|_, w| !w.is_empty());
 }
 
+/// Forgets every document of collection `name` that waits for its content.
+pub(super) fn unawait_collection(state: &mut State, name: &CollectionName) {
+    for waiting in state.awaiting.values_mut() {
+        waiting.retain(|(c, _)| c != name);
+    }
+    state.awaiting.retain(|_, w| !w.is_empty());
+}
+
 /// A new directory name for a build of collection `name`'s index: a hash of the name (names
 /// may hold characters a file name cannot) and the build's time.
 pub(super) fn new_coll_dir(name: &CollectionName) -> String {

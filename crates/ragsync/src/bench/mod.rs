@@ -22,7 +22,7 @@ mod search;
 use search::{embed, query, wait_indexed};
 
 use crate::node_proc::NodeProcess;
-use crate::textgen::{Mulberry32, text};
+use crate::textgen::{Mulberry32, Vocabulary, text, text_of};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -126,6 +126,10 @@ pub struct IngestBench {
     /// indexed; both (default): off, then on, in the same run.
     #[arg(long, default_value = "both")]
     pub search: String,
+    /// The words of the text: uniform (every word equally likely; the PouchDB bench's text)
+    /// or zipf (word frequencies as in natural language).
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub vocabulary: Vocabulary,
 }
 
 #[derive(Debug, Args)]
@@ -187,13 +191,14 @@ fn batch_bodies(
     doc_bytes: usize,
     seed: u32,
     prefix: &str,
+    words: Vocabulary,
 ) -> anyhow::Result<Vec<(usize, Vec<u8>)>> {
     let mut rng = Mulberry32::new(seed);
     (0..docs)
         .step_by(batch)
         .map(|start| {
             let items: Vec<_> = (start..(start + batch).min(docs))
-                .map(|n| json!({"id": format!("{prefix}-{n:09}"), "text": text(&mut rng, doc_bytes), "metadata": {"n": n}}))
+                .map(|n| json!({"id": format!("{prefix}-{n:09}"), "text": text_of(words, &mut rng, doc_bytes), "metadata": {"n": n}}))
                 .collect();
             Ok((items.len(), serde_json::to_vec(&json!({ "docs": items }))?))
         })
@@ -246,9 +251,10 @@ async fn load(
     seed: u32,
     what: &str,
 ) -> anyhow::Result<ProgressBar> {
-    let bodies =
-        tokio::task::spawn_blocking(move || batch_bodies(docs, 1000, doc_bytes, seed, "doc"))
-            .await??;
+    let bodies = tokio::task::spawn_blocking(move || {
+        batch_bodies(docs, 1000, doc_bytes, seed, "doc", Vocabulary::Uniform)
+    })
+    .await??;
     let bar = ProgressBar::new(docs as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} docs {per_sec}")
@@ -279,10 +285,12 @@ async fn ingest(a: IngestBench) -> anyhow::Result<()> {
         "both" => &[false, true],
         other => bail!("--search {other:?}: off, on or both"),
     };
-    let (docs, batch, doc_bytes, seed) = (a.docs, a.batch, a.doc_bytes, a.seed);
-    let bodies =
-        tokio::task::spawn_blocking(move || batch_bodies(docs, batch, doc_bytes, seed, "doc"))
-            .await??;
+    let (docs, batch, doc_bytes, seed, words) =
+        (a.docs, a.batch, a.doc_bytes, a.seed, a.vocabulary);
+    let bodies = tokio::task::spawn_blocking(move || {
+        batch_bodies(docs, batch, doc_bytes, seed, "doc", words)
+    })
+    .await??;
     let mut rates = Vec::new();
     for &search in phases {
         rates.push(ingest_phase(&a, bodies.clone(), search).await?);
@@ -658,8 +666,8 @@ async fn partition(a: PartitionBench) -> anyhow::Result<()> {
     }
     // Each end of the chain writes while cut off; the writes cross the nodes on its side.
     let (left, right) = (&chain[0], &chain[a.nodes - 1]);
-    let left_bodies = batch_bodies(a.writes, 1000, a.doc_bytes, 1, "left")?;
-    let right_bodies = batch_bodies(a.writes, 1000, a.doc_bytes, 2, "right")?;
+    let left_bodies = batch_bodies(a.writes, 1000, a.doc_bytes, 1, "left", Vocabulary::Uniform)?;
+    let right_bodies = batch_bodies(a.writes, 1000, a.doc_bytes, 2, "right", Vocabulary::Uniform)?;
     for (side, bodies) in [(left, left_bodies), (right, right_bodies)] {
         for (_, body) in bodies {
             side.client()

@@ -266,9 +266,17 @@ async fn hybrid_phase(
             &json!({"embedding": {"model": "builtin"}}),
         )
         .await?;
-    let bodies =
-        tokio::task::spawn_blocking(move || super::batch_bodies(docs, 1000, doc_bytes, 7, "h"))
-            .await??;
+    let bodies = tokio::task::spawn_blocking(move || {
+        super::batch_bodies(
+            docs,
+            1000,
+            doc_bytes,
+            7,
+            "h",
+            crate::textgen::Vocabulary::Uniform,
+        )
+    })
+    .await??;
     for (_, body) in bodies {
         client
             .post_raw(&["collections", "hyb", "docs:batch"], body)
