@@ -34,7 +34,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Auth, Role, TokenSpec};
 pub use error::ApiError;
-pub use listen::{ACCEPT_BACKOFF, serve};
+pub use listen::{ACCEPT_BACKOFF, serve, serve_app};
 
 /// Most writes handed to the blocking pool at once. A write waits there for the store's
 /// writer (and is committed with others waiting, see the store's group commit); more would
@@ -148,8 +148,18 @@ impl Node {
 
 /// The router of API v1.
 pub fn router(state: AppState) -> Router {
+    router_with(state, None)
+}
+
+/// The router of API v1, with `mcp` (the MCP service) at `/mcp` behind the same token check,
+/// body limits and tracing as every other authenticated route.
+pub fn router_with(state: AppState, mcp: Option<Router>) -> Router {
     let max_body = state.limits.max_body_bytes;
-    let authed = routes::authed().route_layer(middleware::from_fn_with_state(
+    let mut authed = routes::authed();
+    if let Some(mcp) = mcp {
+        authed = authed.nest_service("/mcp", mcp);
+    }
+    let authed = authed.route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::require_token,
     ));

@@ -46,9 +46,19 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let app = crate::router(state.clone());
+    serve_app(listener, state, app, shutdown).await
+}
+
+/// [`serve`] with `app`, the node's router (from [`crate::router_with`]).
+pub async fn serve_app(
+    listener: TcpListener,
+    state: AppState,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let limits = state.limits.clone();
-    let node = state.clone();
-    let app = crate::router(state);
+    let node = state;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let (close_all, closed) = watch::channel(false);

@@ -1,6 +1,8 @@
 //! Collections: one last-writer-wins record each (by stamp), live or deleted.
 
 pub use ragsync_core::Collection;
+use std::collections::BTreeMap;
+
 use ragsync_core::{CollectionName, CollectionSettings};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
@@ -157,6 +159,21 @@ impl Store {
             ))?;
             let rows = stmt.query_map([], from_row)?;
             rows.map(|r| r?).collect()
+        })
+    }
+
+    /// The live documents of each collection that holds any, by name.
+    pub fn document_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT collection, count(*) FROM docs WHERE deleted = 0 GROUP BY collection",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.map(|r| {
+                let (name, n) = r?;
+                Ok((name, n as u64))
+            })
+            .collect()
         })
     }
 

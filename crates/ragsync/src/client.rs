@@ -69,6 +69,14 @@ impl Client {
         })
     }
 
+    /// The same node and connection pool, with another bearer token.
+    pub fn with_token(&self, token: String) -> Self {
+        Self {
+            token,
+            ..self.clone()
+        }
+    }
+
     /// `base/v1/<segments...>`, each segment percent-encoded (a `/` inside becomes `%2F`).
     pub fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();

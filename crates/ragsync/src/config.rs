@@ -102,6 +102,18 @@ pub struct ServeArgs {
     /// The API key of that server (prefer the environment variable).
     #[arg(long, env = "RAGSYNC_EMBEDDINGS_API_KEY", hide_env_values = true)]
     pub embeddings_api_key: Option<Secret>,
+    /// `Host` header values `/mcp` accepts (host or host:port; repeat or comma-separate).
+    /// Default: localhost, 127.0.0.1 and ::1 only, against DNS rebinding; a node agents reach
+    /// by another name must list it.
+    #[arg(
+        long = "mcp-allowed-host",
+        env = "RAGSYNC_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_hosts: Vec<String>,
+    /// The collection of `/mcp` tool calls that name none.
+    #[arg(long, env = "RAGSYNC_MCP_COLLECTION")]
+    pub mcp_collection: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -179,6 +191,10 @@ pub struct ServeConfig {
     pub search: bool,
     /// The node's OpenAI-compatible embeddings server, when it has one.
     pub embeddings: Option<OpenAiEndpoint>,
+    /// `Host` values `/mcp` accepts; empty: loopback names only.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// The collection of `/mcp` tool calls that name none.
+    pub mcp_collection: Option<String>,
 }
 
 impl ServeConfig {
@@ -243,6 +259,8 @@ impl ServeConfig {
                 base_url,
                 api_key: args.embeddings_api_key.map(|s| s.0),
             }),
+            mcp_allowed_hosts: args.mcp_allowed_hosts,
+            mcp_collection: args.mcp_collection,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod conflicts;
 pub mod demo;
 pub mod ingest;
+pub mod mcp;
 pub mod node_proc;
 pub mod proxy;
 pub mod search_cmd;

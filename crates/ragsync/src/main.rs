@@ -41,10 +41,22 @@ enum Command {
     Peers(PeersArgs),
     /// List documents with concurrent versions, or keep one version of a document.
     Conflicts(ConflictsArgs),
+    /// Serve MCP over stdio for an agent, as a client of a running node.
+    Mcp(McpArgs),
     /// Run a guided demo on a temporary node.
     Demo(DemoArgs),
     /// Benchmarks that print figures.
     Bench(BenchArgs),
+}
+
+/// `ragsync mcp`: the MCP tools over stdin/stdout (logs on stderr).
+#[derive(Debug, clap::Args)]
+struct McpArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The collection of tool calls that name none.
+    #[arg(long, short = 'c', env = "RAGSYNC_COLLECTION")]
+    collection: Option<String>,
 }
 
 /// `ragsync peers`: `--token` names the peer's token here (as in `peers add URL --token T`),
@@ -153,6 +165,13 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve::run(ServeConfig::resolve(*args)?).await,
+        Command::Mcp(a) => {
+            use rmcp::ServiceExt;
+            let server = ragsync::mcp::RagsyncMcp::new(Client::new(&a.client)?, a.collection);
+            let running = server.serve(rmcp::transport::stdio()).await?;
+            running.waiting().await?;
+            Ok(())
+        }
         Command::Ingest(args) => {
             let report = ingest::run(args).await?;
             ingest::print_report(&report);

@@ -56,7 +56,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     for peer in cfg.peers.clone() {
         tokio::spawn(adopt_peer(node.clone(), peer));
     }
-    ragsync_server::serve(listener, node.clone(), shutdown_signal()).await?;
+    let mcp = crate::mcp::http_service(
+        addr,
+        &cfg.mcp_allowed_hosts,
+        cfg.mcp_collection.clone(),
+        node.limits.max_body_bytes,
+    )?;
+    let app = ragsync_server::router_with(node.clone(), Some(mcp));
+    ragsync_server::serve_app(listener, node.clone(), app, shutdown_signal()).await?;
     node.replication.stop_all();
     tracing::info!("stopped");
     Ok(())

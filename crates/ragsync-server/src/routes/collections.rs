@@ -20,10 +20,18 @@ pub(crate) async fn list(
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
     who.require(Permission::ReadDocs, None)?;
-    let all = node.blocking(|s| s.collections()).await?;
-    Ok(Json(
-        json!({"collections": all.iter().map(view).collect::<Vec<_>>()}),
-    ))
+    let (all, counts) = node
+        .blocking(|s| Ok((s.collections()?, s.document_counts()?)))
+        .await?;
+    let listed: Vec<Value> = all
+        .iter()
+        .map(|c| {
+            let mut v = view(c);
+            v["documents"] = json!(counts.get(c.name.as_str()).copied().unwrap_or(0));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "collections": listed })))
 }
 
 pub(crate) async fn get(
