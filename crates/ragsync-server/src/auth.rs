@@ -171,6 +171,18 @@ impl Auth {
 
 /// Middleware: every request must carry `Authorization: Bearer <token>` of a known token.
 /// The caller's [`Principal`] goes into the request's extensions.
+/// The secret of an `Authorization: Bearer <secret>` value, `None` for any other value. The
+/// scheme name is case-insensitive (RFC 9110 §11.1).
+pub fn bearer_secret(value: &axum::http::HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, secret)| secret.trim())
+        .filter(|s| !s.is_empty())
+}
+
 pub async fn require_token(
     State(state): State<AppState>,
     mut req: Request,
@@ -180,14 +192,7 @@ pub async fn require_token(
     let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
         unauthorized("missing_token", "Authorization: Bearer <token> is required")
     })?;
-    // The scheme name is case-insensitive (RFC 9110 §11.1).
-    let secret = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, secret)| secret.trim())
-        .filter(|s| !s.is_empty())
+    let secret = bearer_secret(value)
         .ok_or_else(|| unauthorized("invalid_token", "expected Authorization: Bearer <token>"))?;
     let principal = state
         .auth

@@ -232,9 +232,8 @@ impl RagsyncMcp {
             .extensions
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.headers.get(axum::http::header::AUTHORIZATION))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .map(|(_, t)| t.trim().to_string())
+            .and_then(ragsync_server::auth::bearer_secret)
+            .map(str::to_string)
             .ok_or_else(|| ToolError {
                 code: "missing_token".into(),
                 message: "the MCP request carried no bearer token".into(),
