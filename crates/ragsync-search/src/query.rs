@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::embed::{EXTERNAL_MODEL, model_key, unit};
 use crate::filter::Filter;
-use crate::index::{Bm25Hit, IndexError, SearchIndex};
+use crate::index::{Bm25Hit, IndexError, SearchIndex, is_text};
 use crate::vectors::VectorHit;
 
 /// Longest query text, in bytes.
@@ -55,6 +55,18 @@ pub struct QueryRequest {
     pub fusion: Option<Fusion>,
     #[serde(default)]
     pub filter: Option<Value>,
+    /// `"document"`: each document at most once, at the rank of its best chunk, with its
+    /// whole text; `top_k` then counts documents.
+    #[serde(default)]
+    pub group: Option<Group>,
+}
+
+/// What results are units of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    Chunk,
+    Document,
 }
 
 /// How results are ranked.
@@ -86,6 +98,11 @@ pub struct CheckedQuery {
     pub alpha: f64,
     pub fusion: Fusion,
     pub filter: Filter,
+    /// One result per document (see [`Group::Document`]).
+    pub per_document: bool,
+    /// The query ranks by vectors this node computes itself: to read its own writes it
+    /// waits for their embedding too ([`SearchIndex::wait_embedded`]).
+    pub needs_embeddings: bool,
 }
 
 /// Why a query was refused (a 400) or failed.
@@ -234,6 +251,11 @@ pub fn check(
             c.settings.search.fusion
         }),
         filter,
+        per_document: req.group == Some(Group::Document),
+        needs_embeddings: mode != Mode::Bm25
+            && model
+                .as_deref()
+                .is_some_and(|m| index.embedders().computes(m)),
     })
 }
 
@@ -254,6 +276,9 @@ pub struct QueryResult {
     /// Each component's score: `bm25` (raw BM25) and `vector` (cosine similarity) when the
     /// chunk was found by them, and `fused` in hybrid mode (the same as `score`).
     pub scores: Map<String, Value>,
+    /// The document's whole text, in a query grouped by document (text contents only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_text: Option<String>,
 }
 
 /// The answer to a query.
@@ -346,9 +371,9 @@ pub fn run(
                 "vector"
             };
             let found = if q.mode == Mode::Bm25 {
-                passing(store, name, &mut docs, &q.filter, bm25, q.top_k)?
+                passing(store, name, &mut docs, q, bm25, q.top_k)?
             } else {
-                passing(store, name, &mut docs, &q.filter, by_vector, q.top_k)?
+                passing(store, name, &mut docs, q, by_vector, q.top_k)?
             };
             found
                 .into_iter()
@@ -362,8 +387,13 @@ pub fn run(
         }
         Mode::Hybrid => {
             let depth = HYBRID_DEPTH.max(q.top_k);
-            let mut b = passing(store, name, &mut docs, &q.filter, bm25, depth)?;
-            let mut v = passing(store, name, &mut docs, &q.filter, by_vector, depth)?;
+            // Fusion is per chunk: each side gives its best chunks, not one per document.
+            let chunks = CheckedQuery {
+                per_document: false,
+                ..q.clone()
+            };
+            let mut b = passing(store, name, &mut docs, &chunks, bm25, depth)?;
+            let mut v = passing(store, name, &mut docs, &chunks, by_vector, depth)?;
             // Each side scores the other's candidates too, so fusion weighs every chunk of the
             // union on both scores rather than taking a zero where one list stopped. A chunk
             // with no vector yet, or matching no term, stays out of that side.
@@ -375,17 +405,26 @@ pub fn run(
             add_scored(&mut v, only_b, vs);
             add_scored(&mut b, only_v, bs);
             let mut fused = fuse(b, v, q.fusion, q.alpha);
+            if q.per_document {
+                let mut seen = std::collections::HashSet::new();
+                fused.retain(|(c, ..)| seen.insert(c.doc_id.clone()));
+            }
             fused.truncate(q.top_k);
             fused
         }
     };
-    // Every result's text in one read of the store.
+    // Every result's text in one read of the store: the chunk's bytes, or the whole
+    // content when results are documents.
     let ranges: Vec<Option<(ContentId, u64, u64)>> = ranked
         .iter()
         .map(|(c, ..)| {
-            c.content
-                .filter(|_| c.end > c.start)
-                .map(|cid| (cid, c.start, c.end - c.start))
+            if q.per_document {
+                whole_text(&docs, c)
+            } else {
+                c.content
+                    .filter(|_| c.end > c.start)
+                    .map(|cid| (cid, c.start, c.end - c.start))
+            }
         })
         .collect();
     let mut texts = store
@@ -393,15 +432,26 @@ pub fn run(
         .into_iter();
     let mut results = Vec::with_capacity(ranked.len());
     for ((c, score, scores), range) in ranked.into_iter().zip(&ranges) {
-        let text = match range {
+        let bytes = match range {
             // A content gone since the candidate was read drops the result.
             Some(_) => match texts.next().flatten() {
-                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Some(bytes) => bytes,
                 None => continue,
             },
-            None => String::new(),
+            None => Vec::new(),
         };
-        if let Some(r) = materialise(&docs, c, text, score, scores) {
+        let (text, document_text) = if q.per_document && range.is_some() {
+            let chunk = bytes
+                .get(c.start as usize..c.end as usize)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned();
+            (chunk, Some(String::from_utf8_lossy(&bytes).into_owned()))
+        } else {
+            (String::from_utf8_lossy(&bytes).into_owned(), None)
+        };
+        if let Some(mut r) = materialise(&docs, c, text, score, scores) {
+            r.document_text = document_text;
             results.push(r);
         }
     }
@@ -428,23 +478,30 @@ fn embed_query(
 }
 
 /// The first `want` candidates from `fetch` (asked for ever more, up to [`MAX_EXAMINED`])
-/// whose document still holds them and passes the filter, best first.
+/// whose document still holds them and passes the query's filter, best first; the best of
+/// each document only when `q` groups by document.
 fn passing(
     store: &Store,
     name: &CollectionName,
     docs: &mut Winners,
-    filter: &Filter,
+    q: &CheckedQuery,
     fetch: impl Fn(usize) -> Result<Vec<Candidate>, QueryError>,
     want: usize,
 ) -> Result<Vec<Candidate>, QueryError> {
-    let mut limit = if filter.is_empty() { want } else { want * 4 };
+    let filter = &q.filter;
+    let mut limit = if filter.is_empty() && !q.per_document {
+        want
+    } else {
+        want * 4
+    };
     loop {
         let hits = fetch(limit)?;
         let exhausted = hits.len() < limit;
         read_winners(store, name, docs, filter, &hits)?;
         let mut out = Vec::with_capacity(want);
+        let mut seen = std::collections::HashSet::new();
         for hit in hits {
-            if holds(docs, &hit) {
+            if holds(docs, &hit) && (!q.per_document || seen.insert(hit.doc_id.clone())) {
                 out.push(hit);
                 if out.len() == want {
                     break;
@@ -488,6 +545,12 @@ fn holds(docs: &Winners, hit: &Candidate) -> bool {
     docs.get(&hit.doc_id)
         .and_then(Option::as_ref)
         .is_some_and(|w| w.content.as_ref().map(|c| c.cid) == hit.content)
+}
+
+/// The whole content of the document `hit` is a chunk of, when it is text.
+fn whole_text(docs: &Winners, hit: &Candidate) -> Option<(ContentId, u64, u64)> {
+    let content = docs.get(&hit.doc_id)?.as_ref()?.content.as_ref()?;
+    is_text(&content.content_type).then_some((content.cid, 0, content.len))
 }
 
 /// The candidates of `list` that `other` lacks.
@@ -571,5 +634,6 @@ fn materialise(
         score,
         scores,
         doc_id: hit.doc_id,
+        document_text: None,
     })
 }

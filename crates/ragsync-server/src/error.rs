@@ -47,8 +47,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // Internal failures are logged whole; the caller gets the code and no internals
-        // (paths, SQL).
-        let message = if self.status.is_server_error() {
+        // (paths, SQL). A 502 or 503 is not internal: its message (the peer that did not
+        // answer, the model endpoint that failed) is what the caller needs.
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(code = self.code, message = %self.message, "request failed");
             "internal error; the node's log has the details".to_string()
         } else {

@@ -238,6 +238,73 @@ async fn chunking_and_language_settings_rebuild_the_index() {
 }
 
 #[tokio::test]
+async fn grouped_by_document_each_document_comes_once_with_its_whole_text() {
+    let n = TestNode::start().await;
+    let r = n
+        .req(Method::PUT, "/v1/collections/g")
+        .json(&json!({"chunking": {"max_tokens": 4, "min_tokens": 1, "overlap_tokens": 0}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // "long" has two chunks with "apple" twice, "short" one with it once: by chunk the first
+    // two results are both "long"'s, by document each comes once and top_k counts documents.
+    let long = "apple apple pie. apple apple tart. apple cake!";
+    put(&n, "g", "long", json!({"text": long, "metadata": {"n": 1}})).await;
+    put(&n, "g", "short", json!({"text": "an apple, fresh."})).await;
+    put(&n, "g", "other", json!({"text": "no fruit here"})).await;
+    let by_chunk = query(&n, "g", json!({"query": "apple", "top_k": 2})).await;
+    let ids = |v: &Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["doc_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&by_chunk), ["long", "long"], "{by_chunk}");
+    assert!(by_chunk["results"][0].get("document_text").is_none());
+
+    let by_doc = query(
+        &n,
+        "g",
+        json!({"query": "apple", "top_k": 2, "group": "document"}),
+    )
+    .await;
+    let mut got = ids(&by_doc);
+    got.sort();
+    assert_eq!(got, ["long", "short"], "{by_doc}");
+    for r in by_doc["results"].as_array().unwrap() {
+        let whole = if r["doc_id"] == "long" {
+            long
+        } else {
+            "an apple, fresh."
+        };
+        // The whole text, punctuation included; `text` stays the best chunk.
+        assert_eq!(r["document_text"], whole, "{r}");
+        assert!(whole.contains(r["text"].as_str().unwrap()), "{r}");
+    }
+    let long_hit = by_doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["doc_id"] == "long")
+        .unwrap();
+    assert_eq!(long_hit["metadata"], json!({"n": 1}));
+
+    // An unknown grouping is refused, not ignored.
+    let (status, v) = json(
+        n.req(Method::POST, "/v1/collections/g/query")
+            .json(&json!({"query": "apple", "group": "paragraph"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+}
+
+#[tokio::test]
 async fn bad_queries_are_refused_with_their_codes() {
     let n = TestNode::start().await;
     n.create_collection("kb").await;

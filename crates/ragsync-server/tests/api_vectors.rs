@@ -277,16 +277,20 @@ async fn the_built_in_model_embeds_after_commit_and_answers_text_queries() {
         )
         .await;
     }
-    let s = vectors_settle(&n, "kb", 3).await;
-    assert_eq!(s["search"]["embedded_here"], 3);
-    // No word in common with the document it means.
+    // No word in common with the document it means. Asked right after the writes: a query
+    // by vectors waits for their embedding, so it reads its own writes.
     let v = query(
         &n,
         "kb",
         json!({"query": "a kitten napping", "mode": "vector", "top_k": 1}),
     )
     .await;
-    assert_eq!(ids(&v), ["cat"]);
+    assert_eq!(
+        (ids(&v), &v["stale"]),
+        (vec!["cat".to_string()], &json!(false))
+    );
+    let s = vectors_settle(&n, "kb", 3).await;
+    assert_eq!(s["search"]["embedded_here"], 3);
     let v = query(
         &n,
         "kb",
@@ -303,4 +307,21 @@ async fn the_built_in_model_embeds_after_commit_and_answers_text_queries() {
     .await;
     let s = vectors_settle(&n, "kb", 4).await;
     assert_eq!(s["search"]["embedded_here"], 3);
+    // An update is searchable by its new meaning as soon as it is acknowledged.
+    put_ok(
+        &n,
+        "/v1/collections/kb/docs/tax",
+        json!({"text": "A puppy chewing on a bone in the garden"}),
+    )
+    .await;
+    let v = query(
+        &n,
+        "kb",
+        json!({"query": "a young dog", "mode": "vector", "top_k": 1}),
+    )
+    .await;
+    assert_eq!(
+        (ids(&v), &v["stale"]),
+        (vec!["tax".to_string()], &json!(false))
+    );
 }

@@ -29,11 +29,25 @@ const EMBED_BATCH: usize = 64;
 /// Pause after a failed batch (a remote model down), before its documents are tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// Documents waiting for vectors, in order, each once.
+/// A document waiting for vectors.
+type Job = (CollectionName, DocId);
+
+/// Documents waiting for vectors, in order, each once, each with a ticket: jobs are numbered
+/// as they are queued, so "every job queued before now is done" is one number to wait for.
 #[derive(Default)]
 pub(super) struct Jobs {
-    queue: VecDeque<(CollectionName, DocId)>,
-    queued: HashSet<(CollectionName, DocId)>,
+    queue: VecDeque<(Job, u64)>,
+    queued: HashSet<Job>,
+    /// Tickets handed out.
+    issued: u64,
+}
+
+impl Jobs {
+    /// Every ticket up to this one is done: the one before the oldest still queued. Called
+    /// with no job in flight.
+    fn done_through(&self) -> u64 {
+        self.queue.front().map_or(self.issued, |(_, t)| t - 1)
+    }
 }
 
 /// A collection's vectors, as `/v1/status` shows them.
@@ -157,7 +171,9 @@ impl SearchIndex {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let key = (collection.clone(), id.clone());
         if jobs.queued.insert(key.clone()) {
-            jobs.queue.push_back(key);
+            jobs.issued += 1;
+            let ticket = jobs.issued;
+            jobs.queue.push_back((key, ticket));
         }
         drop(jobs);
         self.job_queued.notify_one();
@@ -241,6 +257,27 @@ impl SearchIndex {
             .collect()
     }
 
+    /// The ticket of the last document queued for embedding: once [`Self::embedded`] reaches
+    /// it, every chunk indexed before now that this node embeds has its vector (or failed to
+    /// be embedded because its document changed or went).
+    pub fn embedding_ticket(&self) -> u64 {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).issued
+    }
+
+    /// Whether every embedding job up to `ticket` is done.
+    pub fn embedded(&self, ticket: u64) -> bool {
+        *self.embedded.borrow() >= ticket
+    }
+
+    /// Waits until every embedding job up to `ticket` is done, at most `timeout`. True when
+    /// they are.
+    pub async fn wait_embedded(&self, ticket: u64, timeout: Duration) -> bool {
+        let mut rx = self.embedded.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|t| *t >= ticket))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Embeds queued chunks until `stop` is set: see the module docs.
     pub async fn run_embedder(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
@@ -277,13 +314,15 @@ impl SearchIndex {
                 let next = {
                     let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
                     let next = jobs.queue.pop_front();
-                    if let Some(k) = &next {
+                    if let Some((k, _)) = &next {
                         jobs.queued.remove(k);
                     }
                     next
                 };
-                let Some((coll, id)) = next else { break };
-                taken.push((coll.clone(), id.clone()));
+                let Some(((coll, id), ticket)) = next else {
+                    break;
+                };
+                taken.push(((coll.clone(), id.clone()), ticket));
                 if let Some(w) = self.work_for(&coll, &id)? {
                     texts += w.vectors.iter().filter(|v| v.is_none()).count();
                     work.push(w);
@@ -291,15 +330,18 @@ impl SearchIndex {
             }
             self.embed_work(work)
         })();
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = result {
-            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            for key in taken.iter().rev() {
+            // Back to the head of the queue with their tickets; a document queued again
+            // meanwhile keeps its later place (its ticket is later too).
+            for (key, ticket) in taken.into_iter().rev() {
                 if jobs.queued.insert(key.clone()) {
-                    jobs.queue.push_front(key.clone());
+                    jobs.queue.push_front((key, ticket));
                 }
             }
             return Err(e);
         }
+        self.embedded.send_replace(jobs.done_through());
         Ok(taken.len())
     }
 

@@ -222,6 +222,8 @@ pub struct SearchIndex {
     jobs: Mutex<embedding::Jobs>,
     /// A job was queued.
     job_queued: tokio::sync::Notify,
+    /// Embedding jobs done: every ticket up to this one (see [`embedding::Jobs`]).
+    embedded: tokio::sync::watch::Sender<u64>,
     /// Chunks this node embedded since it started (not those that came from peers or clients).
     embedded_here: AtomicU64,
 }
@@ -275,6 +277,7 @@ impl SearchIndex {
             embedders,
             jobs: Mutex::new(embedding::Jobs::default()),
             job_queued: tokio::sync::Notify::new(),
+            embedded: tokio::sync::watch::Sender::new(0),
             embedded_here: AtomicU64::new(0),
         };
         let loaded: Vec<(CollectionName, Arc<CollIndex>)> = me
@@ -322,12 +325,12 @@ impl SearchIndex {
         }
     }
 
-    /// Waits until the index covers the feed up to `seq`, at most `timeout`. True when it does.
     /// Whether the committed index covers feed `seq`.
     pub fn covers(&self, seq: u64) -> bool {
         *self.indexed.borrow() >= seq
     }
 
+    /// Waits until the index covers the feed up to `seq`, at most `timeout`. True when it does.
     pub async fn wait_indexed(&self, seq: u64, timeout: Duration) -> bool {
         let mut rx = self.indexed.subscribe();
         if *rx.borrow() < seq {

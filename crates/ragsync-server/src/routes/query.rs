@@ -1,8 +1,9 @@
 //! `POST /v1/collections/{c}/query`: search a collection (see `ragsync_search::query`).
 //!
 //! A query first waits (at most [`FRESHNESS_WAIT`]) until the index covers every commit made
-//! before it arrived, so a client reads its own writes; past the wait it answers from the
-//! index as it is and says so with `"stale": true`.
+//! before it arrived, and a query ranking by vectors this node computes until those commits
+//! are embedded, so a client reads its own writes; past the wait it answers from the index
+//! as it is and says so with `"stale": true`.
 
 use std::time::Duration;
 
@@ -68,7 +69,9 @@ pub(crate) async fn query(
                 .collection(&name)?
                 .ok_or_else(|| ragsync_store::StoreError::CollectionNotFound(name.clone()))?;
             let checked = query::check(&checker, &coll, &req)?;
-            if checker.covers(head) {
+            if checker.covers(head)
+                && (!checked.needs_embeddings || checker.embedded(checker.embedding_ticket()))
+            {
                 return Ok(Step::Answered(query::run(
                     &checker, store, &name, &checked,
                 )?));
@@ -79,7 +82,14 @@ pub(crate) async fn query(
     let (answer, fresh) = match first {
         Step::Answered(answer) => (answer, true),
         Step::Checked(checked) => {
-            let fresh = search.wait_indexed(head, FRESHNESS_WAIT).await;
+            let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+            let mut fresh = search.wait_indexed(head, FRESHNESS_WAIT).await;
+            if fresh && checked.needs_embeddings {
+                // Indexed through `head`, so every document before it is queued by now.
+                let ticket = search.embedding_ticket();
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                fresh = search.wait_embedded(ticket, left).await;
+            }
             let indexed = search.clone();
             let answer = node
                 .blocking_with(move |store| query::run(&indexed, store, &c, &checked))
