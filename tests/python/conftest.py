@@ -15,7 +15,7 @@ ADMIN = "test-admin-token-0123456789"
 
 
 class Node:
-    def __init__(self, tmp_path, name):
+    def __init__(self, tmp_path, name, args=(), env=None):
         self.dir = tmp_path / name
         self.dir.mkdir()
         self.log = open(self.dir / "node.log", "wb")
@@ -25,8 +25,9 @@ class Node:
                 "serve",
                 "--data", str(self.dir / "data"),
                 "--listen", "127.0.0.1:0",
+                *args,
             ],
-            env={**os.environ, "RAGSYNC_ADMIN_TOKEN": ADMIN, "RAGSYNC_LOG": "warn"},
+            env={**os.environ, "RAGSYNC_ADMIN_TOKEN": ADMIN, "RAGSYNC_LOG": "warn", **(env or {})},
             stdout=subprocess.PIPE,
             stderr=self.log,
         )
@@ -71,6 +72,14 @@ class Node:
 @pytest.fixture
 def node(tmp_path):
     n = Node(tmp_path, "a")
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="module")
+def module_node(tmp_path_factory):
+    """One node for a module's tests; each test keeps to its own collection."""
+    n = Node(tmp_path_factory.mktemp("node"), "m")
     yield n
     n.stop()
 
