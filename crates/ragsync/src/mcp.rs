@@ -614,8 +614,13 @@ pub fn http_service(
         url: format!("http://{own}"),
         token: String::new(),
     })?;
+    // Stateless, answering plain JSON: the tools are request-response and keep no state
+    // between calls, so a call needs no session worker, no SSE framing and no session
+    // teardown (each cost a round of channel hops per call).
     let mut config = StreamableHttpServerConfig::default()
         .with_max_request_body_bytes(max_body_bytes)
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
         .with_sse_keep_alive(None);
     if !allowed_hosts.is_empty() {
         config = config.with_allowed_hosts(allowed_hosts.iter().cloned());
