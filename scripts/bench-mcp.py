@@ -6,8 +6,9 @@
 
 Token in RAGSYNC_TOKEN; `--bin` is the ragsync binary `ragsync mcp` runs from (stdio).
 Each path is timed from this one Python process, in turn, over the same queries (after 20
-untimed): REST with a keep-alive HTTP client, MCP over streamable HTTP (`/mcp`), MCP over
-stdio. Needs the `mcp` package (tests/python/requirements.txt).
+untimed): REST with a keep-alive HTTP client, the MCP `search` tool as a bare JSON-RPC POST to
+`/mcp` on that same client (the server's MCP layer alone), MCP over streamable HTTP with the
+SDK's client, MCP over stdio. Needs the `mcp` package (tests/python/requirements.txt).
 """
 
 import argparse
@@ -64,6 +65,21 @@ async def main():
                                 json={"query": q, "top_k": 10, "mode": a.mode})
             assert r.status_code == 200, r.text
         report("REST query", await timed(rest, queries))
+
+        # The same tool call as one bare JSON-RPC POST to /mcp on the same client: the
+        # server's MCP layer alone, without the SDK's client machinery.
+        ids = iter(range(1, 1 << 30))
+
+        async def bare_mcp(q):
+            r = await http.post(
+                f"{a.url}/mcp",
+                headers={"Accept": "application/json, text/event-stream",
+                         "MCP-Protocol-Version": "2025-06-18"},
+                json={"jsonrpc": "2.0", "id": next(ids), "method": "tools/call",
+                      "params": {"name": "search", "arguments": {
+                          "query": q, "collection": a.collection, "top_k": 10, "mode": a.mode}}})
+            assert r.status_code == 200 and "error" not in r.json(), r.text
+        report("MCP search, bare JSON-RPC POST to /mcp", await timed(bare_mcp, queries))
 
     def tool(session):
         async def call(q):

@@ -1,6 +1,11 @@
 //! The HTTP client of the CLI commands: builds `/v1/...` URLs with proper percent-encoding of
 //! each path segment, sends the bearer token, and turns JSON errors into [`ClientError::Api`].
+//!
+//! A node's own `/mcp` uses it too, with its requests dispatched into the node's router in
+//! process ([`Client::in_process`]): the same routes, token check and limits, without a
+//! second HTTP round trip over loopback.
 
+use bytes::Bytes;
 use clap::Args;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
@@ -52,7 +57,23 @@ const LIST_PAGE_ROWS: usize = 10_000;
 pub struct Client {
     base: Url,
     token: String,
-    http: reqwest::Client,
+    transport: Transport,
+}
+
+/// Where requests go.
+#[derive(Clone)]
+enum Transport {
+    Http(reqwest::Client),
+    /// A node's own router, called in process.
+    Router(axum::Router),
+}
+
+/// One request, as both transports send it.
+struct Exchange<'a> {
+    method: Method,
+    url: Url,
+    if_match: Option<&'a str>,
+    json: Option<Vec<u8>>,
 }
 
 impl Client {
@@ -65,8 +86,18 @@ impl Client {
         Ok(Self {
             base,
             token: args.token.clone(),
-            http: reqwest::Client::new(),
+            transport: Transport::Http(reqwest::Client::new()),
         })
+    }
+
+    /// A client whose requests `router` (a node's API) answers in process, with no token of
+    /// its own (see [`Client::with_token`]).
+    pub fn in_process(router: axum::Router) -> Self {
+        Self {
+            base: Url::parse("http://in-process/").expect("a valid URL"),
+            token: String::new(),
+            transport: Transport::Router(router),
+        }
     }
 
     /// The same node and connection pool, with another bearer token.
@@ -142,29 +173,31 @@ impl Client {
         } else {
             Method::DELETE
         };
-        let mut req = self
-            .http
-            .request(method, self.url(segments))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::IF_MATCH, format!("\"{tag}\""));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        decode(req.send().await?).await
+        let (status, bytes) = self
+            .exchange(Exchange {
+                method,
+                url: self.url(segments),
+                if_match: Some(tag),
+                json: body.map(to_json).transpose()?,
+            })
+            .await?;
+        decode(status, &bytes)
     }
 
     /// The bytes of a content, by id.
     pub async fn blob(&self, cid: &str) -> Result<Vec<u8>, ClientError> {
-        let resp = self
-            .http
-            .get(self.url(&["blobs", cid]))
-            .bearer_auth(&self.token)
-            .send()
+        let (status, bytes) = self
+            .exchange(Exchange {
+                method: Method::GET,
+                url: self.url(&["blobs", cid]),
+                if_match: None,
+                json: None,
+            })
             .await?;
-        if !resp.status().is_success() {
-            return decode(resp).await.map(|_| Vec::new());
+        if !status.is_success() {
+            return decode(status, &bytes).map(|_| Vec::new());
         }
-        Ok(resp.bytes().await?.to_vec())
+        Ok(bytes.to_vec())
     }
 
     /// Every live document of `collection` as the list endpoint shows it (no content), read a
@@ -190,13 +223,15 @@ impl Client {
 
     /// Posts a body that is already JSON bytes (the benchmark builds them before timing).
     pub async fn post_raw(&self, segments: &[&str], body: Vec<u8>) -> Result<Value, ClientError> {
-        let req = self
-            .http
-            .post(self.url(segments))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        decode(req.send().await?).await
+        let (status, bytes) = self
+            .exchange(Exchange {
+                method: Method::POST,
+                url: self.url(segments),
+                if_match: None,
+                json: Some(body),
+            })
+            .await?;
+        decode(status, &bytes)
     }
 
     async fn send<B: Serialize + ?Sized>(
@@ -206,25 +241,85 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<Value, ClientError> {
-        let mut req = self
-            .http
-            .request(method, self.url(segments))
-            .bearer_auth(&self.token);
+        let mut url = self.url(segments);
         if !query.is_empty() {
-            req = req.query(query);
+            url.query_pairs_mut().extend_pairs(query);
         }
-        if let Some(b) = body {
-            req = req.json(b);
+        let json = body.map(to_json).transpose()?;
+        let (status, bytes) = self
+            .exchange(Exchange {
+                method,
+                url,
+                if_match: None,
+                json,
+            })
+            .await?;
+        decode(status, &bytes)
+    }
+
+    /// Sends one request with the bearer token; the answer's status and whole body.
+    async fn exchange(&self, x: Exchange<'_>) -> Result<(StatusCode, Bytes), ClientError> {
+        use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
+        let bearer = format!("Bearer {}", self.token);
+        let if_match = x.if_match.map(|tag| format!("\"{tag}\""));
+        match &self.transport {
+            Transport::Http(http) => {
+                let mut req = http.request(x.method, x.url).header(AUTHORIZATION, bearer);
+                if let Some(tag) = if_match {
+                    req = req.header(IF_MATCH, tag);
+                }
+                if let Some(body) = x.json {
+                    req = req.header(CONTENT_TYPE, "application/json").body(body);
+                }
+                let resp = req.send().await?;
+                let status = resp.status();
+                Ok((status, resp.bytes().await?))
+            }
+            Transport::Router(router) => {
+                use tower::ServiceExt;
+                let target = match x.url.query() {
+                    Some(q) => format!("{}?{q}", x.url.path()),
+                    None => x.url.path().to_string(),
+                };
+                let mut req = axum::http::Request::builder()
+                    .method(x.method)
+                    .uri(target)
+                    .header(AUTHORIZATION, bearer);
+                if let Some(tag) = if_match {
+                    req = req.header(IF_MATCH, tag);
+                }
+                let body = match x.json {
+                    Some(b) => {
+                        req = req.header(CONTENT_TYPE, "application/json");
+                        axum::body::Body::from(b)
+                    }
+                    None => axum::body::Body::empty(),
+                };
+                let req = req
+                    .body(body)
+                    .map_err(|e| ClientError::Decode(format!("building a request: {e}")))?;
+                let resp = router
+                    .clone()
+                    .oneshot(req)
+                    .await
+                    .unwrap_or_else(|never| match never {});
+                let status = resp.status();
+                let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .map_err(|e| ClientError::Decode(format!("{status}: {e}")))?;
+                Ok((status, bytes))
+            }
         }
-        decode(req.send().await?).await
     }
 }
 
-async fn decode(resp: reqwest::Response) -> Result<Value, ClientError> {
-    let status = resp.status();
-    let bytes = resp.bytes().await?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ClientError::Decode(format!("{status}: {e}")))?;
+fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(body).map_err(|e| ClientError::Decode(format!("encoding a body: {e}")))
+}
+
+fn decode(status: StatusCode, bytes: &[u8]) -> Result<Value, ClientError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(format!("{status}: {e}")))?;
     if status.is_success() {
         return Ok(value);
     }

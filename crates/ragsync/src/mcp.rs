@@ -2,8 +2,8 @@
 //! `ragsync mcp --url URL --token T`, and by every node over streamable HTTP at `/mcp`.
 //!
 //! Invariants at this boundary:
-//! - **One write path.** Every tool is a call to the node's REST API v1 ([`Client`]), never to
-//!   the store: what an agent adds is validated, stored, indexed and replicated exactly like a
+//! - **One write path.** Every tool is a call to the node's REST API v1 ([`Client`]: over HTTP
+//!   from `ragsync mcp`, into the node's own router in process at `/mcp`), never to the store: what an agent adds is validated, stored, indexed and replicated exactly like a
 //!   REST write, and refused with the same error code.
 //! - **The caller's token.** Over stdio the token is the one `ragsync mcp` was given; over
 //!   HTTP each call carries the bearer token of the MCP request (already checked by the node's
@@ -590,11 +590,12 @@ impl ServerHandler for RagsyncMcp {
     }
 }
 
-/// The `/mcp` service of a node listening on `addr`: streamable HTTP, each call made to the
-/// node's own API over loopback with the caller's token. `allowed_hosts` are the `Host`
+/// The `/mcp` service of a node whose API router is `api`: streamable HTTP, each call made
+/// to that router in process with the caller's token (the same routes, token check and
+/// limits as over the network). `allowed_hosts` are the `Host`
 /// values it accepts (empty: loopback names); its body limit is the node's.
 pub fn http_service(
-    addr: std::net::SocketAddr,
+    api: axum::Router,
     allowed_hosts: &[String],
     collection: Option<String>,
     max_body_bytes: usize,
@@ -603,17 +604,8 @@ pub fn http_service(
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
     };
-    let ip = match addr.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
-        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    let own = std::net::SocketAddr::new(ip, addr.port());
     // No token of its own: each call carries the MCP request's.
-    let client = Client::new(&crate::client::ClientArgs {
-        url: format!("http://{own}"),
-        token: String::new(),
-    })?;
+    let client = Client::in_process(api);
     // Stateless, answering plain JSON: the tools are request-response and keep no state
     // between calls, so a call needs no session worker, no SSE framing and no session
     // teardown (each cost a round of channel hops per call).

@@ -56,8 +56,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     for peer in cfg.peers.clone() {
         tokio::spawn(adopt_peer(node.clone(), peer));
     }
+    // `/mcp`'s tools call the API's routes in process (the router without `/mcp` itself).
     let mcp = crate::mcp::http_service(
-        addr,
+        ragsync_server::router(node.clone()),
         &cfg.mcp_allowed_hosts,
         cfg.mcp_collection.clone(),
         node.limits.max_body_bytes,
