@@ -619,7 +619,12 @@ pub fn http_service(
     }
     let service: StreamableHttpService<RagsyncMcp, LocalSessionManager> =
         StreamableHttpService::new(
-            move || Ok(RagsyncMcp::per_request(client.clone(), collection.clone())),
+            // One server built up front (its tool router holds every tool's schema), cloned
+            // for each stateless request rather than built again.
+            {
+                let server = RagsyncMcp::per_request(client, collection);
+                move || Ok(server.clone())
+            },
             Default::default(),
             config,
         );
