@@ -371,9 +371,17 @@ pub fn run(
                 "vector"
             };
             let found = if q.mode == Mode::Bm25 {
-                passing(store, name, &mut docs, q, bm25, q.top_k)?
+                passing(store, name, &mut docs, q, bm25, q.top_k, q.per_document)?
             } else {
-                passing(store, name, &mut docs, q, by_vector, q.top_k)?
+                passing(
+                    store,
+                    name,
+                    &mut docs,
+                    q,
+                    by_vector,
+                    q.top_k,
+                    q.per_document,
+                )?
             };
             found
                 .into_iter()
@@ -388,12 +396,8 @@ pub fn run(
         Mode::Hybrid => {
             let depth = HYBRID_DEPTH.max(q.top_k);
             // Fusion is per chunk: each side gives its best chunks, not one per document.
-            let chunks = CheckedQuery {
-                per_document: false,
-                ..q.clone()
-            };
-            let mut b = passing(store, name, &mut docs, &chunks, bm25, depth)?;
-            let mut v = passing(store, name, &mut docs, &chunks, by_vector, depth)?;
+            let mut b = passing(store, name, &mut docs, q, bm25, depth, false)?;
+            let mut v = passing(store, name, &mut docs, q, by_vector, depth, false)?;
             // Each side scores the other's candidates too, so fusion weighs every chunk of the
             // union on both scores rather than taking a zero where one list stopped. A chunk
             // with no vector yet, or matching no term, stays out of that side.
@@ -478,8 +482,8 @@ fn embed_query(
 }
 
 /// The first `want` candidates from `fetch` (asked for ever more, up to [`MAX_EXAMINED`])
-/// whose document still holds them and passes the query's filter, best first; the best of
-/// each document only when `q` groups by document.
+/// whose document still holds them and passes the query's filter, best first; only the best
+/// of each document when `per_document`.
 fn passing(
     store: &Store,
     name: &CollectionName,
@@ -487,9 +491,10 @@ fn passing(
     q: &CheckedQuery,
     fetch: impl Fn(usize) -> Result<Vec<Candidate>, QueryError>,
     want: usize,
+    per_document: bool,
 ) -> Result<Vec<Candidate>, QueryError> {
     let filter = &q.filter;
-    let mut limit = if filter.is_empty() && !q.per_document {
+    let mut limit = if filter.is_empty() && !per_document {
         want
     } else {
         want * 4
@@ -501,7 +506,7 @@ fn passing(
         let mut out = Vec::with_capacity(want);
         let mut seen = std::collections::HashSet::new();
         for hit in hits {
-            if holds(docs, &hit) && (!q.per_document || seen.insert(hit.doc_id.clone())) {
+            if holds(docs, &hit) && (!per_document || seen.insert(hit.doc_id.clone())) {
                 out.push(hit);
                 if out.len() == want {
                     break;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{READER, TestNode, json, refused};
+use common::{READER, TestNode, json, refused, result_ids};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -34,13 +34,7 @@ async fn query(n: &TestNode, coll: &str, body: Value) -> Value {
 
 /// The document ids of a query's results, in order.
 async fn found(n: &TestNode, coll: &str, text: &str) -> Vec<String> {
-    let v = query(n, coll, json!({"query": text})).await;
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["doc_id"].as_str().unwrap().to_string())
-        .collect()
+    result_ids(&query(n, coll, json!({"query": text})).await)
 }
 
 #[tokio::test]
@@ -157,12 +151,7 @@ async fn filters_select_by_metadata() {
         .await;
     }
     let ids = |v: &Value| {
-        let mut ids: Vec<String> = v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["doc_id"].as_str().unwrap().to_string())
-            .collect();
+        let mut ids = result_ids(v);
         ids.sort();
         ids
     };
@@ -254,15 +243,7 @@ async fn grouped_by_document_each_document_comes_once_with_its_whole_text() {
     put(&n, "g", "short", json!({"text": "an apple, fresh."})).await;
     put(&n, "g", "other", json!({"text": "no fruit here"})).await;
     let by_chunk = query(&n, "g", json!({"query": "apple", "top_k": 2})).await;
-    let ids = |v: &Value| -> Vec<String> {
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["doc_id"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(ids(&by_chunk), ["long", "long"], "{by_chunk}");
+    assert_eq!(result_ids(&by_chunk), ["long", "long"], "{by_chunk}");
     assert!(by_chunk["results"][0].get("document_text").is_none());
 
     let by_doc = query(
@@ -271,7 +252,7 @@ async fn grouped_by_document_each_document_comes_once_with_its_whole_text() {
         json!({"query": "apple", "top_k": 2, "group": "document"}),
     )
     .await;
-    let mut got = ids(&by_doc);
+    let mut got = result_ids(&by_doc);
     got.sort();
     assert_eq!(got, ["long", "short"], "{by_doc}");
     for r in by_doc["results"].as_array().unwrap() {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestNode, json, refused};
+use common::{TestNode, json, refused, result_ids};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -27,15 +27,6 @@ async fn query(n: &TestNode, coll: &str, body: Value) -> Value {
     .await;
     assert_eq!(status, 200, "{v}");
     v
-}
-
-fn ids(v: &Value) -> Vec<String> {
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["doc_id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The collection's vectors as `/v1/status` shows them, once they number `want` with no
@@ -83,7 +74,7 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
     // By vector: nearest first, unnormalised input accepted, cosine scores.
     let v = query(&n, "ext", json!({"vector": [0.2, 2.0, 0.1], "top_k": 2})).await;
     assert_eq!(v["mode"], "vector");
-    assert_eq!(ids(&v), ["y", "x"]);
+    assert_eq!(result_ids(&v), ["y", "x"]);
     let s = v["results"][0]["scores"]["vector"].as_f64().unwrap();
     assert!(s > 0.99 && s <= 1.0 + 1e-6, "{s}");
 
@@ -94,7 +85,7 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
         json!({"query": "trees", "vector": [1.0, 0.1, 0.0], "mode": "hybrid", "top_k": 3}),
     )
     .await;
-    assert_eq!(ids(&v)[0], "x");
+    assert_eq!(result_ids(&v)[0], "x");
     let top = &v["results"][0]["scores"];
     assert!(top["bm25"].is_number() && top["vector"].is_number() && top["fused"].is_number());
     // Normalised fusion at alpha 0 is BM25's order; at 1, the vector's.
@@ -104,14 +95,14 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
         json!({"query": "pears trees", "vector": [1.0, 0.0, 0.0], "mode": "hybrid", "alpha": 0.0}),
     )
     .await;
-    assert_eq!(ids(&bm25_only)[0], "y");
+    assert_eq!(result_ids(&bm25_only)[0], "y");
     let vector_only = query(
         &n,
         "ext",
         json!({"query": "pears trees", "vector": [1.0, 0.0, 0.0], "mode": "hybrid", "alpha": 1.0}),
     )
     .await;
-    assert_eq!(ids(&vector_only)[0], "x");
+    assert_eq!(result_ids(&vector_only)[0], "x");
 
     // An update replaces the document's vector; a delete removes it; a batch carries vectors.
     put_ok(
@@ -135,7 +126,7 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
     assert_eq!(status, 200);
     vectors_settle(&n, "ext", 3).await;
     let v = query(&n, "ext", json!({"vector": [0.0, 1.0, 0.0], "top_k": 3})).await;
-    assert_eq!(ids(&v), ["z", "w", "x"]);
+    assert_eq!(result_ids(&v), ["z", "w", "x"]);
 }
 
 #[tokio::test]
@@ -286,7 +277,7 @@ async fn the_built_in_model_embeds_after_commit_and_answers_text_queries() {
     )
     .await;
     assert_eq!(
-        (ids(&v), &v["stale"]),
+        (result_ids(&v), &v["stale"]),
         (vec!["cat".to_string()], &json!(false))
     );
     let s = vectors_settle(&n, "kb", 3).await;
@@ -297,7 +288,7 @@ async fn the_built_in_model_embeds_after_commit_and_answers_text_queries() {
         json!({"query": "sharing a document with a coworker", "mode": "hybrid"}),
     )
     .await;
-    assert_eq!(ids(&v)[0], "mail");
+    assert_eq!(result_ids(&v)[0], "mail");
     // Writing the same text again embeds nothing new.
     put_ok(
         &n,
@@ -321,7 +312,7 @@ async fn the_built_in_model_embeds_after_commit_and_answers_text_queries() {
     )
     .await;
     assert_eq!(
-        (ids(&v), &v["stale"]),
+        (result_ids(&v), &v["stale"]),
         (vec!["tax".to_string()], &json!(false))
     );
 }

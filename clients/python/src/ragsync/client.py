@@ -94,15 +94,20 @@ class _Call(Generic[T]):
     headers: dict[str, str] | None = None
 
     def answer(self, r: httpx.Response) -> T:
-        body: Any = None
-        if r.content:
-            try:
-                body = r.json()
-            except ValueError:
-                body = None
-        if r.status_code >= 400:
-            raise error_from(r.status_code, body)
-        return self.read(body)
+        return self.read(_json_answer(r))
+
+
+def _json_answer(r: httpx.Response) -> Any:
+    """The JSON body of an answer, or the typed error of a refusal."""
+    body: Any = None
+    if r.content:
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+    if r.status_code >= 400:
+        raise error_from(r.status_code, body)
+    return body
 
 
 def _unreachable(url: str, e: Exception) -> ConnectionFailed:
@@ -111,7 +116,7 @@ def _unreachable(url: str, e: Exception) -> ConnectionFailed:
 
 def _raw_answer(r: httpx.Response) -> Any:
     if r.headers.get("content-type", "").startswith("application/json"):
-        return _Call(r.request.method, r.request.url.path, _same).answer(r)
+        return _json_answer(r)
     if r.status_code >= 400:
         raise error_from(r.status_code, None)
     return r.content

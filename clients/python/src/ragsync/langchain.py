@@ -78,7 +78,8 @@ class RagsyncVectorStore(VectorStore):
         self.mode: Mode = mode
         self.client = client or Client(url, token)
         self._settings = dict(settings or {})
-        self._async: dict[int, AsyncClient] = {}
+        #: The async client, with the id of the event loop its connections belong to.
+        self._async: tuple[int, AsyncClient] | None = None
 
     # ---- what both the blocking and the async paths share ----
 
@@ -251,12 +252,10 @@ class RagsyncVectorStore(VectorStore):
 
     def _aclient(self) -> AsyncClient:
         loop = id(asyncio.get_running_loop())
-        client = self._async.get(loop)
-        if client is None:
+        if self._async is None or self._async[0] != loop:
             # An httpx AsyncClient's connections belong to the loop that opened them.
-            client = AsyncClient(self.client.url, self.client.token)
-            self._async = {loop: client}
-        return client
+            self._async = (loop, AsyncClient(self.client.url, self.client.token))
+        return self._async[1]
 
     async def aadd_texts(
         self,

@@ -87,6 +87,16 @@ impl TestNode {
     }
 }
 
+/// The document ids of a query answer's results, in order.
+pub fn result_ids(v: &Value) -> Vec<String> {
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Status and JSON body of a response.
 pub async fn json(resp: Response) -> (u16, Value) {
     let status = resp.status().as_u16();
