@@ -203,6 +203,57 @@ impl http_body::Body for TrackedBody {
     }
 }
 
+/// A request body that records whether it was read to its end.
+///
+/// A handler may answer without reading the body (a refusal before it, an unknown route).
+/// hyper then drains what is already buffered and, if more is still to come, closes the
+/// connection after the response, which it has already announced as kept alive: a client that
+/// sends its next request on that connection sees it closed without an answer. The service
+/// marks such a response `Connection: close` instead (see [`crate::listen`]).
+pub(crate) struct ReadToEnd<B> {
+    inner: B,
+    done: Arc<AtomicBool>,
+}
+
+impl<B: http_body::Body> ReadToEnd<B> {
+    /// The body, and the flag that turns true once it has been read to its end.
+    pub(crate) fn new(inner: B) -> (Self, Arc<AtomicBool>) {
+        let done = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        (
+            Self {
+                inner,
+                done: done.clone(),
+            },
+            done,
+        )
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for ReadToEnd<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.done.store(true, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A connection's IO that records progress and blocked writes on its [`Conn`].
 pub(crate) struct TrackedIo<S> {
     inner: S,

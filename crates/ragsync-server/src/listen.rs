@@ -19,10 +19,12 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::{HeaderValue, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -32,7 +34,7 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::AppState;
-use crate::conns::{Conn, Registry, TrackedBody, TrackedIo};
+use crate::conns::{Conn, ReadToEnd, Registry, TrackedBody, TrackedIo};
 use crate::early_refusals::JsonRefusals;
 
 /// Pause after an accept error other than a refused connection (file descriptors or memory
@@ -167,7 +169,16 @@ fn service(
         conn.request_started();
         let (app, conn) = (app.clone(), conn.clone());
         async move {
-            let resp = app.oneshot(req.map(axum::body::Body::new)).await?;
+            let (parts, body) = req.into_parts();
+            let (body, read_to_end) = ReadToEnd::new(body);
+            let req = Request::from_parts(parts, axum::body::Body::new(body));
+            let mut resp = app.oneshot(req).await?;
+            if !read_to_end.load(Ordering::Relaxed) {
+                // Answered without reading the whole body: hyper will close the connection
+                // rather than read the rest, so say so, and the client will not reuse it.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok(resp.map(|body| TrackedBody::new(body, conn)))
         }
     })

@@ -490,13 +490,7 @@ async fn missing_and_wrong_tokens() {
 /// Sends raw bytes on a new connection and reads until the node closes it or `wait` passes:
 /// the status and the body of the first answer.
 async fn raw(n: &TestNode, request: &[u8], wait: std::time::Duration) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = n.base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).to_string();
+    let text = raw_text(n, request, wait).await;
     let status = text
         .split(' ')
         .nth(1)
@@ -504,6 +498,18 @@ async fn raw(n: &TestNode, request: &[u8], wait: std::time::Duration) -> (u16, S
         .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
     (status, body.unwrap_or_default())
+}
+
+/// Sends raw bytes on a new connection; everything the node answers until it closes the
+/// connection or `wait` passes.
+async fn raw_text(n: &TestNode, request: &[u8], wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = n.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
 }
 
 /// Refusals hyper makes before the router sees a request carry the JSON error shape too.
@@ -591,6 +597,54 @@ async fn a_body_that_stops_arriving_is_refused_with_408() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// An answer sent before the request's body was read says `Connection: close`: hyper will
+/// not read the rest and closes the connection, and a client that sent its next request on
+/// it, trusting a kept-alive answer, would see it closed without an answer.
+#[tokio::test]
+async fn an_answer_that_leaves_the_body_unread_closes_the_connection_and_says_so() {
+    let n = TestNode::start().await;
+    n.create_collection("c").await;
+    let wait = std::time::Duration::from_secs(5);
+    for (line, token, status) in [
+        ("POST /v1/nothing", common::ADMIN, 404),
+        ("POST /v1/collections/c/query", "not-the-token", 401),
+        ("PUT /v1/health", common::ADMIN, 405),
+    ] {
+        // The head and the start of a body that never comes whole.
+        let request = format!(
+            "{line} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"query\": "
+        );
+        let text = raw_text(&n, request.as_bytes(), wait).await;
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{text:?}");
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nconnection: close"),
+            "{line}: {head:?}"
+        );
+    }
+
+    // A request whose body was read keeps its connection: the next request on it is answered.
+    let body = r#"{"query": "anything"}"#;
+    let mut pipelined = format!(
+        "POST /v1/collections/c/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        common::ADMIN,
+        body.len()
+    );
+    pipelined.push_str("GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let text = raw_text(&n, pipelined.as_bytes(), wait).await;
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text:?}");
+    assert_eq!(text.matches("HTTP/1.1 200 ").count(), 2, "{text:?}");
+    let first_head = text.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        !first_head
+            .to_ascii_lowercase()
+            .contains("connection: close"),
+        "{first_head:?}"
+    );
 }
 
 /// Ids are normalised to NFC: the same name typed in NFD and NFC is one document.
