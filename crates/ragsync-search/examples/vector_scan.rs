@@ -2,7 +2,11 @@
 //! 384 coordinates (the shape of `ragsync bench query`'s vector phase), 300 queries after 20
 //! untimed, exact and approximate, and the approximate scan's recall@10 against the exact one.
 //!
-//! `cargo run --release -p ragsync-search --example vector_scan -- [n | FILE]`
+//! `cargo run --release -p ragsync-search --example vector_scan -- [n [SHARED] | FILE]`
+//!
+//! With SHARED (e.g. 0.5), every vector also leans along one common direction, by SHARED
+//! times the length of its random part before normalising (mean cosine between two vectors
+//! about SHARED² / (1 + SHARED²)), as real embeddings do.
 //!
 //! Given a FILE of little-endian f32 unit vectors of 384 coordinates (real embeddings, e.g.
 //! the `vec` column of a node's `embeddings` table), its last 300 are the queries and the
@@ -26,9 +30,11 @@ impl Rng {
         (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
     }
 
-    fn unit(&mut self) -> Vec<f32> {
-        let v: Vec<f32> = (0..DIM)
-            .map(|_| self.next_f32() + self.next_f32() + self.next_f32() - 1.5)
+    /// A random unit vector, leaning along `shared` (added before normalising).
+    fn unit(&mut self, shared: &[f32]) -> Vec<f32> {
+        let v: Vec<f32> = shared
+            .iter()
+            .map(|s| self.next_f32() + self.next_f32() + self.next_f32() - 1.5 + s)
             .collect();
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.into_iter().map(|x| x / norm).collect()
@@ -37,11 +43,20 @@ impl Rng {
 
 fn main() {
     let arg = std::env::args().nth(1).unwrap_or_else(|| "100000".into());
+    let lean: f32 = std::env::args()
+        .nth(2)
+        .map_or(0.0, |s| s.parse().expect("SHARED is a number"));
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // The random part's length: each coordinate has variance 1/4.
+    let shared: Vec<f32> = rng
+        .unit(&[0.0; DIM])
+        .into_iter()
+        .map(|x| x * lean * (DIM as f32 / 4.0).sqrt())
+        .collect();
     let (vectors, queries): (Vec<Vec<f32>>, Vec<Vec<f32>>) = match arg.parse::<usize>() {
         Ok(n) => (
-            (0..n).map(|_| rng.unit()).collect(),
-            (0..320).map(|_| rng.unit()).collect(),
+            (0..n).map(|_| rng.unit(&shared)).collect(),
+            (0..320).map(|_| rng.unit(&shared)).collect(),
         ),
         Err(_) => {
             let bytes = std::fs::read(&arg).expect("a file of f32 vectors");
