@@ -6,9 +6,11 @@
 
 Token in RAGSYNC_TOKEN; `--bin` is the ragsync binary `ragsync mcp` runs from (stdio).
 Each path is timed from this one Python process, in turn, over the same queries (after 20
-untimed): REST with a keep-alive HTTP client, the MCP `search` tool as a bare JSON-RPC POST to
-`/mcp` on that same client (the server's MCP layer alone), MCP over streamable HTTP with the
-SDK's client, MCP over stdio. Needs the `mcp` package (tests/python/requirements.txt).
+untimed), each reading its answer's JSON: REST with a keep-alive HTTP client, the MCP
+`search` tool as a bare JSON-RPC POST to `/mcp` on that same client (the server's MCP layer
+alone), MCP over streamable HTTP with the SDK's client, MCP over stdio. Then MCP `ping`, the
+smallest request, as a bare POST and through the SDK over HTTP: what the SDK's HTTP client
+adds by itself. Needs the `mcp` package (tests/python/requirements.txt).
 """
 
 import argparse
@@ -63,7 +65,7 @@ async def main():
         async def rest(q):
             r = await http.post(f"{a.url}/v1/collections/{a.collection}/query",
                                 json={"query": q, "top_k": 10, "mode": a.mode})
-            assert r.status_code == 200, r.text
+            assert r.status_code == 200 and "results" in r.json(), r.text
         report("REST query", await timed(rest, queries))
 
         # The same tool call as one bare JSON-RPC POST to /mcp on the same client: the
@@ -81,6 +83,15 @@ async def main():
             assert r.status_code == 200 and "error" not in r.json(), r.text
         report("MCP search, bare JSON-RPC POST to /mcp", await timed(bare_mcp, queries))
 
+        async def bare_ping(_):
+            r = await http.post(
+                f"{a.url}/mcp",
+                headers={"Accept": "application/json, text/event-stream",
+                         "MCP-Protocol-Version": "2025-06-18"},
+                json={"jsonrpc": "2.0", "id": next(ids), "method": "ping"})
+            assert r.status_code == 200 and "result" in r.json(), r.text
+        bare_ping_ms = await timed(bare_ping, queries)
+
     def tool(session):
         async def call(q):
             r = await session.call_tool("search", {"query": q, "collection": a.collection, "top_k": 10, "mode": a.mode})
@@ -93,6 +104,11 @@ async def main():
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 report("MCP search over HTTP", await timed(tool(session), queries))
+
+                async def sdk_ping(_):
+                    await session.send_ping()
+                report("MCP ping, bare POST", bare_ping_ms)
+                report("MCP ping over HTTP with the SDK", await timed(sdk_ping, queries))
 
     params = StdioServerParameters(command=a.bin, args=["mcp", "--url", a.url],
                                    env={**os.environ, "RAGSYNC_LOG": "warn"})
