@@ -4,9 +4,10 @@
 //! [`EXACT_MAX`] vectors a query scores every one exactly. Past it, a query narrows in three
 //! passes, each reading more of fewer vectors: the signs of every vector (one bit a
 //! coordinate, [`signs`]: a 32nd of the memory) choose a share of candidates
-//! ([`CANDIDATE_SHARE`], [`MIN_CANDIDATES`]); their 4-bit copies (one scale per vector) choose [`RESCORE_EXTRA`]
-//! more than asked; the full vectors rank those. Recall@10 against the exact scan is measured
-//! by `ragsync bench query` and by the `vector_scan` example (see BENCHMARKS.md). A scan rather than a
+//! ([`CANDIDATE_SHARE`], at least [`MIN_CANDIDATES`]); their 4-bit copies (one scale per
+//! vector) choose [`RESCORE_EXTRA`] more than asked; the full vectors rank those. Recall@10
+//! against the exact scan is measured by `ragsync bench query` and by the `vector_scan`
+//! example (see BENCHMARKS.md). A scan rather than a
 //! graph (HNSW) because updates and deletes are a slot swap here, and because the graphs
 //! measured on this machine built at about 1,000 vectors/s per core: see ARCHITECTURE.md.
 //!
@@ -448,6 +449,8 @@ fn prefetch(bytes: &[u8]) {
         // SAFETY: a prefetch is a hint and never faults; the address is in bounds anyway.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Keeps the `keep` highest scores of `s`, best first.

@@ -48,14 +48,15 @@ pub(super) struct Signs {
 
 /// A query prepared for [`Signs::estimate`].
 pub(super) struct SignQuery {
-    /// `groups * 16` bytes: entry `t` of group `g` is the quantised sum of the query's
-    /// coordinates `4g + b` for the bits `b` set in `t`, less the group's least sum.
+    /// `groups * 16` bytes: entry `t` of group `g` is the quantised sum of coordinates
+    /// `4g + b` of `r` (the query across the axis) for the bits `b` set in `t`, less the
+    /// group's least sum.
     tables: Vec<u8>,
     /// What one unit of a table entry is worth.
     step: f32,
     /// The groups' least sums, added up: what every vector's lookups start from.
     base: f32,
-    /// `Σ qᵢ`.
+    /// `Σ rᵢ`.
     sum: f32,
     /// `q · c`.
     centre: f32,
