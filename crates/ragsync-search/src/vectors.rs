@@ -319,18 +319,13 @@ impl VectorSet {
             .map(|(_, slot)| &self.codes[*slot as usize * cb..][..cb])
             .collect();
         // The candidates are scattered: ask for the codes a few candidates ahead.
-        let ahead = codes
-            .iter()
-            .skip(PREFETCH_AHEAD)
-            .map(Some)
-            .chain(std::iter::repeat(None));
-        let codes = codes.iter().zip(ahead).map(|(c, next)| {
-            if let Some(next) = next {
+        let prefetched = (0..codes.len()).map(|i| {
+            if let Some(next) = codes.get(i + PREFETCH_AHEAD) {
                 prefetch(next);
             }
-            *c
+            codes[i]
         });
-        dot_u4_many(codes, &padded, &mut raw);
+        dot_u4_many(prefetched, &padded, &mut raw);
         for ((score, slot), r) in candidates.iter_mut().zip(raw) {
             *score = (r - offset) as f32 * qs * self.scales[*slot as usize];
         }

@@ -21,6 +21,8 @@
 
 use std::ops::Range;
 
+use super::dot_f32;
+
 /// Vectors per block.
 pub(super) const LANES: usize = 32;
 /// Bytes of one group of four coordinates in a block: 32 nibbles.
@@ -210,7 +212,7 @@ impl Signs {
             base,
             sum: q.iter().sum(),
             // r is across the axis, so q · c = (q · u)(u · c).
-            centre: along * dot(&self.axis, &self.centre),
+            centre: along * dot_f32(&self.axis, &self.centre),
             along,
         }
     }
@@ -239,13 +241,9 @@ impl Signs {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// `v` split along unit (or zero) vector `axis` and across it: `(v · axis, v − (v · axis) axis)`.
 fn split(v: &[f32], axis: &[f32]) -> (f32, Vec<f32>) {
-    let along = dot(v, axis);
+    let along = dot_f32(v, axis);
     (
         along,
         v.iter().zip(axis).map(|(x, u)| x - along * u).collect(),
