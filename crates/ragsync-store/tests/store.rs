@@ -530,6 +530,68 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
     assert_eq!(s.delete_collection(&coll()).unwrap(), 2);
 }
 
+/// Vectors stored by a build of schema 8 (a WITHOUT ROWID table keyed by model and chunk)
+/// are all there after the move to a rowid table, and a later vector still replaces one.
+#[test]
+fn vectors_stored_by_earlier_builds_survive_their_new_table() {
+    use ragsync_store::ContentEmbeddings;
+    let dir = tempfile::tempdir().unwrap();
+    let chunks: Vec<ContentId> = (0..3u8).map(|i| ContentId::of(&[i])).collect();
+    let vectors: Vec<Vec<f32>> = (0..3).map(|i| vec![i as f32, 0.5, -1.0]).collect();
+    {
+        let _ = open(dir.path());
+        let db = rusqlite::Connection::open(dir.path().join("ragsync.db")).unwrap();
+        db.execute_batch(
+            "DROP TABLE embeddings;
+             CREATE TABLE embeddings (
+                 model TEXT NOT NULL, chunk BLOB NOT NULL, vec BLOB NOT NULL,
+                 PRIMARY KEY (model, chunk)
+             ) WITHOUT ROWID;",
+        )
+        .unwrap();
+        for (c, v) in chunks.iter().zip(&vectors) {
+            db.execute(
+                "INSERT INTO embeddings (model, chunk, vec) VALUES ('m', ?1, ?2)",
+                rusqlite::params![&c.as_bytes()[..], ragsync_store::encode_vector(v)],
+            )
+            .unwrap();
+        }
+        db.pragma_update(None, "user_version", 8).unwrap();
+    }
+    let s = open(dir.path());
+    let got: Vec<Vec<f32>> = s
+        .embeddings("m", &chunks)
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(got, vectors);
+    let replaced = ContentEmbeddings {
+        model: "m".into(),
+        content: ContentId::of(b"content"),
+        chunks: vec![chunks[1]],
+        vectors: vec![vec![9.0, 9.0, 9.0]],
+    };
+    s.put_embeddings(&[replaced]).unwrap();
+    let got = s.embeddings("m", &chunks[..2]).unwrap();
+    assert_eq!(got[0].as_deref(), Some(&vectors[0][..]));
+    assert_eq!(got[1].as_deref(), Some(&[9.0f32, 9.0, 9.0][..]));
+    drop(s);
+    let db = rusqlite::Connection::open(dir.path().join("ragsync.db")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM embeddings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 3, "the replaced vector's old row is gone");
+    let sql: String = db
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'embeddings'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+}
+
 /// Issue 12, item 7: concurrent single-document writes are committed in groups; each write
 /// gets its own answer (a failing conditional write fails alone, the others in its group
 /// commit) and nothing of a failed write is kept.
