@@ -5,6 +5,7 @@
 //! - [`chunk`]: chunks by a collection's chunking settings, content-addressed.
 //! - [`analysis`]: stop words and stemming by collection language.
 //! - [`index`]: the tantivy index per collection, kept up by an indexer task.
+//! - [`background`]: the lower scheduling priority of the index's threads.
 //! - [`embed`]: the `Embedder` trait, the built-in model, OpenAI-compatible endpoints, and
 //!   which models a node runs.
 //! - [`vectors`]: a collection's vectors in memory, searched exactly or by a quantised scan.
@@ -12,6 +13,7 @@
 //! - [`query`]: checking a query and reading its results from the store.
 
 pub mod analysis;
+pub mod background;
 pub mod chunk;
 pub mod embed;
 pub mod filter;

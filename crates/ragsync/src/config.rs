@@ -95,6 +95,12 @@ pub struct ServeArgs {
     /// Keep no search index (a relay that only stores and replicates; queries are refused).
     #[arg(long, env = "RAGSYNC_NO_SEARCH")]
     pub no_search: bool,
+    /// How much lower the search index's threads run than requests, in nice increments
+    /// (0 to 19; 0: the same priority). Lower, a busy node acknowledges writes and answers
+    /// queries first and indexes with what is left.
+    #[arg(long, env = "RAGSYNC_INDEX_NICE", default_value_t = ragsync_search::background::DEFAULT_NICE,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub index_nice: i32,
     /// An OpenAI-compatible embeddings server this node uses for collections whose model is
     /// `openai-compatible/<name>` (`http://127.0.0.1:8080` or `.../v1`).
     #[arg(long, env = "RAGSYNC_EMBEDDINGS_URL")]
@@ -189,6 +195,8 @@ pub struct ServeConfig {
     pub peers: Vec<PeerConfig>,
     /// Keep a search index (off with `--no-search`).
     pub search: bool,
+    /// How much lower the index's threads run (see [`ragsync_search::background`]).
+    pub index_nice: i32,
     /// The node's OpenAI-compatible embeddings server, when it has one.
     pub embeddings: Option<OpenAiEndpoint>,
     /// `Host` values `/mcp` accepts; empty: loopback names only.
@@ -255,6 +263,7 @@ impl ServeConfig {
             tokens,
             peers: file.peers,
             search: !args.no_search,
+            index_nice: args.index_nice,
             embeddings: args.embeddings_url.map(|base_url| OpenAiEndpoint {
                 base_url,
                 api_key: args.embeddings_api_key.map(|s| s.0),

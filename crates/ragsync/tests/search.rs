@@ -287,3 +287,68 @@ async fn the_embedding_backlog_resumes_after_a_kill() {
         "{after} chunks embedded after the restart, {before} were embedded before it"
     );
 }
+
+/// The nice value of each thread of process `pid`, by thread name.
+#[cfg(target_os = "linux")]
+fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(t.join("comm")),
+            std::fs::read_to_string(t.join("stat")),
+        ) else {
+            continue; // a thread that ended meanwhile
+        };
+        // After the name in parentheses: state is field 3, nice field 19.
+        let after = &stat[stat.rfind(')').unwrap() + 1..];
+        let nice = after.split_whitespace().nth(16).unwrap().parse().unwrap();
+        out.push((comm.trim().to_string(), nice));
+    }
+    out
+}
+
+/// The BM25 index's tantivy threads (indexing, merging, committing) run at the configured
+/// lower priority, also after commits start new indexing threads; the threads that answer
+/// requests keep the node's. `--index-nice 0` leaves them all alike.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_threads_yield_to_the_request_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = thread_nices(std::process::id())[0].1;
+    for (name, increment) in [("default", 10), ("same", 0)] {
+        let args: &[&str] = if increment == 0 {
+            &["--index-nice", "0"]
+        } else {
+            &[]
+        };
+        let n = NodeProcess::spawn(Path::new(EXE), &dir.path().join(name), TOKEN, args).unwrap();
+        let c = n.client();
+        c.put(&["collections", "kb"], &json!({})).await.unwrap();
+        for i in 0..3 {
+            c.put(
+                &["collections", "kb", "docs", &format!("d{i}")],
+                &json!({"text": format!("written {i} quokka")}),
+            )
+            .await
+            .unwrap();
+            // Each write is committed alone: indexing threads restart each time.
+            finds(&n, &format!("{i}"), &[&format!("d{i}")]).await;
+        }
+        let threads = thread_nices(n.pid());
+        let index: Vec<i32> = threads
+            .iter()
+            .filter(|(t, _)| t.starts_with("thrd-tantivy") || t.starts_with("merge_thread"))
+            .map(|(_, nice)| *nice)
+            .collect();
+        let requests: Vec<i32> = threads
+            .iter()
+            .filter(|(t, _)| t == "tokio-rt-worker")
+            .map(|(_, nice)| *nice)
+            .collect();
+        assert!(!index.is_empty() && !requests.is_empty(), "{threads:?}");
+        let lowered = (ours + increment).min(19);
+        assert!(index.iter().all(|x| *x == lowered), "{name}: {threads:?}");
+        assert!(requests.iter().all(|x| *x == ours), "{name}: {threads:?}");
+    }
+}

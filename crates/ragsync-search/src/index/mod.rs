@@ -38,6 +38,7 @@ use tantivy::schema::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 
 use crate::analysis::{ANALYZER, analyzer};
+use crate::background;
 use crate::embed::{Embedders, model_key};
 use crate::vectors::VectorSet;
 
@@ -198,7 +199,9 @@ struct Writer {
 
 impl Writer {
     fn commit(&mut self, reader: &IndexReader) -> Result<(), IndexError> {
-        self.w.commit()?;
+        // A commit starts the writer's indexing threads anew, from the committing thread.
+        let w = &mut self.w;
+        background::on_lowered_thread(|| w.commit())?;
         reader.reload()?;
         self.added.clear();
         Ok(())
@@ -403,7 +406,8 @@ impl SearchIndex {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for ci in self.read_colls().values() {
             let mut w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
-            w.w.rollback()?;
+            let writer = &mut w.w;
+            background::on_lowered_thread(|| writer.rollback())?;
             w.added.clear();
         }
         let disk = read_state(&self.dir)?;
@@ -667,7 +671,10 @@ fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, 
         .tokenizers()
         .register(ANALYZER, analyzer(&config.language, true));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-    let writer = index.writer_with_num_threads(threads, WRITER_BYTES)?;
+    // Made on a lowered thread, so its indexing and merge threads yield to requests (and
+    // so are commits and rollbacks, which start indexing threads again).
+    let writer =
+        background::on_lowered_thread(|| index.writer_with_num_threads(threads, WRITER_BYTES))?;
     let reader = index
         .reader_builder()
         .reload_policy(ReloadPolicy::Manual)
