@@ -314,16 +314,16 @@ impl VectorSet {
         let cb = self.code_bytes();
         let (padded, qs, offset) = quantise_query(q);
         let mut raw = Vec::with_capacity(candidates.len());
-        let codes: Vec<&[u8]> = candidates
-            .iter()
-            .map(|(_, slot)| &self.codes[*slot as usize * cb..][..cb])
-            .collect();
+        let code = |i: usize| {
+            let slot = candidates[i].1 as usize;
+            &self.codes[slot * cb..][..cb]
+        };
         // The candidates are scattered: ask for the codes a few candidates ahead.
-        let prefetched = (0..codes.len()).map(|i| {
-            if let Some(next) = codes.get(i + PREFETCH_AHEAD) {
-                prefetch(next);
+        let prefetched = (0..candidates.len()).map(|i| {
+            if i + PREFETCH_AHEAD < candidates.len() {
+                prefetch(code(i + PREFETCH_AHEAD));
             }
-            codes[i]
+            code(i)
         });
         dot_u4_many(prefetched, &padded, &mut raw);
         for ((score, slot), r) in candidates.iter_mut().zip(raw) {

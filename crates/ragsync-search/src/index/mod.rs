@@ -200,8 +200,7 @@ struct Writer {
 impl Writer {
     fn commit(&mut self, reader: &IndexReader) -> Result<(), IndexError> {
         // A commit starts the writer's indexing threads anew, from the committing thread.
-        let w = &mut self.w;
-        background::on_lowered_thread(|| w.commit())?;
+        background::on_lowered_thread(|| self.w.commit())?;
         reader.reload()?;
         self.added.clear();
         Ok(())
