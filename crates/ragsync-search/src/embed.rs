@@ -232,7 +232,7 @@ impl OpenAiCompatible {
             let slot = out
                 .get_mut(item.index)
                 .ok_or_else(|| failed(format!("answer index {} out of range", item.index)))?;
-            *slot = Some(unit(item.embedding).ok_or_else(|| failed("a zero vector".into()))?);
+            *slot = Some(unit(&item.embedding).ok_or_else(|| failed("a zero vector".into()))?);
         }
         out.into_iter()
             .map(|v| {
@@ -384,16 +384,12 @@ impl Embedders {
 }
 
 /// `v` scaled to unit length; `None` for a zero or non-finite vector.
-pub fn unit(v: Vec<f32>) -> Option<Vec<f32>> {
+pub fn unit(v: &[f32]) -> Option<Vec<f32>> {
     let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     if !norm.is_finite() || norm == 0.0 {
         return None;
     }
-    Some(
-        v.into_iter()
-            .map(|x| (f64::from(x) / norm) as f32)
-            .collect(),
-    )
+    Some(v.iter().map(|x| (f64::from(*x) / norm) as f32).collect())
 }
 
 /// The cosine similarity of two unit-length vectors.

@@ -197,7 +197,7 @@ pub fn check(
                             c.name
                         )));
                     }
-                    Probe::Given(unit(v.clone()).ok_or_else(|| {
+                    Probe::Given(unit(v).ok_or_else(|| {
                         QueryError::Vector("the vector is zero or not finite".into())
                     })?)
                 }

@@ -142,7 +142,7 @@ impl VectorSet {
             let v = if (dot_f32(&v, &v) - 1.0).abs() < 1e-3 {
                 Some(v)
             } else {
-                crate::embed::unit(v)
+                crate::embed::unit(&v)
             };
             let Some(v) = v.filter(|v| v.len() == self.dim) else {
                 skipped += 1;
@@ -615,7 +615,7 @@ mod tests {
         (0..n)
             .map(|_| {
                 let v: Vec<f32> = (0..dim).map(|_| next() + next() + next()).collect();
-                crate::embed::unit(v).unwrap()
+                crate::embed::unit(&v).unwrap()
             })
             .collect()
     }
@@ -717,8 +717,8 @@ mod tests {
         let axis = &unit_vectors(1, dim, 5)[0];
         for lean in [0.0, 1.0] {
             let leaning = |v: Vec<f32>| {
-                let v = v.iter().zip(axis).map(|(x, a)| x + lean * a).collect();
-                crate::embed::unit(v).unwrap()
+                let v: Vec<f32> = v.iter().zip(axis).map(|(x, a)| x + lean * a).collect();
+                crate::embed::unit(&v).unwrap()
             };
             let mut set = VectorSet::new(dim);
             for (i, v) in unit_vectors(40_000, dim, 11).into_iter().enumerate() {

@@ -14,6 +14,7 @@ mod early_refusals;
 pub mod error;
 pub mod extract;
 mod listen;
+mod par;
 pub mod replication;
 mod routes;
 

@@ -137,15 +137,10 @@ pub(crate) async fn batch(
     let c = CollectionName::new(c)?;
     who.require(Permission::WriteDocs, Some(&c))?;
     let ApiBytes(body) = ApiBytes::from_request(req, &()).await?;
-    let items = parse_batch(&body, node.limits.max_batch_docs)?;
+    let items = parse_batch(&body, &node.limits)?;
     let mut ops = Vec::with_capacity(items.len());
     let mut sent = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        let (op, vectors) = item.into_op(&node.limits).map_err(|mut e| {
-            e.message = format!("docs[{i}]: {}", e.message);
-            e.index = Some(i);
-            e
-        })?;
+    for (i, (op, vectors)) in items.into_iter().enumerate() {
         ops.push(op);
         sent.extend(vectors.map(|v| (i, v)));
     }

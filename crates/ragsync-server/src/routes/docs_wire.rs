@@ -39,8 +39,8 @@ pub(crate) struct DocBody {
     title: Option<String>,
     /// Kept as its literal text until checked: see [`ragsync_core::metadata`].
     metadata: Option<Box<RawValue>>,
-    vector: Option<Vec<f32>>,
-    vectors: Option<Vec<Vec<f32>>>,
+    vector: Option<Vector>,
+    vectors: Option<Vec<Vector>>,
 }
 
 /// One item of `POST /v1/collections/{c}/docs:batch`.
@@ -57,17 +57,156 @@ pub(crate) struct BatchItem {
     title: Option<String>,
     /// Kept as its literal text until checked: see [`ragsync_core::metadata`].
     metadata: Option<Box<RawValue>>,
-    vector: Option<Vec<f32>>,
-    vectors: Option<Vec<Vec<f32>>>,
+    vector: Option<Vector>,
+    vectors: Option<Vec<Vector>>,
 }
 
-/// Parses `{"docs": [...]}`, refusing the body as soon as it holds more than `max_docs`
-/// items, so that a body of many tiny items cannot make the node allocate for all of them.
-pub(crate) fn parse_batch(bytes: &[u8], max_docs: usize) -> Result<Vec<BatchItem>, ApiError> {
+/// A vector as sent: an array of numbers, each read as JSON numbers usually are (to the
+/// nearest `f64`) and then rounded to `f32`. serde_json reads an `f32` exactly, which for
+/// the 8 and 9 significant digits `f32`s are printed with takes its slow path on most
+/// numbers, and that was the largest cost of a body of vectors; the two roundings differ
+/// from one only when the `f64` falls on a midpoint between two `f32`s, by one unit in the
+/// last place of a vector the node normalises anyway. A number beyond `f32`'s range is
+/// refused, as before.
+pub(crate) struct Vector(pub(crate) Vec<f32>);
+
+impl<'de> Deserialize<'de> for Vector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(VectorVisitor)
+    }
+}
+
+struct VectorVisitor;
+
+impl<'de> Visitor<'de> for VectorVisitor {
+    type Value = Vector;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of numbers")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vector, A::Error> {
+        // A bounded guess: the size hint is the sender's to make up.
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(Coordinate(x)) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(Vector(v))
+    }
+}
+
+/// One number of a [`Vector`].
+struct Coordinate(f32);
+
+impl<'de> Deserialize<'de> for Coordinate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_f64(CoordinateVisitor)
+    }
+}
+
+struct CoordinateVisitor;
+
+impl CoordinateVisitor {
+    fn narrow<E: de::Error>(x: f64) -> Result<Coordinate, E> {
+        let y = x as f32;
+        if y.is_finite() {
+            Ok(Coordinate(y))
+        } else {
+            Err(E::invalid_value(
+                de::Unexpected::Float(x),
+                &"a number within f32's range",
+            ))
+        }
+    }
+}
+
+impl Visitor<'_> for CoordinateVisitor {
+    type Value = Coordinate;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number")
+    }
+
+    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Coordinate, E> {
+        Self::narrow(x)
+    }
+
+    fn visit_i64<E: de::Error>(self, x: i64) -> Result<Coordinate, E> {
+        Self::narrow(x as f64)
+    }
+
+    fn visit_u64<E: de::Error>(self, x: u64) -> Result<Coordinate, E> {
+        Self::narrow(x as f64)
+    }
+}
+
+/// A batch body at least this large is parsed on several threads.
+const PARALLEL_BODY_BYTES: usize = 256 << 10;
+
+/// The writes of a batch body `{"docs": [...]}`, each item parsed and checked
+/// ([`BatchItem::into_op`]). Refuses the body as soon as it holds more than `max_docs` items,
+/// so that a body of many tiny items cannot make the node allocate for all of them; an
+/// item's refusal names its index.
+///
+/// A large body is first only scanned, item by item, and its items are then parsed and
+/// checked on up to [`std::thread::available_parallelism`] threads (at most 4): parsing
+/// numbers is most of the cost of a body of vectors, and the write after it runs on one
+/// thread anyway. A body whose items do not all parse is parsed again in one pass, so every
+/// refusal reads the same either way.
+pub(crate) fn parse_batch(bytes: &[u8], limits: &Limits) -> Result<Vec<ItemOp>, ApiError> {
+    if bytes.len() >= PARALLEL_BODY_BYTES
+        && let Some(done) = parse_in_parallel(bytes, limits)
+    {
+        return done;
+    }
+    parse_in_one_pass(bytes, limits)
+}
+
+/// A batch item's write and the vectors it carries.
+pub(crate) type ItemOp = (DocOp, Option<SentVectors>);
+
+/// [`parse_batch`] on the calling thread alone.
+fn parse_in_one_pass(bytes: &[u8], limits: &Limits) -> Result<Vec<ItemOp>, ApiError> {
+    parse_items(bytes, limits.max_batch_docs)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| item_op(i, item, limits))
+        .collect()
+}
+
+/// [`BatchItem::into_op`], a refusal naming item `i`.
+fn item_op(i: usize, item: BatchItem, limits: &Limits) -> Result<ItemOp, ApiError> {
+    item.into_op(limits).map_err(|mut e| {
+        e.message = format!("docs[{i}]: {}", e.message);
+        e.index = Some(i);
+        e
+    })
+}
+
+/// The parallel route of [`parse_batch`]: `None` when some item does not parse (the one
+/// pass, which parses every item before it checks any, is left to say why), else the ops or
+/// the refusal of the first item refused.
+fn parse_in_parallel(bytes: &[u8], limits: &Limits) -> Option<Result<Vec<ItemOp>, ApiError>> {
+    let raw: Vec<&RawValue> = parse_items(bytes, limits.max_batch_docs).ok()?;
+    crate::par::map(&raw, |i, r| {
+        let item = serde_json::from_str::<BatchItem>(r.get()).ok()?;
+        Some(item_op(i, item, limits))
+    })
+    .into_iter()
+    .collect::<Option<Vec<_>>>()
+    .map(|ops| ops.into_iter().collect())
+}
+
+/// The items of `{"docs": [...]}`, as `T`, refused past `max_docs` of them.
+fn parse_items<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
+    max_docs: usize,
+) -> Result<Vec<T>, ApiError> {
     let too_many = Cell::new(false);
     let docs = DocsSeed {
         max_docs,
         too_many: &too_many,
+        item: std::marker::PhantomData,
     };
     parse_json_seed(bytes, BatchSeed(docs)).map_err(|e| {
         if too_many.get() {
@@ -82,18 +221,18 @@ pub(crate) fn parse_batch(bytes: &[u8], max_docs: usize) -> Result<Vec<BatchItem
 }
 
 /// The whole body: an object whose one field, `docs`, is read by [`DocsSeed`].
-struct BatchSeed<'a>(DocsSeed<'a>);
+struct BatchSeed<'a, T>(DocsSeed<'a, T>);
 
-impl<'de> DeserializeSeed<'de> for BatchSeed<'_> {
-    type Value = Vec<BatchItem>;
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for BatchSeed<'_, T> {
+    type Value = Vec<T>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for BatchSeed<'_> {
-    type Value = Vec<BatchItem>;
+impl<'de, T: Deserialize<'de>> Visitor<'de> for BatchSeed<'_, T> {
+    type Value = Vec<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(r#"an object {"docs": [...]}"#)
@@ -115,22 +254,31 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
 }
 
 /// The `docs` array, cut off past `max_docs` items (and `too_many` set).
-#[derive(Clone, Copy)]
-struct DocsSeed<'a> {
+struct DocsSeed<'a, T> {
     max_docs: usize,
     too_many: &'a Cell<bool>,
+    item: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<'de> DeserializeSeed<'de> for DocsSeed<'_> {
-    type Value = Vec<BatchItem>;
+// By hand: derived, they would ask `T` to be `Copy` too.
+impl<T> Clone for DocsSeed<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for DocsSeed<'_, T> {}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for DocsSeed<'_, T> {
+    type Value = Vec<T>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for DocsSeed<'_> {
-    type Value = Vec<BatchItem>;
+impl<'de, T: Deserialize<'de>> Visitor<'de> for DocsSeed<'_, T> {
+    type Value = Vec<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an array of documents")
@@ -138,7 +286,7 @@ impl<'de> Visitor<'de> for DocsSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut docs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_docs));
-        while let Some(item) = seq.next_element::<BatchItem>()? {
+        while let Some(item) = seq.next_element::<T>()? {
             if docs.len() == self.max_docs {
                 self.too_many.set(true);
                 return Err(de::Error::custom("too many documents"));
@@ -210,11 +358,11 @@ impl DocBody {
         let sent = match (vector, vectors) {
             (None, None) => None,
             (Some(v), None) => Some(SentVectors {
-                vectors: vec![v],
+                vectors: vec![v.0],
                 one: true,
             }),
             (None, Some(vs)) => Some(SentVectors {
-                vectors: vs,
+                vectors: vs.into_iter().map(|v| v.0).collect(),
                 one: false,
             }),
             (Some(_), Some(_)) => {
@@ -305,6 +453,7 @@ impl DocBody {
 }
 
 /// Vectors a client sent with a document.
+#[derive(Debug)]
 pub(crate) struct SentVectors {
     vectors: Vec<Vec<f32>>,
     /// Sent as `vector`: the document must be one chunk.
@@ -351,21 +500,24 @@ pub(crate) fn attach_vectors(
         }
     };
     let dim = e.dimension as usize;
-    for (i, s) in sent {
+    let chunking = &coll.settings.chunking;
+    // Cutting each text into chunks is most of this: spread over the cores, as the writer
+    // waits for it.
+    let made = crate::par::map(&sent, |_, (i, s)| {
+        let i = *i;
         let OpKind::Put {
             content,
             content_type,
-            embeddings,
             ..
-        } = &mut ops[i].kind
+        } = &ops[i].kind
         else {
-            continue;
+            return Ok(None);
         };
         let text = std::str::from_utf8(content)
             .ok()
             .filter(|_| is_text(content_type))
             .ok_or_else(|| bad(i, "vectors go with text content only".into()))?;
-        let chunks = chunk(text, &coll.settings.chunking);
+        let chunks = chunk(text, chunking);
         if s.one && chunks.len() != 1 {
             return Err(bad(
                 i,
@@ -383,7 +535,7 @@ pub(crate) fn attach_vectors(
             ));
         }
         let mut vectors = Vec::with_capacity(s.vectors.len());
-        for v in s.vectors {
+        for v in &s.vectors {
             if v.len() != dim {
                 return Err(bad(
                     i,
@@ -395,12 +547,18 @@ pub(crate) fn attach_vectors(
             }
             vectors.push(unit(v).ok_or_else(|| bad(i, "a vector is zero or not finite".into()))?);
         }
-        *embeddings = Some(ContentEmbeddings {
+        Ok(Some(ContentEmbeddings {
             model: model.clone(),
             content: ContentId::of(content),
             chunks: chunks.iter().map(|ch| ch.id).collect(),
             vectors,
-        });
+        }))
+    });
+    // The first refusal in the order of the batch, as one pass would meet it.
+    for ((i, _), m) in sent.iter().zip(made) {
+        if let (Some(m), OpKind::Put { embeddings, .. }) = (m?, &mut ops[*i].kind) {
+            *embeddings = Some(m);
+        }
     }
     Ok(())
 }
@@ -494,5 +652,123 @@ fn json_len(v: &Map<String, Value>) -> usize {
     match serde_json::to_writer(&mut count, v) {
         Ok(()) => count.0,
         Err(_) => usize::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch body of `n` documents, each with a 16-number vector and text long enough
+    /// that 600 of them exceed [`PARALLEL_BODY_BYTES`]; `edit` may change any item.
+    fn body(n: usize, edit: impl Fn(usize, &mut Value)) -> Vec<u8> {
+        let docs: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut d = json!({
+                    "id": format!("d{i}"),
+                    "text": format!("document {i} ").repeat(40),
+                    "vector": (0..16).map(|k| (i * 16 + k) as f32 / 7.0 - 3.0).collect::<Vec<_>>(),
+                });
+                edit(i, &mut d);
+                d
+            })
+            .collect();
+        serde_json::to_vec(&json!({ "docs": docs })).unwrap()
+    }
+
+    /// What a parse gave, comparable.
+    fn shown(r: Result<Vec<ItemOp>, ApiError>) -> String {
+        match r {
+            Ok(ops) => format!("{ops:?}"),
+            Err(e) => format!("{} {} {:?} {}", e.status, e.code, e.index, e.message),
+        }
+    }
+
+    #[test]
+    fn a_large_batch_parses_and_is_refused_as_in_one_pass() {
+        let limits = Limits::default();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("valid", body(600, |_, _| {})),
+            (
+                "an item without text",
+                body(600, |i, d| {
+                    if i == 450 {
+                        d.as_object_mut().unwrap().remove("text");
+                    }
+                }),
+            ),
+            (
+                "an item without text before one that does not parse",
+                body(600, |i, d| {
+                    if i == 100 {
+                        d.as_object_mut().unwrap().remove("text");
+                    }
+                    if i == 500 {
+                        d["colour"] = json!("red");
+                    }
+                }),
+            ),
+            (
+                "a vector number beyond f32",
+                body(600, |i, d| {
+                    if i == 599 {
+                        d["vector"][3] = json!(1e39);
+                    }
+                }),
+            ),
+            ("truncated", {
+                let mut b = body(600, |_, _| {});
+                b.truncate(b.len() - 40);
+                b
+            }),
+        ];
+        for (name, bytes) in cases {
+            assert!(bytes.len() >= PARALLEL_BODY_BYTES, "{name}");
+            let parallel = parse_in_parallel(&bytes, &limits);
+            let one = shown(parse_in_one_pass(&bytes, &limits));
+            assert_eq!(shown(parse_batch(&bytes, &limits)), one, "{name}");
+            if let Some(p) = parallel {
+                assert_eq!(shown(p), one, "{name}");
+            }
+            if name == "valid" {
+                assert_eq!(parse_batch(&bytes, &limits).unwrap().len(), 600);
+            } else {
+                assert!(parse_batch(&bytes, &limits).is_err(), "{name}");
+            }
+        }
+        let few = Limits {
+            max_batch_docs: 500,
+            ..Limits::default()
+        };
+        let e = parse_batch(&body(600, |_, _| {}), &few).unwrap_err();
+        assert_eq!(e.code, "batch_too_large");
+    }
+
+    #[test]
+    fn vector_numbers_read_as_the_f32s_they_print() {
+        let mut x: u32 = 0x9e37_79b9;
+        let mut sent = Vec::new();
+        while sent.len() < 100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let f = f32::from_bits(x);
+            if f.is_finite() {
+                sent.push(f);
+            }
+        }
+        sent.extend([0.0, -0.0, 1.0, f32::MAX, f32::MIN, f32::MIN_POSITIVE, 1e-45]);
+        let text = serde_json::to_string(&sent).unwrap();
+        let Vector(got) = serde_json::from_str(&text).unwrap();
+        assert_eq!(got.len(), sent.len());
+        for (a, b) in got.iter().zip(&sent) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{b:e}");
+        }
+        // Integers and other spellings of numbers.
+        let Vector(v) = serde_json::from_str("[1, -2, 0.1, 1e-3, 3.4028235e38]").unwrap();
+        assert_eq!(v, [1.0, -2.0, 0.1, 1e-3, f32::MAX]);
+        for bad in ["[1e39]", "[-1e39]", "[\"1\"]", "[null]", "1"] {
+            assert!(serde_json::from_str::<Vector>(bad).is_err(), "{bad}");
+        }
     }
 }
