@@ -1,10 +1,9 @@
-//! Derived work yields to requests. The search indexer (reading the feed, cutting chunks,
-//! loading vectors) and the BM25 index's tantivy threads (indexing and merging) run at a
-//! lower scheduling priority than the threads that answer requests, so that on a busy
-//! machine a write is acknowledged, and a query answered, before the index catches up with
-//! it; when requests leave the cores idle, indexing gets them all, as before. On two cores,
-//! a bulk load of vectors was acknowledged 1.5x faster with tantivy's threads lowered, and
-//! the index was caught up no later (BENCHMARKS.md).
+//! Derived work yields to requests. The BM25 index's tantivy threads (indexing and merging)
+//! run at a lower scheduling priority than the threads that answer requests, so that on a
+//! busy machine a write is acknowledged, and a query answered, before the index catches up
+//! with it; when requests leave the cores idle, indexing gets them all, as before. On two
+//! cores, a bulk load of vectors was acknowledged 1.5x faster this way, and the index was
+//! caught up no later (BENCHMARKS.md).
 //!
 //! The built-in model's encoding is not lowered: its matrix products run on rayon's one
 //! global pool, which a query's embedding uses too, and a pool started from a lowered thread
@@ -13,18 +12,12 @@
 //! Linux only: there a thread's niceness is its own and the threads it starts inherit it.
 //! Elsewhere (where `setpriority` would lower the whole process) this does nothing.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Nice increments derived work runs at above the node's own, unless set otherwise.
 pub const DEFAULT_NICE: i32 = 10;
 
 static NICE: AtomicI32 = AtomicI32::new(DEFAULT_NICE);
-
-thread_local! {
-    /// Whether this thread was started by [`on_lowered_thread`] (and so is lowered already).
-    static LOWERED: Cell<bool> = const { Cell::new(false) };
-}
 
 /// Sets how much lower derived work's priority is, in nice increments (0 to 19; 0: the
 /// same as requests). Takes effect for threads started from then on: call it at start.
@@ -63,18 +56,13 @@ fn lower(_increment: i32) {}
 
 /// Runs `f` on a new thread of lowered priority and gives back its result: threads `f`
 /// starts (tantivy's indexing and merge threads, when `f` makes an index writer) inherit
-/// that priority, and the caller's own thread keeps its. Called from such a thread, runs `f`
-/// there: the priority is lowered once, not once per level.
+/// that priority, and the caller's own thread keeps its.
 pub fn on_lowered_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    if LOWERED.get() {
-        return f();
-    }
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("ragsync-lowered".into())
             .spawn_scoped(s, || {
                 lower_this_thread();
-                LOWERED.set(true);
                 f()
             })
             .expect("a thread can be started")
@@ -102,21 +90,5 @@ mod tests {
         assert_eq!(lowered, (mine + DEFAULT_NICE).min(19));
         assert_eq!(child, lowered, "a thread inherits its starter's priority");
         assert_eq!(nice_of_this_thread(), mine);
-    }
-
-    #[test]
-    fn work_lowered_from_a_lowered_thread_is_lowered_once() {
-        let mine = nice_of_this_thread();
-        let (outer, (inner, child)) = on_lowered_thread(|| {
-            let outer = nice_of_this_thread();
-            let inner = on_lowered_thread(|| {
-                let child = std::thread::spawn(nice_of_this_thread).join().unwrap();
-                (nice_of_this_thread(), child)
-            });
-            (outer, inner)
-        });
-        assert_eq!(outer, (mine + DEFAULT_NICE).min(19));
-        assert_eq!(inner, outer);
-        assert_eq!(child, outer);
     }
 }

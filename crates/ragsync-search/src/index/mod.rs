@@ -354,12 +354,9 @@ impl SearchIndex {
             let stopping = *stop.borrow();
             let me = self.clone();
             let stop_now = stop.clone();
-            // Lowered: reading the feed and cutting chunks yields to requests like tantivy's
-            // threads do.
-            let worked = tokio::task::spawn_blocking(move || {
-                background::on_lowered_thread(|| me.catch_up(&stop_now, commit_now || stopping))
-            })
-            .await;
+            let worked =
+                tokio::task::spawn_blocking(move || me.catch_up(&stop_now, commit_now || stopping))
+                    .await;
             commit_now = false;
             let failure = match worked {
                 Ok(Ok(pending)) => Ok(pending),
@@ -371,10 +368,7 @@ impl SearchIndex {
                 Err(e) => {
                     tracing::error!(error = %e, "search indexing failed; going back to the last commit and retrying");
                     let me = self.clone();
-                    let recovered = tokio::task::spawn_blocking(move || {
-                        background::on_lowered_thread(|| me.recover())
-                    });
-                    if let Ok(Err(e)) = recovered.await {
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || me.recover()).await {
                         tracing::error!(error = %e, "search index recovery failed");
                     }
                     (false, Some(Duration::from_secs(1)))
