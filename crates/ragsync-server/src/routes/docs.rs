@@ -10,10 +10,9 @@ use ragsync_store::{DocOp, OpKind, WriteEffect, WriteResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::batch_wire::parse_batch;
 use super::content_stream::{CHUNK_BYTES, ContentBody, Encoding, is_utf8};
-use super::docs_wire::{
-    DocBody, SentVectors, attach_vectors, doc_view, if_match, parse_batch, version_view,
-};
+use super::docs_wire::{DocBody, SentVectors, attach_vectors, doc_view, if_match, version_view};
 use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};

@@ -1,5 +1,6 @@
 //! Routes of API v1, one module per resource.
 
+mod batch_wire;
 mod blobs;
 mod collections;
 mod content_stream;
