@@ -496,6 +496,7 @@ fn json_len(v: &Map<String, Value>) -> usize {
         Err(_) => usize::MAX,
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
