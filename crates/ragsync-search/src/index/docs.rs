@@ -4,9 +4,10 @@
 use ragsync_core::settings::Chunking;
 use ragsync_core::{ContentId, DocId, DocState};
 use ragsync_store::StoreError;
+use tantivy::indexer::UserOperation;
 use tantivy::{TantivyDocument, Term};
 
-use super::{CollIndex, IndexError};
+use super::{CollIndex, IndexError, Writer};
 use crate::chunk::chunk;
 use crate::vectors::ChunkRef;
 
@@ -90,7 +91,7 @@ pub(super) fn index_doc(
     let writer = &mut *guard;
     let term = Term::from_field_text(f.doc, id.as_str());
     if writer.added.contains(id) || ci.reader.searcher().doc_freq(&term)? > 0 {
-        writer.w.delete_term(term);
+        writer.queue(UserOperation::Delete(term))?;
     }
     let (doc, body) = doc_chunks(&ci.config.chunking, id, state, content)?;
     let winner = state.winner();
@@ -98,8 +99,7 @@ pub(super) fn index_doc(
         return Ok(doc);
     }
     let title = winner.title.as_deref().unwrap_or("");
-    let w = &writer.w;
-    let add = |c: &ChunkRef, content: Option<ContentId>, text: &str| {
+    let add = |writer: &mut Writer, c: &ChunkRef, content: Option<ContentId>, text: &str| {
         let mut d = TantivyDocument::default();
         d.add_text(f.doc, id.as_str());
         d.add_u64(f.ord, u64::from(c.ord));
@@ -110,7 +110,7 @@ pub(super) fn index_doc(
             d.add_bytes(f.content, cid.as_bytes());
         }
         d.add_text(f.text, text);
-        w.add_document(d).map(|_| ())
+        writer.queue(UserOperation::Add(d))
     };
     if doc.chunks.is_empty() {
         if !title.trim().is_empty() {
@@ -122,7 +122,7 @@ pub(super) fn index_doc(
                 chunk: ContentId::of(b""),
                 content: doc.content.unwrap_or(ContentId::of(b"")),
             };
-            add(&only, doc.content, title)?;
+            add(writer, &only, doc.content, title)?;
             writer.added.insert(id.clone());
         }
         return Ok(doc);
@@ -132,9 +132,9 @@ pub(super) fn index_doc(
     for c in &doc.chunks {
         let piece = &text[c.start as usize..c.end as usize];
         if title.is_empty() {
-            add(c, Some(c.content), piece)?;
+            add(writer, c, Some(c.content), piece)?;
         } else {
-            add(c, Some(c.content), &format!("{title}\n{piece}"))?;
+            add(writer, c, Some(c.content), &format!("{title}\n{piece}"))?;
         }
     }
     Ok(doc)

@@ -32,6 +32,7 @@ use ragsync_core::settings::Chunking;
 use ragsync_core::{Collection, CollectionName, ContentId, DocId};
 use ragsync_store::{FeedEntry, FeedItem, InlinePolicy, Store, StoreError};
 use serde::{Deserialize, Serialize};
+use tantivy::indexer::UserOperation;
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
@@ -195,13 +196,57 @@ struct CollIndex {
 struct Writer {
     w: IndexWriter,
     added: HashSet<DocId>,
+    /// Operations not yet handed to tantivy's indexing threads. They go over in batches of
+    /// [`QUEUED_OPS`], one message each: sent one document at a time, a writer whose indexing
+    /// threads run lowered (`background.rs`) was woken for every document its full channel
+    /// took, and paid a thread switch each time.
+    queued: Vec<UserOperation>,
 }
 
+/// Operations handed to tantivy together.
+const QUEUED_OPS: usize = 256;
+
 impl Writer {
+    fn new(w: IndexWriter) -> Self {
+        Self {
+            w,
+            added: HashSet::new(),
+            queued: Vec::with_capacity(QUEUED_OPS),
+        }
+    }
+
+    /// Queues `op`, handing the queue over when it is full.
+    fn queue(&mut self, op: UserOperation) -> Result<(), IndexError> {
+        self.queued.push(op);
+        if self.queued.len() >= QUEUED_OPS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the queued operations to tantivy, in order.
+    fn flush(&mut self) -> Result<(), IndexError> {
+        if !self.queued.is_empty() {
+            let ops = std::mem::replace(&mut self.queued, Vec::with_capacity(QUEUED_OPS));
+            self.w.run(ops)?;
+        }
+        Ok(())
+    }
+
     fn commit(&mut self, reader: &IndexReader) -> Result<(), IndexError> {
+        self.flush()?;
         // A commit starts the writer's indexing threads anew, from the committing thread.
         background::on_lowered_thread(|| self.w.commit())?;
         reader.reload()?;
+        self.added.clear();
+        Ok(())
+    }
+
+    /// Drops everything since the last commit, queued or handed over.
+    fn rollback(&mut self) -> Result<(), IndexError> {
+        self.queued.clear();
+        let w = &mut self.w;
+        background::on_lowered_thread(|| w.rollback())?;
         self.added.clear();
         Ok(())
     }
@@ -405,9 +450,7 @@ impl SearchIndex {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for ci in self.read_colls().values() {
             let mut w = ci.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let writer = &mut w.w;
-            background::on_lowered_thread(|| writer.rollback())?;
-            w.added.clear();
+            w.rollback()?;
         }
         let disk = read_state(&self.dir)?;
         state.awaiting = disk.awaiting;
@@ -682,10 +725,7 @@ fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, 
         dir: dir.to_path_buf(),
         fields,
         reader,
-        writer: Mutex::new(Writer {
-            w: writer,
-            added: HashSet::new(),
-        }),
+        writer: Mutex::new(Writer::new(writer)),
         vectors: config
             .embedding
             .as_ref()
