@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use ragsync_core::Limits;
+use ragsync_search::background::Priority;
 use ragsync_search::embed::OpenAiEndpoint;
 use ragsync_server::{Role, TokenSpec};
 use ragsync_store::Durability;
@@ -95,12 +96,12 @@ pub struct ServeArgs {
     /// Keep no search index (a relay that only stores and replicates; queries are refused).
     #[arg(long, env = "RAGSYNC_NO_SEARCH")]
     pub no_search: bool,
-    /// How much lower the search index's threads run than requests, in nice increments
-    /// (0 to 19; 0: the same priority). Lower, a busy node acknowledges writes and answers
-    /// queries first and indexes with what is left.
-    #[arg(long, env = "RAGSYNC_INDEX_NICE", default_value_t = ragsync_search::background::DEFAULT_NICE,
-          value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub index_nice: i32,
+    /// How the search index's threads are scheduled beside requests: `idle` (Linux's
+    /// `SCHED_IDLE`: only on a core no request wants), or a nice increment from 0 to 19 (0: the
+    /// same priority). Lower, a busy node acknowledges writes and answers queries first and
+    /// indexes with what is left.
+    #[arg(long, env = "RAGSYNC_INDEX_PRIORITY", default_value_t = Priority::Idle)]
+    pub index_priority: Priority,
     /// An OpenAI-compatible embeddings server this node uses for collections whose model is
     /// `openai-compatible/<name>` (`http://127.0.0.1:8080` or `.../v1`).
     #[arg(long, env = "RAGSYNC_EMBEDDINGS_URL")]
@@ -195,8 +196,8 @@ pub struct ServeConfig {
     pub peers: Vec<PeerConfig>,
     /// Keep a search index (off with `--no-search`).
     pub search: bool,
-    /// How much lower the index's threads run (see [`ragsync_search::background`]).
-    pub index_nice: i32,
+    /// How the index's threads are scheduled (see [`ragsync_search::background`]).
+    pub index_priority: Priority,
     /// The node's OpenAI-compatible embeddings server, when it has one.
     pub embeddings: Option<OpenAiEndpoint>,
     /// `Host` values `/mcp` accepts; empty: loopback names only.
@@ -263,7 +264,7 @@ impl ServeConfig {
             tokens,
             peers: file.peers,
             search: !args.no_search,
-            index_nice: args.index_nice,
+            index_priority: args.index_priority,
             embeddings: args.embeddings_url.map(|base_url| OpenAiEndpoint {
                 base_url,
                 api_key: args.embeddings_api_key.map(|s| s.0),

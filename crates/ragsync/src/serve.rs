@@ -44,7 +44,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         writeln!(out, "{LISTENING_PREFIX}http://{addr}")?;
         out.flush()?;
     }
-    ragsync_search::background::set_nice(cfg.index_nice);
+    ragsync_search::background::set_priority(cfg.index_priority);
     let node = if cfg.search {
         let embedders = Embedders::new(cfg.embeddings.clone());
         Node::with_embedders(store, auth, limits, embedders).context("opening the search index")?

@@ -288,9 +288,9 @@ async fn the_embedding_backlog_resumes_after_a_kill() {
     );
 }
 
-/// The nice value of each thread of process `pid`, by thread name.
+/// The scheduling of each thread of process `pid`, by thread name: (nice value, policy).
 #[cfg(target_os = "linux")]
-fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+fn thread_priorities(pid: u32) -> Vec<(String, (i32, i32))> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let t = t.unwrap().path();
@@ -300,28 +300,34 @@ fn thread_nices(pid: u32) -> Vec<(String, i32)> {
         ) else {
             continue; // a thread that ended meanwhile
         };
-        // After the name in parentheses: state is field 3, nice field 19.
-        let after = &stat[stat.rfind(')').unwrap() + 1..];
-        let nice = after.split_whitespace().nth(16).unwrap().parse().unwrap();
-        out.push((comm.trim().to_string(), nice));
+        // After the name in parentheses: state is field 3, nice field 19, policy field 41.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        let field = |n: usize| fields[n - 3].parse().unwrap();
+        out.push((comm.trim().to_string(), (field(19), field(41))));
     }
     out
 }
 
 /// The BM25 index's tantivy threads (indexing, merging, committing) run at the configured
 /// lower priority, also after commits start new indexing threads; the threads that answer
-/// requests keep the node's. `--index-nice 0` leaves them all alike.
+/// requests keep the node's. By default that is `SCHED_IDLE`; `--index-priority 10` nices
+/// them down instead, and `--index-priority 0` leaves them all alike.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_threads_yield_to_the_request_threads() {
+    const SCHED_OTHER: i32 = 0;
+    const SCHED_IDLE: i32 = 5;
     let dir = tempfile::tempdir().unwrap();
-    let ours = thread_nices(std::process::id())[0].1;
-    for (name, increment) in [("default", 10), ("same", 0)] {
-        let args: &[&str] = if increment == 0 {
-            &["--index-nice", "0"]
-        } else {
-            &[]
-        };
+    let ours = thread_priorities(std::process::id())[0].1;
+    assert_eq!(ours.1, SCHED_OTHER);
+    let niced = ((ours.0 + 10).min(19), SCHED_OTHER);
+    for (name, args, expected) in [
+        ("default", &[][..], None),
+        ("niced", &["--index-priority", "10"][..], Some(niced)),
+        ("same", &["--index-priority", "0"][..], Some(ours)),
+    ] {
         let n = NodeProcess::spawn(Path::new(EXE), &dir.path().join(name), TOKEN, args).unwrap();
         let c = n.client();
         c.put(&["collections", "kb"], &json!({})).await.unwrap();
@@ -335,20 +341,22 @@ async fn the_index_threads_yield_to_the_request_threads() {
             // Each write is committed alone: indexing threads restart each time.
             finds(&n, &format!("{i}"), &[&format!("d{i}")]).await;
         }
-        let threads = thread_nices(n.pid());
-        let index: Vec<i32> = threads
-            .iter()
-            .filter(|(t, _)| t.starts_with("thrd-tantivy") || t.starts_with("merge_thread"))
-            .map(|(_, nice)| *nice)
-            .collect();
-        let requests: Vec<i32> = threads
-            .iter()
-            .filter(|(t, _)| t == "tokio-rt-worker")
-            .map(|(_, nice)| *nice)
-            .collect();
+        let threads = thread_priorities(n.pid());
+        let of = |pick: &dyn Fn(&str) -> bool| -> Vec<(i32, i32)> {
+            threads
+                .iter()
+                .filter(|(t, _)| pick(t))
+                .map(|(_, p)| *p)
+                .collect()
+        };
+        let index = of(&|t| t.starts_with("thrd-tantivy") || t.starts_with("merge_thread"));
+        let requests = of(&|t| t == "tokio-rt-worker");
         assert!(!index.is_empty() && !requests.is_empty(), "{threads:?}");
-        let lowered = (ours + increment).min(19);
-        assert!(index.iter().all(|x| *x == lowered), "{name}: {threads:?}");
-        assert!(requests.iter().all(|x| *x == ours), "{name}: {threads:?}");
+        let lowered = |p: &(i32, i32)| match expected {
+            Some(e) => *p == e,
+            None => p.1 == SCHED_IDLE,
+        };
+        assert!(index.iter().all(lowered), "{name}: {threads:?}");
+        assert!(requests.iter().all(|p| *p == ours), "{name}: {threads:?}");
     }
 }
