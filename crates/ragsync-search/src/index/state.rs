@@ -25,9 +25,11 @@ pub(super) struct State {
     /// the last commit covered.
     #[serde(skip)]
     pub(super) applied: u64,
-    /// Rows applied since the last commit, and when that was.
+    /// Rows applied since the last commit, their contents' bytes, and when that was.
     #[serde(skip)]
     pub(super) uncommitted: usize,
+    #[serde(skip)]
+    pub(super) uncommitted_bytes: usize,
     #[serde(skip)]
     pub(super) last_commit: Option<Instant>,
 }
