@@ -6,8 +6,8 @@
 //! By default they run under Linux's `SCHED_IDLE` policy: a request thread that wakes takes
 //! its core at once, where a thread that is only niced down finishes its slice first. On two
 //! cores, a bulk load of vectors with its text indexed was acknowledged 1.14-1.27x faster
-//! than at nice 10 in paired runs, which had been 1.5x faster than the same priority
-//! (BENCHMARKS.md). Like nice 19, `SCHED_IDLE` still gets a small share (its weight is 3 to
+//! than at nice 10 in paired runs (with the index's operations batched too, `index/mod.rs`),
+//! and nice 10 had been 1.5x faster than the same priority (BENCHMARKS.md). Like nice 19, `SCHED_IDLE` still gets a small share (its weight is 3 to
 //! a request's 1,024), so a node kept saturated indexes slowly rather than never.
 //!
 //! The built-in model's encoding is not lowered: its matrix products run on rayon's one

@@ -100,7 +100,8 @@ pub struct ServeArgs {
     /// `SCHED_IDLE`: only on a core no request wants), or a nice increment from 0 to 19 (0: the
     /// same priority). Lower, a busy node acknowledges writes and answers queries first and
     /// indexes with what is left.
-    #[arg(long, env = "RAGSYNC_INDEX_PRIORITY", default_value_t = Priority::Idle)]
+    #[arg(long, env = "RAGSYNC_INDEX_PRIORITY", default_value_t = Priority::Idle,
+          alias = "index-nice")]
     pub index_priority: Priority,
     /// An OpenAI-compatible embeddings server this node uses for collections whose model is
     /// `openai-compatible/<name>` (`http://127.0.0.1:8080` or `.../v1`).
