@@ -3,12 +3,15 @@
 //! busy machine a write is acknowledged, and a query answered, before the index catches up
 //! with it; when requests leave the cores idle, indexing gets them all, as before.
 //!
-//! By default they run under Linux's `SCHED_IDLE` policy: a request thread that wakes takes
-//! its core at once, where a thread that is only niced down finishes its slice first. On two
-//! cores, a bulk load of vectors with its text indexed was acknowledged 1.14-1.27x faster
-//! than at nice 10 in paired runs (with the index's operations batched too, `index/mod.rs`),
-//! and nice 10 had been 1.5x faster than the same priority (BENCHMARKS.md). Like nice 19, `SCHED_IDLE` still gets a small share (its weight is 3 to
-//! a request's 1,024), so a node kept saturated indexes slowly rather than never.
+//! By default they run 10 nice levels lower. Linux's `SCHED_IDLE` policy is the other
+//! choice (`--index-priority idle`): a request thread that wakes takes its core at once,
+//! where a niced-down thread may finish its slice first, and a bulk load of vectors was
+//! acknowledged 1.14-1.27x faster in paired runs (BENCHMARKS.md). It is not the default
+//! because a query waits for the index to cover the writes before it: with queries beside
+//! that load, they waited about 1.5x as long under `SCHED_IDLE` and a third of them ran out
+//! of their 5 s and answered stale, none at nice 10, while the load itself went no faster.
+//! Either way the index still gets a share of a saturated node (weight 110 at nice 10, 3
+//! under `SCHED_IDLE`, to a request's 1,024), so it indexes slowly rather than never.
 //!
 //! The built-in model's encoding is not lowered: its matrix products run on rayon's one
 //! global pool, which a query's embedding uses too, and a pool started from a lowered thread
@@ -21,13 +24,21 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// How derived work's threads are scheduled beside the request threads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Priority {
-    /// `SCHED_IDLE`: only on a core no request thread wants (the default).
-    #[default]
+    /// `SCHED_IDLE`: only on a core no request thread wants.
     Idle,
     /// This many nice increments lower (0 to 19; 0: the same as requests).
     Nice(i32),
+}
+
+/// Nice increments derived work runs at above the node's own, unless set otherwise.
+pub const DEFAULT_NICE: i32 = 10;
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::Nice(DEFAULT_NICE)
+    }
 }
 
 impl std::str::FromStr for Priority {
@@ -59,7 +70,7 @@ impl std::fmt::Display for Priority {
 /// [`Priority::Idle`] as stored in [`PRIORITY`]; a nice increment is stored as itself.
 const IDLE: i32 = -1;
 
-static PRIORITY: AtomicI32 = AtomicI32::new(IDLE);
+static PRIORITY: AtomicI32 = AtomicI32::new(DEFAULT_NICE);
 
 /// Sets how derived work is scheduled. Takes effect for threads started from then on: call
 /// it at start.
@@ -157,7 +168,7 @@ mod tests {
         unsafe { libc::sched_getscheduler(libc::gettid()) }
     }
 
-    /// One test, since the setting is process-wide: idle first (the default), then niced.
+    /// One test, since the setting is process-wide: the default first, then idle, then none.
     #[test]
     fn threads_started_from_a_lowered_thread_are_lowered_and_the_caller_is_not() {
         let (mine, my_policy) = (nice_of_this_thread(), policy_of_this_thread());
@@ -167,19 +178,19 @@ mod tests {
             ((nice_of_this_thread(), policy_of_this_thread()), child)
         };
 
-        assert_eq!(Priority::default(), Priority::Idle);
+        assert_eq!(Priority::default(), Priority::Nice(DEFAULT_NICE));
+        let (lowered, child) = on_lowered_thread(observe);
+        assert_eq!(lowered, ((mine + DEFAULT_NICE).min(19), my_policy));
+        assert_eq!(child, lowered, "a thread inherits its starter's priority");
+
+        set_priority(Priority::Idle);
         let (lowered, child) = on_lowered_thread(observe);
         assert_eq!(lowered.1, libc::SCHED_IDLE);
         assert_eq!(child, lowered, "a thread inherits its starter's policy");
 
-        set_priority(Priority::Nice(10));
-        let (lowered, child) = on_lowered_thread(observe);
-        assert_eq!(lowered, ((mine + 10).min(19), my_policy));
-        assert_eq!(child, lowered, "a thread inherits its starter's priority");
-
         set_priority(Priority::Nice(0));
         assert_eq!(on_lowered_thread(observe).0, (mine, my_policy));
-        set_priority(Priority::Idle);
+        set_priority(Priority::default());
         assert_eq!(
             (nice_of_this_thread(), policy_of_this_thread()),
             (mine, my_policy)

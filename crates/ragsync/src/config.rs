@@ -96,11 +96,12 @@ pub struct ServeArgs {
     /// Keep no search index (a relay that only stores and replicates; queries are refused).
     #[arg(long, env = "RAGSYNC_NO_SEARCH")]
     pub no_search: bool,
-    /// How the search index's threads are scheduled beside requests: `idle` (Linux's
-    /// `SCHED_IDLE`: only on a core no request wants), or a nice increment from 0 to 19 (0: the
-    /// same priority). Lower, a busy node acknowledges writes and answers queries first and
-    /// indexes with what is left.
-    #[arg(long, env = "RAGSYNC_INDEX_PRIORITY", default_value_t = Priority::Idle,
+    /// How the search index's threads are scheduled beside requests: a nice increment from
+    /// 0 to 19 (0: the same priority), or `idle` (Linux's `SCHED_IDLE`: only on a core no
+    /// request wants; bulk loads are acknowledged faster, and queries, which wait for the
+    /// index to cover earlier writes, wait longer). Lower, a busy node acknowledges writes
+    /// and answers queries first and indexes with what is left.
+    #[arg(long, env = "RAGSYNC_INDEX_PRIORITY", default_value_t = Priority::default(),
           alias = "index-nice")]
     pub index_priority: Priority,
     /// An OpenAI-compatible embeddings server this node uses for collections whose model is
