@@ -76,6 +76,30 @@ pub fn decode_vector(b: &[u8]) -> Option<Vec<f32>> {
     )
 }
 
+/// A stored vector by model and chunk. Both tables are indexed by the first 8 bytes of their
+/// random id (schema migration 10): each query names that prefix, then the whole id.
+const VECTOR_OF: &str =
+    "SELECT vec FROM embeddings WHERE substr(chunk, 1, 8) = ?1 AND chunk = ?2 AND model = ?3";
+
+/// The index key of a chunk or content id: its first 8 bytes.
+fn key(id: &ContentId) -> &[u8] {
+    &id.as_bytes()[..8]
+}
+
+/// The vector stored for `chunk` under `model`, if any.
+fn vector_of(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    model: &str,
+    chunk: &ContentId,
+) -> Result<Option<Vec<f32>>, StoreError> {
+    let v = stmt
+        .query_row(params![key(chunk), &chunk.as_bytes()[..], model], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .optional()?;
+    Ok(v.and_then(|b| decode_vector(&b)))
+}
+
 fn decode_cids(b: &[u8]) -> Option<Vec<ContentId>> {
     if !b.len().is_multiple_of(32) {
         return None;
@@ -95,18 +119,10 @@ impl Store {
         chunks: &[ContentId],
     ) -> Result<Vec<Option<Vec<f32>>>, StoreError> {
         self.read(|tx| {
-            let mut stmt =
-                tx.prepare_cached("SELECT vec FROM embeddings WHERE model = ?1 AND chunk = ?2")?;
+            let mut stmt = tx.prepare_cached(VECTOR_OF)?;
             chunks
                 .iter()
-                .map(|c| {
-                    let v = stmt
-                        .query_row(params![model, &c.as_bytes()[..]], |r| {
-                            r.get::<_, Vec<u8>>(0)
-                        })
-                        .optional()?;
-                    Ok(v.and_then(|b| decode_vector(&b)))
-                })
+                .map(|c| vector_of(&mut stmt, model, c))
                 .collect()
         })
     }
@@ -133,16 +149,22 @@ pub(crate) fn put(
     s: &ContentEmbeddings,
     replace: bool,
 ) -> Result<(), StoreError> {
-    let verb = if replace {
-        "INSERT OR REPLACE"
-    } else {
-        "INSERT OR IGNORE"
-    };
-    let mut vecs = tx.prepare_cached(&format!(
-        "{verb} INTO embeddings (model, chunk, vec) VALUES (?1, ?2, ?3)"
-    ))?;
+    let mut find = tx.prepare_cached(
+        "SELECT rowid FROM embeddings WHERE substr(chunk, 1, 8) = ?1 AND chunk = ?2 AND model = ?3",
+    )?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO embeddings (model, chunk, vec) VALUES (?1, ?2, ?3)")?;
+    let mut update = tx.prepare_cached("UPDATE embeddings SET vec = ?2 WHERE rowid = ?1")?;
     for (c, v) in s.chunks.iter().zip(&s.vectors) {
-        vecs.execute(params![s.model, &c.as_bytes()[..], encode_vector(v)])?;
+        let id = &c.as_bytes()[..];
+        let there: Option<i64> = find
+            .query_row(params![key(c), id, s.model], |r| r.get(0))
+            .optional()?;
+        match there {
+            None => insert.execute(params![s.model, id, encode_vector(v)])?,
+            Some(row) if replace => update.execute(params![row, encode_vector(v)])?,
+            Some(_) => 0,
+        };
     }
     let chunks: Vec<u8> = s
         .chunks
@@ -150,10 +172,25 @@ pub(crate) fn put(
         .flat_map(|c| c.as_bytes())
         .copied()
         .collect();
-    tx.prepare_cached(&format!(
-        "{verb} INTO embedded_contents (model, content, chunks) VALUES (?1, ?2, ?3)"
-    ))?
-    .execute(params![s.model, &s.content.as_bytes()[..], chunks])?;
+    let content = &s.content.as_bytes()[..];
+    let there: Option<i64> = tx
+        .prepare_cached(
+            "SELECT rowid FROM embedded_contents \
+             WHERE substr(content, 1, 8) = ?1 AND content = ?2 AND model = ?3",
+        )?
+        .query_row(params![key(&s.content), content, s.model], |r| r.get(0))
+        .optional()?;
+    match there {
+        None => tx
+            .prepare_cached(
+                "INSERT INTO embedded_contents (model, content, chunks) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![s.model, content, chunks])?,
+        Some(row) if replace => tx
+            .prepare_cached("UPDATE embedded_contents SET chunks = ?2 WHERE rowid = ?1")?
+            .execute(params![row, chunks])?,
+        Some(_) => 0,
+    };
     Ok(())
 }
 
@@ -170,14 +207,17 @@ pub(crate) fn for_contents(
     if !any || contents.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sets_of =
-        tx.prepare_cached("SELECT model, chunks FROM embedded_contents WHERE content = ?1")?;
-    let mut vec_of =
-        tx.prepare_cached("SELECT vec FROM embeddings WHERE model = ?1 AND chunk = ?2")?;
+    let mut sets_of = tx.prepare_cached(
+        "SELECT model, chunks FROM embedded_contents \
+         WHERE substr(content, 1, 8) = ?1 AND content = ?2",
+    )?;
+    let mut vec_of = tx.prepare_cached(VECTOR_OF)?;
     let mut out = Vec::new();
     for content in contents {
         let sets: Vec<(String, Vec<u8>)> = sets_of
-            .query_map([&content.as_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![key(content), &content.as_bytes()[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
             .collect::<Result<_, _>>()?;
         'sets: for (model, chunks) in sets {
             let Some(chunks) = decode_cids(&chunks) else {
@@ -185,12 +225,7 @@ pub(crate) fn for_contents(
             };
             let mut vectors = Vec::with_capacity(chunks.len());
             for c in &chunks {
-                let v = vec_of
-                    .query_row(params![model, &c.as_bytes()[..]], |r| {
-                        r.get::<_, Vec<u8>>(0)
-                    })
-                    .optional()?;
-                match v.and_then(|b| decode_vector(&b)) {
+                match vector_of(&mut vec_of, &model, c)? {
                     Some(v) => vectors.push(v),
                     None => continue 'sets,
                 }

@@ -150,6 +150,37 @@ const MIGRATIONS: &[Migration] = &[
     ALTER TABLE vectors RENAME TO embeddings;
     "#,
     ),
+    // 10: both embedding tables keyed by the first 8 bytes of their random id. Their unique
+    // indexes held the model id and the whole 32-byte id, about 50 bytes a row, and a batch's
+    // random ids dirtied nearly every leaf of both on every commit: at 100,000 vectors about
+    // 900 16-KiB pages a batch went to the WAL for them, more than the vectors themselves
+    // (BENCHMARKS.md). An 8-byte prefix makes each index a third of the size; rows go at the
+    // end; a prefix shared by two ids is told apart by the row (`embeddings.rs` keeps one
+    // row per key, as the unique indexes did).
+    Migration::Sql(
+        r#"
+    CREATE TABLE vectors (
+        model TEXT NOT NULL,
+        chunk BLOB NOT NULL,
+        vec   BLOB NOT NULL
+    );
+    INSERT INTO vectors (model, chunk, vec) SELECT model, chunk, vec FROM embeddings;
+    DROP TABLE embeddings;
+    ALTER TABLE vectors RENAME TO embeddings;
+    CREATE INDEX embeddings_by_chunk ON embeddings (substr(chunk, 1, 8));
+
+    CREATE TABLE chunk_lists (
+        model   TEXT NOT NULL,
+        content BLOB NOT NULL,
+        chunks  BLOB NOT NULL
+    );
+    INSERT INTO chunk_lists (model, content, chunks)
+        SELECT model, content, chunks FROM embedded_contents;
+    DROP TABLE embedded_contents;
+    ALTER TABLE chunk_lists RENAME TO embedded_contents;
+    CREATE INDEX embedded_contents_by_content ON embedded_contents (substr(content, 1, 8));
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

@@ -530,22 +530,33 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
     assert_eq!(s.delete_collection(&coll()).unwrap(), 2);
 }
 
-/// Vectors stored by a build of schema 8 (a WITHOUT ROWID table keyed by model and chunk)
-/// are all there after the move to a rowid table, and a later vector still replaces one.
+/// Vectors and chunk lists stored by a build of schema 8 (WITHOUT ROWID tables keyed by model
+/// and id) are all there after migrations 9 and 10 moved them to rowid tables indexed by an
+/// 8-byte prefix: read by chunk, sent with a feed page, and a later vector still replaces one.
 #[test]
-fn vectors_stored_by_earlier_builds_survive_their_new_table() {
+fn vectors_stored_by_earlier_builds_survive_their_new_tables() {
     use ragsync_store::ContentEmbeddings;
     let dir = tempfile::tempdir().unwrap();
     let chunks: Vec<ContentId> = (0..3u8).map(|i| ContentId::of(&[i])).collect();
     let vectors: Vec<Vec<f32>> = (0..3).map(|i| vec![i as f32, 0.5, -1.0]).collect();
+    let content = ContentId::of(b"three chunks");
     {
-        let _ = open(dir.path());
+        let s = open(dir.path());
+        s.put_collection(&coll(), CollectionSettings::default())
+            .unwrap();
+        s.write(&coll(), vec![put("d", "three chunks")]).unwrap();
+        drop(s);
         let db = rusqlite::Connection::open(dir.path().join("ragsync.db")).unwrap();
         db.execute_batch(
             "DROP TABLE embeddings;
              CREATE TABLE embeddings (
                  model TEXT NOT NULL, chunk BLOB NOT NULL, vec BLOB NOT NULL,
                  PRIMARY KEY (model, chunk)
+             ) WITHOUT ROWID;
+             DROP TABLE embedded_contents;
+             CREATE TABLE embedded_contents (
+                 model TEXT NOT NULL, content BLOB NOT NULL, chunks BLOB NOT NULL,
+                 PRIMARY KEY (content, model)
              ) WITHOUT ROWID;",
         )
         .unwrap();
@@ -556,6 +567,12 @@ fn vectors_stored_by_earlier_builds_survive_their_new_table() {
             )
             .unwrap();
         }
+        let list: Vec<u8> = chunks.iter().flat_map(|c| c.0).collect();
+        db.execute(
+            "INSERT INTO embedded_contents (model, content, chunks) VALUES ('m', ?1, ?2)",
+            rusqlite::params![&content.as_bytes()[..], list],
+        )
+        .unwrap();
         db.pragma_update(None, "user_version", 8).unwrap();
     }
     let s = open(dir.path());
@@ -566,6 +583,18 @@ fn vectors_stored_by_earlier_builds_survive_their_new_table() {
         .map(Option::unwrap)
         .collect();
     assert_eq!(got, vectors);
+    let with_embeddings = InlinePolicy {
+        embeddings: true,
+        ..INLINE
+    };
+    let sent = s.changes(0, 100, with_embeddings).unwrap().embeddings;
+    let want = ContentEmbeddings {
+        model: "m".into(),
+        content,
+        chunks: chunks.clone(),
+        vectors: vectors.clone(),
+    };
+    assert_eq!(sent, [want]);
     let replaced = ContentEmbeddings {
         model: "m".into(),
         content: ContentId::of(b"content"),
@@ -582,14 +611,73 @@ fn vectors_stored_by_earlier_builds_survive_their_new_table() {
         .query_row("SELECT COUNT(*) FROM embeddings", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 3, "the replaced vector's old row is gone");
-    let sql: String = db
-        .query_row(
-            "SELECT sql FROM sqlite_schema WHERE name = 'embeddings'",
-            [],
-            |r| r.get(0),
+    let mut stmt = db
+        .prepare(
+            "SELECT name, sql FROM sqlite_schema \
+             WHERE tbl_name IN ('embeddings', 'embedded_contents') ORDER BY name",
         )
         .unwrap();
-    assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+    let schema: Vec<(String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let names: Vec<&str> = schema.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "embedded_contents",
+            "embedded_contents_by_content",
+            "embeddings",
+            "embeddings_by_chunk"
+        ],
+        "no index on the whole ids is left"
+    );
+    assert!(
+        schema
+            .iter()
+            .all(|(_, sql)| !sql.as_deref().unwrap_or("").contains("WITHOUT ROWID")),
+        "{schema:?}"
+    );
+}
+
+/// The embedding tables are indexed by 8 bytes of a 32-byte id: ids that share those 8 bytes
+/// (a collision a peer could craft) are still kept, read and replaced apart.
+#[test]
+fn ids_sharing_their_index_prefix_are_kept_apart() {
+    use ragsync_store::ContentEmbeddings;
+    let (_d, s) = setup();
+    let twin = |last: u8| {
+        let mut id = [7u8; 32];
+        id[31] = last;
+        ContentId(id)
+    };
+    let (a, b) = (twin(1), twin(2));
+    s.write(&coll(), vec![put("d", "text")]).unwrap();
+    let content = ContentId::of(b"text");
+    let set = |chunk: ContentId, x: f32| ContentEmbeddings {
+        model: "m".into(),
+        content,
+        chunks: vec![chunk],
+        vectors: vec![vec![x, x]],
+    };
+    s.put_embeddings(&[set(a, 1.0)]).unwrap();
+    s.put_embeddings(&[set(b, 2.0)]).unwrap();
+    let got = s.embeddings("m", &[a, b, twin(3)]).unwrap();
+    assert_eq!(got, [Some(vec![1.0, 1.0]), Some(vec![2.0, 2.0]), None]);
+    assert_eq!(s.embeddings("other", &[a]).unwrap(), [None]);
+    // The content's chunk list was replaced by the second set, not doubled.
+    let with_embeddings = InlinePolicy {
+        embeddings: true,
+        ..INLINE
+    };
+    assert_eq!(
+        s.changes(0, 100, with_embeddings).unwrap().embeddings,
+        [set(b, 2.0)]
+    );
+    s.put_embeddings(&[set(a, 3.0)]).unwrap();
+    let got = s.embeddings("m", &[a, b]).unwrap();
+    assert_eq!(got, [Some(vec![3.0, 3.0]), Some(vec![2.0, 2.0])]);
 }
 
 /// Issue 12, item 7: concurrent single-document writes are committed in groups; each write
