@@ -530,6 +530,83 @@ fn ids_stored_by_earlier_builds_stay_reachable() {
     assert_eq!(s.delete_collection(&coll()).unwrap(), 2);
 }
 
+/// Document states stored by a build of schema 10 (a WITHOUT ROWID table keyed by collection
+/// and id) are all there after migration 11 moved them to a rowid table: read by id, listed in
+/// id order, in the feed in seq order; a rewrite still leaves one row per document.
+#[test]
+fn document_states_stored_by_earlier_builds_survive_their_new_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["f3", "a1", "c2"];
+    {
+        let s = open(dir.path());
+        s.put_collection(&coll(), CollectionSettings::default())
+            .unwrap();
+        for id in ids {
+            s.write(&coll(), vec![put(id, &format!("text of {id}"))])
+                .unwrap();
+        }
+        s.write(&coll(), vec![del("c2")]).unwrap();
+        drop(s);
+        let db = rusqlite::Connection::open(dir.path().join("ragsync.db")).unwrap();
+        db.execute_batch(
+            "CREATE TABLE old_docs (
+                 collection TEXT NOT NULL, doc_id TEXT NOT NULL, seq INTEGER NOT NULL,
+                 deleted INTEGER NOT NULL, state BLOB NOT NULL,
+                 conflicts INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (collection, doc_id)
+             ) WITHOUT ROWID;
+             INSERT INTO old_docs SELECT collection, doc_id, seq, deleted, state, conflicts FROM docs;
+             DROP TABLE docs;
+             ALTER TABLE old_docs RENAME TO docs;
+             CREATE UNIQUE INDEX docs_by_seq ON docs (seq);
+             CREATE INDEX docs_conflicted ON docs (collection, doc_id) WHERE conflicts > 0;",
+        )
+        .unwrap();
+        db.pragma_update(None, "user_version", 10).unwrap();
+    }
+    let s = open(dir.path());
+    let a1 = s.get(&coll(), &DocId::new("a1").unwrap()).unwrap().unwrap();
+    assert_eq!(
+        a1.state.winner().content.as_ref().unwrap().cid,
+        ContentId::of(b"text of a1")
+    );
+    let listed: Vec<String> = s
+        .list(&coll(), None, 100, false)
+        .unwrap()
+        .iter()
+        .map(|d| d.id.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        ["a1", "f3"],
+        "in id order, the deleted one left out"
+    );
+    let fed: Vec<u64> = s
+        .changes(0, 100, INLINE)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(fed.len(), 4, "the collection row and three documents");
+    assert!(fed.is_sorted(), "{fed:?}");
+    s.write(&coll(), vec![put("a1", "rewritten")]).unwrap();
+    drop(s);
+    let db = rusqlite::Connection::open(dir.path().join("ragsync.db")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM docs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 3, "the rewrite replaced its row");
+    let sql: String = db
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'docs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+}
+
 /// Vectors and chunk lists stored by a build of schema 8 (WITHOUT ROWID tables keyed by model
 /// and id) are all there after migrations 9 and 10 moved them to rowid tables indexed by an
 /// 8-byte prefix: read by chunk, sent with a feed page, and a later vector still replaces one.
