@@ -3,11 +3,12 @@
 path of vectors alone, without the bench's own client or the node's search index when the
 node runs with `--no-search`.
 
-    scripts/post-vectors.py --url http://127.0.0.1:PORT [-n 50000] [--digits 17]
+    scripts/post-vectors.py --url http://127.0.0.1:PORT [-n 50000] [--digits 17] [--random-ids]
 
 Token in RAGSYNC_TOKEN. Makes collection `vec` (model `external`, 384 dimensions), builds every
 batch first (1,000 documents of 1 KiB text, a unit vector each, its numbers written with
-`--digits` significant digits: 17 as Python's `repr`, 8 as a float32 serialiser), then posts
+`--digits` significant digits: 17 as Python's `repr`, 8 as a float32 serialiser; ids in
+order, or 32 random hex digits as UUIDs with `--random-ids`), then posts
 them in turn on one keep-alive connection. Read the node's CPU from /proc/PID/stat around it.
 Standard library only.
 """
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--url", required=True)
     ap.add_argument("-n", type=int, default=50_000)
     ap.add_argument("--digits", type=int, default=17)
+    ap.add_argument("--random-ids", action="store_true")
     a = ap.parse_args()
     token = os.environ.get("RAGSYNC_TOKEN")
     if not token:
@@ -50,6 +52,9 @@ def main() -> None:
         norm = math.sqrt(sum(x * x for x in v))
         return [float(f"{x / norm:.{a.digits}g}") for x in v]
 
+    def doc_id(i: int) -> str:
+        return "%032x" % rnd.getrandbits(128) if a.random_ids else f"v-{i:09d}"
+
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def request(conn, method: str, path: str, body: bytes) -> None:
@@ -66,7 +71,7 @@ def main() -> None:
     bodies = []
     for start in range(0, a.n, 1000):
         docs = [
-            {"id": f"v-{i:09d}", "text": text(1024), "vector": unit()}
+            {"id": doc_id(i), "text": text(1024), "vector": unit()}
             for i in range(start, min(start + 1000, a.n))
         ]
         bodies.append(json.dumps({"docs": docs}).encode())
