@@ -12,6 +12,7 @@
 //! One writer connection (behind a mutex) serialises mutations; reads use a small pool of
 //! read connections and see a consistent snapshot each.
 
+mod checkpoint;
 mod collections;
 mod contents;
 mod docs;
@@ -34,6 +35,7 @@ use ragsync_core::{Epoch, Hlc, HlcClock, NodeId, PhysicalClock};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+pub use checkpoint::WalStats;
 pub use collections::Collection;
 pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
 pub use embeddings::{ContentEmbeddings, decode_vector, encode_vector};
@@ -144,9 +146,6 @@ const PAGE_SIZE_BYTES: i64 = 16384;
 /// 64 MiB ingested no faster at 100,000 or 300,000 documents and cost 34 MiB more RSS
 /// (BENCHMARKS.md).
 const WRITER_CACHE_KIB: i64 = 32 << 10;
-/// WAL size past which a commit copies the WAL back into the database. Larger means fewer,
-/// longer checkpoints and fewer rewrites of hot pages.
-const WAL_AUTOCHECKPOINT_BYTES: i64 = 64 << 20;
 /// The meta key naming the boot under which commits may have skipped their sync.
 const UNSYNCED_BOOT: &str = "unsynced_boot";
 /// Recorded for a relaxed node whose boot cannot be known; no boot id reads as it.
@@ -171,6 +170,9 @@ pub struct Store {
     /// [`Store::check_reboot`]): the boot is known and durability is not already relaxed.
     unsynced_pulls: bool,
     physical: Arc<dyn PhysicalClock>,
+    /// Copies the WAL back into the database off the write path; declared before the writer
+    /// so that it stops before the writer's connection closes.
+    checkpointer: checkpoint::Checkpointer,
     writer: Mutex<Writer>,
     /// Client writes waiting to be committed together (see `group.rs`).
     write_queue: Mutex<Vec<group::Queued>>,
@@ -242,12 +244,10 @@ impl Store {
         // `pwrite` per page, the largest cost of applying a pulled page (BENCHMARKS.md). In
         // memory it lives only until the savepoint is released.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            WAL_AUTOCHECKPOINT_BYTES / PAGE_SIZE_BYTES,
-        )?;
         schema::migrate(&mut conn)?;
+        let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?;
+        let checkpointer =
+            checkpoint::Checkpointer::start(&path, &mut conn, opts.durability, page_size as u64)?;
 
         let (node_id, epoch, hlc) = Self::load_identity(&mut conn)?;
         let epoch = Self::check_reboot(&mut conn, epoch, opts.boot_id.as_deref(), opts.durability)?;
@@ -264,6 +264,7 @@ impl Store {
             epoch,
             durability: opts.durability,
             physical: opts.clock,
+            checkpointer,
             writer: Mutex::new(Writer {
                 conn,
                 clock,
@@ -337,6 +338,11 @@ impl Store {
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// How the WAL stands: its size and the checkpoints run off the write path.
+    pub fn wal_stats(&self) -> WalStats {
+        self.checkpointer.stats()
     }
 
     /// The feed's head, as a watch that changes after every commit that moves it.

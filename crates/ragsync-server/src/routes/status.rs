@@ -27,6 +27,7 @@ pub(crate) async fn status(
         "uptime_s": node.started.elapsed().as_secs(),
         "counts": stats,
         "group_commit": {"commits": commits, "writes": writes},
+        "wal": node.store.wal_stats(),
         "limits": node.limits,
         "peers": node.replication.list(),
         "search": node.search.as_ref().map(|s| s.status()),
