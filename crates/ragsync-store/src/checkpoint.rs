@@ -24,10 +24,10 @@ use crate::{Durability, StoreError};
 
 /// WAL size past which the checkpointer copies the WAL back into the database. Larger means
 /// fewer, longer checkpoints and fewer rewrites of hot pages.
-pub(crate) const CHECKPOINT_BYTES: u64 = 64 << 20;
+const CHECKPOINT_BYTES: u64 = 64 << 20;
 /// WAL size past which the writer's commit checkpoints itself (the checkpointer has fallen
 /// behind).
-pub(crate) const INLINE_CHECKPOINT_BYTES: u64 = 4 * CHECKPOINT_BYTES;
+const INLINE_CHECKPOINT_BYTES: u64 = 4 * CHECKPOINT_BYTES;
 
 #[derive(Default)]
 struct Shared {

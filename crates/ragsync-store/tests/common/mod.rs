@@ -90,3 +90,12 @@ pub fn remote_state(node: u128, hlc: Hlc, text: &str) -> DocState {
     };
     DocState::create(Stamp::new(hlc, NodeId(node)), body)
 }
+
+/// The ids of the live documents of [`coll`], as listed (in id order).
+pub fn listed_ids(s: &Store) -> Vec<String> {
+    s.list(&coll(), None, 100, false)
+        .unwrap()
+        .iter()
+        .map(|d| d.id.to_string())
+        .collect()
+}
