@@ -262,6 +262,18 @@ async fn oversized_bodies_contents_metadata_titles_and_batches() {
         .req(Method::PUT, "/v1/collections/c")
         .body(Body::wrap_stream(futures_stream(chunks)));
     refused(streamed, 413, "body_too_large").await;
+    // A batch without a length is cut at the same limit.
+    let mut chunks: Vec<Result<Bytes, std::io::Error>> =
+        vec![Ok(Bytes::from_static(b"{\"docs\": ["))];
+    chunks.extend((0..100).map(|i| {
+        let doc = json!({"id": format!("big{i}"), "text": "b".repeat(1000)});
+        Ok(Bytes::from(format!("{doc},")))
+    }));
+    let streamed = n
+        .req(Method::POST, "/v1/collections/c/docs:batch")
+        .header("content-type", "application/json")
+        .body(Body::wrap_stream(futures_stream(chunks)));
+    refused(streamed, 413, "body_too_large").await;
     let content = "a".repeat(5 << 10);
     refused(
         n.req(Method::PUT, DOC).json(&json!({"text": content})),
@@ -589,6 +601,14 @@ async fn a_body_that_stops_arriving_is_refused_with_408() {
         common::ADMIN
     );
     let (status, body) = raw(&n, head.as_bytes(), std::time::Duration::from_secs(2)).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("\"body_timeout\""), "{body}");
+    let batch = format!(
+        "POST /v1/collections/c/docs:batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"docs\": [",
+        common::ADMIN
+    );
+    let (status, body) = raw(&n, batch.as_bytes(), std::time::Duration::from_secs(2)).await;
     assert_eq!(status, 408, "{body}");
     assert!(body.contains("\"body_timeout\""), "{body}");
     let r = n
