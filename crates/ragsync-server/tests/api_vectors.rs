@@ -316,3 +316,125 @@ async fn the_built_in_model_embeds_after_commit_and_answers_text_queries() {
         (vec!["tax".to_string()], &json!(false))
     );
 }
+
+/// An OpenAI-compatible stand-in on `127.0.0.1:0` serving two 4-dimensional models: `quick`
+/// answers at once; `stuck` holds every request until `release` has permits. Returns its URL.
+fn embeddings_stand_in(release: std::sync::Arc<tokio::sync::Semaphore>) -> String {
+    use axum::routing::post;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", listener.local_addr().unwrap()))
+                .unwrap();
+            let app = axum::Router::new().route(
+                "/v1/embeddings",
+                post(move |axum::Json(body): axum::Json<Value>| async move {
+                    if body["model"] == "stuck" {
+                        let _ = release.acquire().await;
+                    }
+                    let data: Vec<Value> = body["input"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            let n = t.as_str().unwrap().len() as f32;
+                            json!({"index": i, "embedding": [n, 1.0, 2.0, 3.0]})
+                        })
+                        .collect();
+                    axum::Json(json!({"data": data}))
+                }),
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+struct Released(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        self.0.add_permits(1 << 20);
+    }
+}
+
+#[tokio::test]
+async fn a_query_waits_for_its_own_collection_not_for_another_s_backlog() {
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let url = embeddings_stand_in(release.clone());
+    // Released however the test ends: the node's runtime waits for the request in flight.
+    let _released = Released(release.clone());
+    let n = TestNode::with_embedders(ragsync_search::embed::Embedders::new(Some(
+        ragsync_search::embed::OpenAiEndpoint {
+            base_url: url,
+            api_key: None,
+        },
+    )))
+    .await;
+    for model in ["quick", "stuck"] {
+        put_ok(
+            &n,
+            &format!("/v1/collections/{model}"),
+            json!({"embedding": {"model": format!("openai-compatible/{model}"), "dimension": 4}}),
+        )
+        .await;
+    }
+    put_ok(
+        &n,
+        "/v1/collections/quick/docs/q",
+        json!({"text": "quick one"}),
+    )
+    .await;
+    let by_vector = json!({"query": "quick one", "mode": "vector"});
+    let v = query(&n, "quick", by_vector.clone()).await;
+    assert_eq!(
+        (result_ids(&v), &v["stale"]),
+        (vec!["q".into()], &json!(false))
+    );
+    // A document of the other collection whose embedding never finishes (until released):
+    // the embedder is held on it, and the index is behind on that collection only.
+    put_ok(
+        &n,
+        "/v1/collections/stuck/docs/s",
+        json!({"text": "stuck one"}),
+    )
+    .await;
+    // Indexed, and queued (or held) for embedding, before the next query.
+    let mut queued = false;
+    for _ in 0..600 {
+        let (_, s) = json(n.req(Method::GET, "/v1/status").send().await.unwrap()).await;
+        let (through, head) = (&s["search"]["indexed_through"], &s["counts"]["head_seq"]);
+        queued = s["search"]["vectors"]["stuck"]["backlog"] == json!(1)
+            && head.as_u64().is_some_and(|h| through.as_u64() >= Some(h));
+        if queued {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(queued, "the stuck document was never indexed");
+    let v = query(&n, "quick", by_vector.clone()).await;
+    assert_eq!(
+        (result_ids(&v), &v["stale"]),
+        (vec!["q".into()], &json!(false))
+    );
+    let bm25 = query(&n, "quick", json!({"query": "quick", "mode": "bm25"})).await;
+    assert_eq!(bm25["stale"], json!(false));
+    // The collection that waits for its vectors still says so, after the freshness wait (by
+    // a given vector: its model would hold the query's own text too).
+    let by_given = json!({"vector": [9.0, 1.0, 2.0, 3.0], "mode": "vector"});
+    let v = query(&n, "stuck", by_given.clone()).await;
+    assert_eq!(v["stale"], json!(true), "{v}");
+    release.add_permits(1 << 20);
+    vectors_settle(&n, "stuck", 1).await;
+    let v = query(&n, "stuck", by_given).await;
+    assert_eq!(
+        (result_ids(&v), &v["stale"]),
+        (vec!["s".into()], &json!(false))
+    );
+}

@@ -52,7 +52,7 @@ pub(crate) fn require_live(
 }
 
 fn put(tx: &mut WriteTx<'_>, c: &Collection) -> Result<(), StoreError> {
-    let seq = tx.next_seq();
+    let seq = tx.next_seq(&c.name);
     let settings =
         serde_json::to_string(&c.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.tx

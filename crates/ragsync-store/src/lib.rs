@@ -26,12 +26,13 @@ mod schema;
 mod stats;
 mod tx;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ragsync_core::{Epoch, Hlc, HlcClock, NodeId, PhysicalClock};
+use ragsync_core::{CollectionName, Epoch, Hlc, HlcClock, NodeId, PhysicalClock};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -179,6 +180,10 @@ pub struct Store {
     group_stats: group::GroupStats,
     /// The feed's head, announced after every commit that moved it (long-polls wait on it).
     head: tokio::sync::watch::Sender<u64>,
+    /// The feed's head when the store opened, and the last `seq` of each collection's changes
+    /// committed since (see [`Store::collection_head`]).
+    opened_head: u64,
+    collection_heads: Mutex<HashMap<CollectionName, u64>>,
     readers: Mutex<Vec<Connection>>,
     /// Held for the life of the store: one process per data directory.
     _lock: File,
@@ -277,6 +282,8 @@ impl Store {
             write_queue: Mutex::new(Vec::new()),
             group_stats: group::GroupStats::default(),
             head: tokio::sync::watch::Sender::new(next_seq - 1),
+            opened_head: next_seq - 1,
+            collection_heads: Mutex::default(),
             readers: Mutex::new(Vec::new()),
             _lock: lock,
         })
@@ -343,6 +350,19 @@ impl Store {
     /// How the WAL stands: its size and the checkpoints run off the write path.
     pub fn wal_stats(&self) -> WalStats {
         self.checkpointer.stats()
+    }
+
+    /// The `seq` of the last change to collection `name` (its record or one of its
+    /// documents) committed since the store opened, or the feed's head at open for a
+    /// collection not changed since: never below the `seq` of any change to it committed
+    /// before the call. What a reader of the collection waits for an index to cover, however
+    /// busy other collections are.
+    pub fn collection_head(&self, name: &CollectionName) -> u64 {
+        let heads = self
+            .collection_heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        heads.get(name).copied().unwrap_or(self.opened_head)
     }
 
     /// The feed's head, as a watch that changes after every commit that moves it.

@@ -25,6 +25,9 @@ pub(crate) struct WriteTx<'a> {
     pub(crate) tx: Transaction<'a>,
     clock: &'a mut HlcClock,
     next_seq: u64,
+    /// The last `seq` given to each collection's changes, in order of first change since
+    /// the collection last changed (a batch to one collection is one entry).
+    touched: Vec<(CollectionName, u64)>,
     node: NodeId,
     now_ms: u64,
 }
@@ -64,6 +67,7 @@ impl WriteTx<'_> {
     ) -> Result<Result<T, StoreError>, StoreError> {
         self.tx.execute_batch("SAVEPOINT part")?;
         let (next_seq, clock) = (self.next_seq, self.clock.clone());
+        let (touched, last_touched) = (self.touched.len(), self.touched.last().cloned());
         let out = f(self);
         if out.is_ok() {
             self.tx.execute_batch("RELEASE part")?;
@@ -71,14 +75,22 @@ impl WriteTx<'_> {
             self.tx.execute_batch("ROLLBACK TO part; RELEASE part")?;
             self.next_seq = next_seq;
             *self.clock = clock;
+            self.touched.truncate(touched);
+            if let (Some(last), Some(was)) = (self.touched.last_mut(), last_touched) {
+                *last = was;
+            }
         }
         Ok(out)
     }
 
-    /// The `seq` for the next change.
-    pub(crate) fn next_seq(&mut self) -> u64 {
+    /// The `seq` for the next change, a change to `collection` (its record or a document).
+    pub(crate) fn next_seq(&mut self, collection: &CollectionName) -> u64 {
         let s = self.next_seq;
         self.next_seq += 1;
+        match self.touched.last_mut() {
+            Some((c, last)) if c == collection => *last = s,
+            _ => self.touched.push((collection.clone(), s)),
+        }
         s
     }
 }
@@ -147,11 +159,12 @@ impl Store {
         // The transaction ticks and observes a copy of the clock, kept only if it commits:
         // a refused request leaves even the clock as it was.
         let mut clock = w.clock.clone();
-        let (out, next_seq) = {
+        let (out, next_seq, touched) = {
             let mut tx = WriteTx {
                 tx: w.conn.transaction()?,
                 clock: &mut clock,
                 next_seq: w.next_seq,
+                touched: Vec::new(),
                 node: self.node_id,
                 now_ms,
             };
@@ -173,10 +186,16 @@ impl Store {
             }
             let next_seq = tx.next_seq;
             tx.tx.commit()?;
-            (out, next_seq)
+            (out, next_seq, tx.touched)
         };
         let wrote = next_seq != w.next_seq;
         if wrote {
+            let mut heads = self
+                .collection_heads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            heads.extend(touched);
+            drop(heads);
             self.head.send_replace(next_seq - 1);
         }
         if w.unsynced {
@@ -199,7 +218,7 @@ pub(crate) fn store_state(
     id: &DocId,
     state: &DocState,
 ) -> Result<(), StoreError> {
-    let seq = tx.next_seq();
+    let seq = tx.next_seq(collection);
     let bytes = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.tx
         .prepare_cached(
@@ -237,4 +256,62 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<DocState, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("document state: {e}")))?;
     state.check_invariants().map_err(StoreError::Corrupt)?;
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    #[test]
+    fn a_collection_s_head_is_its_last_committed_change_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (a, b) = (
+            CollectionName::new("a").unwrap(),
+            CollectionName::new("b").unwrap(),
+        );
+        assert_eq!(
+            (store.collection_head(&a), store.collection_head(&b)),
+            (0, 0)
+        );
+        // seqs 1 and 2 to `a`, 3 to `b`; then a part that fails takes 4 and 5 back.
+        store
+            .write_tx(|tx| {
+                tx.next_seq(&a);
+                tx.next_seq(&a);
+                tx.next_seq(&b);
+                let failed = tx.under_savepoint(|tx| {
+                    tx.next_seq(&b);
+                    tx.next_seq(&a);
+                    Err::<(), _>(StoreError::Corrupt("refused".into()))
+                })?;
+                assert!(failed.is_err());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            (store.collection_head(&a), store.collection_head(&b)),
+            (2, 3)
+        );
+        // A transaction that fails leaves every head as it was.
+        let failed = store.write_tx(|tx| {
+            tx.next_seq(&a);
+            Err::<(), _>(StoreError::Corrupt("refused".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(store.collection_head(&a), 2);
+        store.write_tx(|tx| Ok(tx.next_seq(&b))).unwrap();
+        assert_eq!(
+            (store.collection_head(&a), store.collection_head(&b)),
+            (2, 4)
+        );
+        // Reopened, every collection's head is the feed's head until it changes again.
+        drop(store);
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(
+            (store.collection_head(&a), store.collection_head(&b)),
+            (4, 4)
+        );
+    }
 }

@@ -40,6 +40,8 @@ pub(super) struct Jobs {
     queued: HashSet<Job>,
     /// Tickets handed out.
     issued: u64,
+    /// The last ticket handed out for each collection's documents.
+    last: HashMap<CollectionName, u64>,
 }
 
 impl Jobs {
@@ -173,6 +175,7 @@ impl SearchIndex {
         if jobs.queued.insert(key.clone()) {
             jobs.issued += 1;
             let ticket = jobs.issued;
+            jobs.last.insert(collection.clone(), ticket);
             jobs.queue.push_back((key, ticket));
         }
         drop(jobs);
@@ -257,11 +260,13 @@ impl SearchIndex {
             .collect()
     }
 
-    /// The ticket of the last document queued for embedding: once [`Self::embedded`] reaches
-    /// it, every chunk indexed before now that this node embeds has its vector (or failed to
-    /// be embedded because its document changed or went).
-    pub fn embedding_ticket(&self) -> u64 {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).issued
+    /// The ticket of the last document of collection `name` queued for embedding: once
+    /// [`Self::embedded`] reaches it, every chunk of the collection indexed before now that
+    /// this node embeds has its vector (or failed to be embedded because its document changed
+    /// or went). Documents of other collections queued after it are not waited for.
+    pub fn embedding_ticket(&self, name: &CollectionName) -> u64 {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.last.get(name).copied().unwrap_or(0)
     }
 
     /// Whether every embedding job up to `ticket` is done.

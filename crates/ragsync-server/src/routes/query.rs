@@ -1,9 +1,11 @@
 //! `POST /v1/collections/{c}/query`: search a collection (see `ragsync_search::query`).
 //!
-//! A query first waits (at most [`FRESHNESS_WAIT`]) until the index covers every commit made
-//! before it arrived, and a query ranking by vectors this node computes until those commits
-//! are embedded, so a client reads its own writes; past the wait it answers from the index
-//! as it is and says so with `"stale": true`.
+//! A query first waits (at most [`FRESHNESS_WAIT`]) until the index covers every change to
+//! its collection committed before it arrived, and a query ranking by vectors this node
+//! computes until those changes are embedded, so a client reads its own writes; past the wait
+//! it answers from the index as it is and says so with `"stale": true`. Only the queried
+//! collection's changes are waited for: a bulk load into another collection does not hold
+//! the query up.
 
 use std::time::Duration;
 
@@ -61,7 +63,7 @@ pub(crate) async fn query(
     // Refusals first: a bad query or a missing collection is answered without waiting.
     // When the index already covers every commit (the usual case), the query runs in the
     // same trip to the blocking pool: each trip is a thread wake-up or two.
-    let head = node.store.head_seq()?;
+    let head = node.store.collection_head(&c);
     let (checker, name) = (search.clone(), c.clone());
     let first = node
         .blocking_with(move |store| -> ApiResult<Step> {
@@ -70,7 +72,7 @@ pub(crate) async fn query(
                 .ok_or_else(|| ragsync_store::StoreError::CollectionNotFound(name.clone()))?;
             let checked = query::check(&checker, &coll, &req)?;
             if checker.covers(head)
-                && (!checked.needs_embeddings || checker.embedded(checker.embedding_ticket()))
+                && (!checked.needs_embeddings || checker.embedded(checker.embedding_ticket(&name)))
             {
                 return Ok(Step::Answered(query::run(
                     &checker, store, &name, &checked,
@@ -86,7 +88,7 @@ pub(crate) async fn query(
             let mut fresh = search.wait_indexed(head, FRESHNESS_WAIT).await;
             if fresh && checked.needs_embeddings {
                 // Indexed through `head`, so every document before it is queued by now.
-                let ticket = search.embedding_ticket();
+                let ticket = search.embedding_ticket(&c);
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 fresh = search.wait_embedded(ticket, left).await;
             }

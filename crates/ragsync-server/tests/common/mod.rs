@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use ragsync_core::Limits;
-use ragsync_server::{Auth, Node, Role, TokenSpec};
+use ragsync_search::embed::Embedders;
+use ragsync_server::{AppState, Auth, Node, Role, TokenSpec};
 use ragsync_store::{Store, StoreOptions};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
@@ -35,6 +36,23 @@ impl TestNode {
     }
 
     pub async fn with_options(limits: Limits, opts: StoreOptions) -> Self {
+        Self::serving(opts, |store, auth| {
+            Node::new(store, auth, limits).expect("search index")
+        })
+        .await
+    }
+
+    /// A node that runs the embedding models of `embedders`.
+    pub async fn with_embedders(embedders: Embedders) -> Self {
+        Self::serving(StoreOptions::default(), |store, auth| {
+            Node::with_embedders(store, auth, Limits::default(), embedders).expect("search index")
+        })
+        .await
+    }
+
+    /// Serves the node `make` builds on a store in a new temporary directory, with the four
+    /// test tokens.
+    async fn serving(opts: StoreOptions, make: impl FnOnce(Arc<Store>, Auth) -> AppState) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), opts).unwrap());
         let mut auth = Auth::new();
@@ -53,7 +71,7 @@ impl TestNode {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let node = Node::new(store.clone(), auth, limits).expect("search index");
+        let node = make(store.clone(), auth);
         tokio::spawn(ragsync_server::serve(listener, node, async {
             let _ = stopped.await;
         }));
