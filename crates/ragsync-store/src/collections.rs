@@ -209,7 +209,8 @@ pub(crate) fn tombstone_all(
         let mut state = decode_state(&state)?;
         let stamp = tx.stamp();
         state.delete(stamp);
-        store_state(tx, collection, &id, &state)?;
+        // Every state read above is live.
+        store_state(tx, collection, &id, &state, Some(false))?;
     }
     Ok(n)
 }

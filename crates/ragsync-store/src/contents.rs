@@ -5,16 +5,23 @@ use std::collections::BTreeMap;
 use ragsync_core::{ContentId, ContentRef};
 use rusqlite::{MAIN_DB, OptionalExtension, Transaction, params};
 
+use crate::tx::WriteTx;
 use crate::{Store, StoreError};
 
 /// Stores `bytes` under their id unless they are already there, and no longer wants them.
 /// Returns the id.
-pub(crate) fn put(tx: &Transaction<'_>, bytes: &[u8]) -> Result<ContentId, StoreError> {
+pub(crate) fn put(tx: &mut WriteTx<'_>, bytes: &[u8]) -> Result<ContentId, StoreError> {
     let cid = ContentId::of(bytes);
     let key = &cid.as_bytes()[..];
-    tx.prepare_cached("INSERT OR IGNORE INTO contents (cid, len, data) VALUES (?1, ?2, ?3)")?
+    let stored = tx
+        .tx
+        .prepare_cached("INSERT OR IGNORE INTO contents (cid, len, data) VALUES (?1, ?2, ?3)")?
         .execute(params![key, bytes.len() as i64, bytes])?;
-    tx.prepare_cached("DELETE FROM wanted WHERE cid = ?1")?
+    if stored > 0 {
+        tx.counts.content_stored(bytes.len());
+    }
+    tx.tx
+        .prepare_cached("DELETE FROM wanted WHERE cid = ?1")?
         .execute([key])?;
     Ok(cid)
 }
@@ -23,11 +30,11 @@ pub(crate) fn put(tx: &Transaction<'_>, bytes: &[u8]) -> Result<ContentId, Store
 /// `inline` (when its bytes hash to its id), or recorded as wanted. Bytes that do not hash to
 /// the id they came under are refused: nothing unverified is stored.
 pub(crate) fn receive(
-    tx: &Transaction<'_>,
+    tx: &mut WriteTx<'_>,
     content: &ContentRef,
     inline: &BTreeMap<ContentId, Vec<u8>>,
 ) -> Result<(), StoreError> {
-    if locate(tx, &content.cid)?.is_some() {
+    if locate(&tx.tx, &content.cid)?.is_some() {
         return Ok(());
     }
     match inline.get(&content.cid) {
@@ -41,7 +48,8 @@ pub(crate) fn receive(
             put(tx, bytes)?;
         }
         None => {
-            tx.prepare_cached("INSERT OR IGNORE INTO wanted (cid, len) VALUES (?1, ?2)")?
+            tx.tx
+                .prepare_cached("INSERT OR IGNORE INTO wanted (cid, len) VALUES (?1, ?2)")?
                 .execute(params![&content.cid.as_bytes()[..], content.len as i64])?;
         }
     }
@@ -60,7 +68,7 @@ fn locate(tx: &Transaction<'_>, cid: &ContentId) -> Result<Option<(i64, u64)>, S
 /// Stores `inline` bytes for `content` when they are still wanted here and hash to its id (a
 /// state already known may come again with the bytes it was waiting for). Adds no want.
 pub(crate) fn fill_if_wanted(
-    tx: &Transaction<'_>,
+    tx: &mut WriteTx<'_>,
     content: &ContentRef,
     inline: &BTreeMap<ContentId, Vec<u8>>,
 ) -> Result<(), StoreError> {
@@ -68,6 +76,7 @@ pub(crate) fn fill_if_wanted(
         return Ok(());
     };
     let wanted = tx
+        .tx
         .prepare_cached("SELECT 1 FROM wanted WHERE cid = ?1")?
         .query_row([&content.cid.as_bytes()[..]], |_| Ok(()))
         .optional()?
@@ -128,7 +137,7 @@ impl Store {
                 .optional()?
                 .is_some();
             if wanted {
-                put(&tx.tx, bytes)?;
+                put(tx, bytes)?;
             }
             Ok(wanted)
         })

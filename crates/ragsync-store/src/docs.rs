@@ -216,6 +216,7 @@ pub(crate) fn merge_doc(
     for v in incoming.versions() {
         tx.observe_remote(v.stamp.hlc)?;
     }
+    let was_deleted = existing.as_ref().map(DocState::is_deleted);
     let merged = match existing {
         Some(mut state) => state.merge(incoming).then_some(state),
         None => Some(incoming.clone()),
@@ -227,15 +228,15 @@ pub(crate) fn merge_doc(
             .iter()
             .filter_map(|v| v.content.as_ref())
         {
-            contents::fill_if_wanted(&tx.tx, c, inline)?;
+            contents::fill_if_wanted(tx, c, inline)?;
         }
         return Ok(false);
     };
     state.check_invariants().map_err(StoreError::InvalidState)?;
     for c in state.versions().iter().filter_map(|v| v.content.as_ref()) {
-        contents::receive(&tx.tx, c, inline)?;
+        contents::receive(tx, c, inline)?;
     }
-    store_state(tx, collection, id, &state)?;
+    store_state(tx, collection, id, &state, was_deleted)?;
     Ok(true)
 }
 
@@ -271,7 +272,8 @@ fn apply(
             });
         }
     }
-    let was_live = existing.as_ref().is_some_and(|s| !s.is_deleted());
+    let was_deleted = existing.as_ref().map(DocState::is_deleted);
+    let was_live = was_deleted == Some(false);
     let stamp = tx.stamp();
     let (state, effect) = match (op.kind, existing) {
         (
@@ -284,7 +286,7 @@ fn apply(
             },
             existing,
         ) => {
-            let cid = contents::put(&tx.tx, &content)?;
+            let cid = contents::put(tx, &content)?;
             if let Some(e) = embeddings {
                 if e.content != cid {
                     return Err(StoreError::InvalidEmbeddings(
@@ -319,7 +321,7 @@ fn apply(
         },
     };
     if effect != WriteEffect::Unchanged {
-        store_state(tx, collection, &op.id, &state)?;
+        store_state(tx, collection, &op.id, &state, was_deleted)?;
     }
     Ok(WriteResult {
         id: op.id,

@@ -15,6 +15,7 @@
 mod checkpoint;
 mod collections;
 mod contents;
+mod counts;
 mod docs;
 mod embeddings;
 mod error;

@@ -205,6 +205,8 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX docs_conflicted ON docs (collection, doc_id) WHERE conflicts > 0;
     "#,
     ),
+    // 12: documents and contents counted as they are written, for `/v1/status`.
+    Migration::Sql(crate::counts::MIGRATION),
 ];
 
 /// The schema version this build writes.

@@ -28,13 +28,14 @@ impl Store {
             Ok(Stats {
                 collections: count("SELECT count(*) FROM collections WHERE deleted = 0")?,
                 // Documents show only while their collection is live (see `merge_remote`).
+                // Kept by every write (see `counts.rs`): no scan of the documents or contents.
                 documents: count(
-                    "SELECT count(*) FROM docs d JOIN collections c \
-                     ON c.name = d.collection AND c.deleted = 0 WHERE d.deleted = 0",
+                    "SELECT coalesce(sum(n.live), 0) FROM doc_counts n JOIN collections c \
+                     ON c.name = n.collection AND c.deleted = 0",
                 )?,
-                tombstones: count("SELECT count(*) FROM docs WHERE deleted = 1")?,
-                contents: count("SELECT count(*) FROM contents")?,
-                content_bytes: count("SELECT coalesce(sum(len), 0) FROM contents")?,
+                tombstones: count("SELECT coalesce(sum(tombstones), 0) FROM doc_counts")?,
+                contents: count("SELECT contents FROM content_counts")?,
+                content_bytes: count("SELECT bytes FROM content_counts")?,
                 head_seq: feed::head_seq(tx)?,
                 parked: count("SELECT count(*) FROM parked")?,
                 wanted: count("SELECT count(*) FROM wanted")?,

@@ -18,6 +18,7 @@
 use ragsync_core::{CollectionName, DocId, DocState, Hlc, HlcClock, NodeId, Stamp};
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::counts::Deltas;
 use crate::{Store, StoreError, Writer, meta_set};
 
 /// An open write transaction with the node's clock and the next feed `seq`.
@@ -28,6 +29,8 @@ pub(crate) struct WriteTx<'a> {
     /// The last `seq` given to each collection's changes, in order of first change since
     /// the collection last changed (a batch to one collection is one entry).
     touched: Vec<(CollectionName, u64)>,
+    /// What the transaction's changes do to the stored counts, not written yet.
+    pub(crate) counts: Deltas,
     node: NodeId,
     now_ms: u64,
 }
@@ -65,13 +68,17 @@ impl WriteTx<'_> {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<Result<T, StoreError>, StoreError> {
+        // The counts gathered so far stay; those of the part go with it if it fails.
+        self.counts.write(&self.tx)?;
         self.tx.execute_batch("SAVEPOINT part")?;
         let (next_seq, clock) = (self.next_seq, self.clock.clone());
         let (touched, last_touched) = (self.touched.len(), self.touched.last().cloned());
         let out = f(self);
         if out.is_ok() {
+            self.counts.write(&self.tx)?;
             self.tx.execute_batch("RELEASE part")?;
         } else {
+            self.counts.clear();
             self.tx.execute_batch("ROLLBACK TO part; RELEASE part")?;
             self.next_seq = next_seq;
             *self.clock = clock;
@@ -165,10 +172,12 @@ impl Store {
                 clock: &mut clock,
                 next_seq: w.next_seq,
                 touched: Vec::new(),
+                counts: Deltas::default(),
                 node: self.node_id,
                 now_ms,
             };
             let out = f(&mut tx)?;
+            tx.counts.write(&tx.tx)?;
             // Every stored change takes a seq. With none, nothing was written: the commit
             // writes no page and syncs nothing (a mesh echoes every change back; merging
             // what is known must cost nothing). Stamps ticked without being stored were
@@ -211,14 +220,18 @@ impl Store {
     }
 }
 
-/// Writes a document's new state with the next feed `seq`.
+/// Writes a document's new state with the next feed `seq`, and counts it: `was_deleted` says
+/// whether the stored state the caller loaded was deleted (`None`: there was none).
 pub(crate) fn store_state(
     tx: &mut WriteTx<'_>,
     collection: &CollectionName,
     id: &DocId,
     state: &DocState,
+    was_deleted: Option<bool>,
 ) -> Result<(), StoreError> {
     let seq = tx.next_seq(collection);
+    tx.counts
+        .state_stored(collection, was_deleted, state.is_deleted());
     let bytes = serde_json::to_vec(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.tx
         .prepare_cached(
