@@ -86,9 +86,9 @@ impl Deltas {
 }
 
 /// The counts' tables, filled by counting the rows already there (schema migration 12).
-/// Applied again over tables it made, it counts again: a later migration that changes
-/// documents or contents with its own SQL, outside `store_state` and `contents::put`, must end
-/// by running it again.
+/// Applied again over tables it made, it counts again. A later migration that changes
+/// documents or contents with its own SQL, outside `store_state` and `contents::put`, must
+/// count again in its own step (this text is shipped and stays as it is).
 pub(crate) const MIGRATION: &str = r#"
     CREATE TABLE IF NOT EXISTS doc_counts (
         collection TEXT PRIMARY KEY,

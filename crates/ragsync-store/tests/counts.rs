@@ -15,6 +15,23 @@ fn reported(s: &Store) -> (u64, u64, u64, u64) {
     (st.documents, st.tombstones, st.contents, st.content_bytes)
 }
 
+/// The live documents of each collection that holds any, as the store reports them and as
+/// counted from the rows.
+fn per_collection(s: &Store, dir: &std::path::Path) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+    let db = rusqlite::Connection::open(dir.join("ragsync.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT collection, count(*) FROM docs WHERE deleted = 0 GROUP BY collection")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
+        .unwrap();
+    let mut counted: Vec<_> = rows.map(Result::unwrap).collect();
+    counted.sort();
+    (s.document_counts().unwrap().into_iter().collect(), counted)
+}
+
 /// The same four, counted from the rows (documents only in live collections).
 fn counted(dir: &std::path::Path) -> (u64, u64, u64, u64) {
     let db = rusqlite::Connection::open(dir.join("ragsync.db")).unwrap();
@@ -33,6 +50,8 @@ fn every_kind_of_write_keeps_the_counts_equal_to_the_rows() {
     let (dir, s) = setup();
     let check = |s: &Store, what: &str| {
         assert_eq!(reported(s), counted(dir.path()), "after {what}");
+        let (kept, rows) = per_collection(s, dir.path());
+        assert_eq!(kept, rows, "per collection, after {what}");
     };
     check(&s, "nothing");
     s.write(

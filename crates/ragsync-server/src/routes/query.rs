@@ -5,7 +5,8 @@
 //! computes until those changes are embedded, so a client reads its own writes; past the wait
 //! it answers from the index as it is and says so with `"stale": true`. Only the queried
 //! collection's changes are waited for: a bulk load into another collection does not hold
-//! the query up.
+//! the query up unless this collection was written after the load began (the index covers
+//! the feed in order, and the embedder takes its queue in order).
 
 use std::time::Duration;
 
