@@ -17,7 +17,10 @@ fn reported(s: &Store) -> (u64, u64, u64, u64) {
 
 /// The live documents of each collection that holds any, as the store reports them and as
 /// counted from the rows.
-fn per_collection(s: &Store, dir: &std::path::Path) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+/// Live documents by collection name.
+type PerCollection = Vec<(String, u64)>;
+
+fn per_collection(s: &Store, dir: &std::path::Path) -> (PerCollection, PerCollection) {
     let db = rusqlite::Connection::open(dir.join("ragsync.db")).unwrap();
     let mut stmt = db
         .prepare("SELECT collection, count(*) FROM docs WHERE deleted = 0 GROUP BY collection")
