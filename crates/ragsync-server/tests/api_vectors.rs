@@ -425,6 +425,22 @@ async fn a_query_waits_for_its_own_collection_not_for_another_s_backlog() {
     );
     let bm25 = query(&n, "quick", json!({"query": "quick", "mode": "bm25"})).await;
     assert_eq!(bm25["stale"], json!(false));
+    // Written while the other model is held: embedded by its own model's task, not queued
+    // behind the held one.
+    put_ok(
+        &n,
+        "/v1/collections/quick/docs/q2",
+        json!({"text": "quick two!"}),
+    )
+    .await;
+    let v = query(
+        &n,
+        "quick",
+        json!({"query": "quick two!", "mode": "vector", "top_k": 2}),
+    )
+    .await;
+    assert_eq!(v["stale"], json!(false), "{v}");
+    assert!(result_ids(&v).contains(&"q2".to_string()), "{v}");
     // The collection that waits for its vectors still says so, after the freshness wait (by
     // a given vector: its model would hold the query's own text too).
     let by_given = json!({"vector": [9.0, 1.0, 2.0, 3.0], "mode": "vector"});

@@ -2,14 +2,16 @@
 //! vectors in memory ([`VectorSet`]), taken from the store's `embeddings` table by chunk id.
 //!
 //! Embedding is slow, so it never runs in the indexer's pass or in a write transaction. A
-//! document whose chunks lack vectors is queued; a separate task embeds queued chunks in
-//! batches, stores the vectors (model id, chunk id) and only then gives them to the index.
+//! document whose chunks lack vectors is queued by its collection's model; a batch at a time
+//! per model, the models side by side (one whose endpoint is down or slow holds up only its
+//! own queue), its chunks are embedded, the vectors stored (model id, chunk id) and only then
+//! given to the index.
 //! Progress is durable by construction: a chunk is embedded exactly when its row exists, so
 //! at start the index reloads every stored vector and queues again the documents still
 //! missing some (the backlog resumes). Chunks of a model this node does not run (`external`,
 //! or an endpoint it is not configured for) wait for vectors from clients or peers.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,23 +34,63 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// A document waiting for vectors.
 type Job = (CollectionName, DocId);
 
-/// Documents waiting for vectors, in order, each once, each with a ticket: jobs are numbered
-/// as they are queued, so "every job queued before now is done" is one number to wait for.
+/// Documents waiting for vectors: a queue per model, in order, each document once, each with
+/// a ticket (numbered across the queues as documents are queued). Each model is embedded by a
+/// task of its own, so a model whose endpoint is slow or down holds up only its own queue; a
+/// collection's readers wait for its own outstanding tickets only.
 #[derive(Default)]
 pub(super) struct Jobs {
-    queue: VecDeque<(Job, u64)>,
+    queues: HashMap<String, VecDeque<(Job, u64)>>,
     queued: HashSet<Job>,
     /// Tickets handed out.
     issued: u64,
     /// The last ticket handed out for each collection's documents.
     last: HashMap<CollectionName, u64>,
+    /// Each collection's tickets queued or being embedded.
+    outstanding: HashMap<CollectionName, BTreeSet<u64>>,
+    /// Models with a batch being embedded.
+    busy: HashSet<String>,
+    /// Models whose last batch failed, and when they are tried again.
+    retry_at: HashMap<String, tokio::time::Instant>,
 }
 
 impl Jobs {
-    /// Every ticket up to this one is done: the one before the oldest still queued. Called
-    /// with no job in flight.
-    fn done_through(&self) -> u64 {
-        self.queue.front().map_or(self.issued, |(_, t)| t - 1)
+    /// Whether collection `name` has no ticket up to `ticket` outstanding.
+    fn done_through(&self, name: &CollectionName, ticket: u64) -> bool {
+        self.outstanding
+            .get(name)
+            .and_then(BTreeSet::first)
+            .is_none_or(|first| *first > ticket)
+    }
+
+    /// The ticket of a job that is done (or dropped) no longer outstanding.
+    fn finish(&mut self, (collection, _): &Job, ticket: u64) {
+        if let Some(t) = self.outstanding.get_mut(collection) {
+            t.remove(&ticket);
+            if t.is_empty() {
+                self.outstanding.remove(collection);
+            }
+        }
+    }
+
+    /// Models with queued documents, no batch running and no retry pending at `now`, marked
+    /// busy.
+    fn start_ready(&mut self, now: tokio::time::Instant) -> Vec<String> {
+        self.retry_at.retain(|_, at| *at > now);
+        let ready: Vec<String> = self
+            .queues
+            .iter()
+            .filter(|(m, q)| {
+                !q.is_empty()
+                    && !self.busy.contains(*m)
+                    && self.retry_at.get(*m).is_none_or(|at| *at <= now)
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in &ready {
+            self.busy.insert(m.clone());
+        }
+        ready
     }
 }
 
@@ -170,13 +212,24 @@ impl SearchIndex {
     }
 
     pub(super) fn enqueue(&self, collection: &CollectionName, id: &DocId) {
+        let model = self
+            .vector_model(collection)
+            .map(|(m, _)| m)
+            .unwrap_or_default();
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let key = (collection.clone(), id.clone());
         if jobs.queued.insert(key.clone()) {
             jobs.issued += 1;
             let ticket = jobs.issued;
             jobs.last.insert(collection.clone(), ticket);
-            jobs.queue.push_back((key, ticket));
+            jobs.outstanding
+                .entry(collection.clone())
+                .or_default()
+                .insert(ticket);
+            jobs.queues
+                .entry(model)
+                .or_default()
+                .push_back((key, ticket));
         }
         drop(jobs);
         self.job_queued.notify_one();
@@ -260,65 +313,118 @@ impl SearchIndex {
             .collect()
     }
 
-    /// The ticket of the last document of collection `name` queued for embedding: once
-    /// [`Self::embedded`] reaches it, every chunk of the collection indexed before now that
-    /// this node embeds has its vector (or failed to be embedded because its document changed
-    /// or went). Documents of other collections queued after it are not waited for.
+    /// The ticket of the last document of collection `name` queued for embedding: once it is
+    /// [`Self::embedded`], every chunk of the collection indexed before now that this node
+    /// embeds has its vector (or failed to be embedded because its document changed or went).
+    /// Other collections' documents are not waited for.
     pub fn embedding_ticket(&self, name: &CollectionName) -> u64 {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         jobs.last.get(name).copied().unwrap_or(0)
     }
 
-    /// Whether every embedding job up to `ticket` is done.
-    pub fn embedded(&self, ticket: u64) -> bool {
-        *self.embedded.borrow() >= ticket
+    /// Whether every embedding job of collection `name` up to `ticket` is done.
+    pub fn embedded(&self, name: &CollectionName, ticket: u64) -> bool {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.done_through(name, ticket)
     }
 
-    /// Waits until every embedding job up to `ticket` is done, at most `timeout`. True when
-    /// they are.
-    pub async fn wait_embedded(&self, ticket: u64, timeout: Duration) -> bool {
+    /// Waits until every embedding job of collection `name` up to `ticket` is done, at most
+    /// `timeout`. True when they are.
+    pub async fn wait_embedded(
+        &self,
+        name: &CollectionName,
+        ticket: u64,
+        timeout: Duration,
+    ) -> bool {
+        // Woken after every batch; the jobs are checked with the watch released (a batch
+        // takes the jobs' lock before it sends).
         let mut rx = self.embedded.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|t| *t >= ticket))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let wait = async {
+            loop {
+                if self.embedded(name, ticket) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 
-    /// Embeds queued chunks until `stop` is set: see the module docs.
+    /// Embeds queued chunks until `stop` is set, a batch at a time per model, the models in
+    /// parallel: see [`Jobs`]. A model whose batch failed is tried again after
+    /// [`RETRY_AFTER`]; at stop, the batches running are waited for.
     pub async fn run_embedder(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut running = tokio::task::JoinSet::new();
         loop {
             if *stop.borrow() {
+                while running.join_next().await.is_some() {}
                 return;
             }
-            let me = self.clone();
-            let done = tokio::task::spawn_blocking(move || me.embed_some()).await;
-            let pause = match done {
-                Ok(Ok(0)) => None,
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(format!("panicked: {e}")),
+            let now = tokio::time::Instant::now();
+            let (ready, next_retry) = {
+                let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                let ready = jobs.start_ready(now);
+                (ready, jobs.retry_at.values().min().copied())
             };
-            if let Some(e) = &pause {
-                tracing::error!(error = %e, "embedding failed; trying again in 5 s");
+            for model in ready {
+                let me = self.clone();
+                running.spawn_blocking(move || {
+                    let done = me.embed_some(&model);
+                    (model, done)
+                });
             }
             tokio::select! {
-                _ = self.job_queued.notified(), if pause.is_none() => {}
-                _ = tokio::time::sleep(RETRY_AFTER), if pause.is_some() => {}
-                r = stop.changed() => if r.is_err() { return },
+                _ = self.job_queued.notified() => {}
+                Some(done) = running.join_next() => self.batch_done(done),
+                _ = tokio::time::sleep_until(next_retry.unwrap_or(now)), if next_retry.is_some() => {}
+                r = stop.changed() => if r.is_err() {
+                    while running.join_next().await.is_some() {}
+                    return;
+                },
             }
         }
     }
 
-    /// Embeds the chunks of the next queued documents, about [`EMBED_BATCH`] texts. Returns
-    /// how many documents it took; on failure they go back to the head of the queue.
-    fn embed_some(&self) -> Result<usize, IndexError> {
+    /// Frees a model whose batch ended, and holds it back for [`RETRY_AFTER`] when it failed.
+    fn batch_done(
+        &self,
+        done: Result<(String, Result<usize, IndexError>), tokio::task::JoinError>,
+    ) {
+        let (model, failure) = match done {
+            Ok((model, Ok(_))) => (model, None),
+            Ok((model, Err(e))) => (model, Some(e.to_string())),
+            Err(e) => {
+                // Not a panic (`embed_some` turns those into errors): the task was
+                // cancelled, which only a runtime shutting down does.
+                tracing::debug!(error = %e, "an embedding batch was cancelled");
+                return;
+            }
+        };
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.busy.remove(&model);
+        if let Some(e) = failure {
+            tracing::error!(model = %model, error = %e, "embedding failed; trying again in 5 s");
+            jobs.retry_at
+                .insert(model, tokio::time::Instant::now() + RETRY_AFTER);
+        }
+    }
+
+    /// Embeds the chunks of the next documents queued for `model`, about [`EMBED_BATCH`]
+    /// texts. Returns how many documents it took; on failure they go back to the head of
+    /// the queue.
+    fn embed_some(&self, model: &str) -> Result<usize, IndexError> {
         let mut taken = Vec::new();
         let mut work = Vec::new();
         let mut texts = 0;
-        let result = (|| {
+        // A panic fails the batch like an error, so that its documents go back to the queue
+        // and their tickets do not stay outstanding.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             while texts < EMBED_BATCH {
                 let next = {
                     let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-                    let next = jobs.queue.pop_front();
+                    let next = jobs.queues.get_mut(model).and_then(VecDeque::pop_front);
                     if let Some((k, _)) = &next {
                         jobs.queued.remove(k);
                     }
@@ -333,21 +439,35 @@ impl SearchIndex {
                     work.push(w);
                 }
             }
-            self.embed_work(work)
-        })();
+            self.embed_work(std::mem::take(&mut work))
+        }))
+        .unwrap_or_else(|_| Err(IndexError::Embed("an embedding batch panicked".into())));
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = result {
-            // Back to the head of the queue with their tickets; a document queued again
-            // meanwhile keeps its later place (its ticket is later too).
-            for (key, ticket) in taken.into_iter().rev() {
-                if jobs.queued.insert(key.clone()) {
-                    jobs.queue.push_front((key, ticket));
+        let n = taken.len();
+        let out = match result {
+            Err(e) => {
+                // Back to the head of the queue with their tickets; a document queued again
+                // meanwhile keeps its later place (its ticket is later too).
+                for (key, ticket) in taken.into_iter().rev() {
+                    if jobs.queued.insert(key.clone()) {
+                        let queue = jobs.queues.entry(model.to_string()).or_default();
+                        queue.push_front((key, ticket));
+                    } else {
+                        jobs.finish(&key, ticket);
+                    }
                 }
+                Err(e)
             }
-            return Err(e);
-        }
-        self.embedded.send_replace(jobs.done_through());
-        Ok(taken.len())
+            Ok(()) => {
+                for (key, ticket) in &taken {
+                    jobs.finish(key, *ticket);
+                }
+                Ok(n)
+            }
+        };
+        drop(jobs);
+        self.embedded.send_modify(|batches| *batches += 1);
+        out
     }
 
     /// What document `id` of `coll` still needs embedded, as the store holds it now.

@@ -274,7 +274,8 @@ pub struct SearchIndex {
     jobs: Mutex<embedding::Jobs>,
     /// A job was queued.
     job_queued: tokio::sync::Notify,
-    /// Embedding jobs done: every ticket up to this one (see [`embedding::Jobs`]).
+    /// Batches of embedding jobs ended: a count that wakes readers waiting for a
+    /// collection's jobs (see [`embedding::Jobs`]).
     embedded: tokio::sync::watch::Sender<u64>,
     /// Chunks this node embedded since it started (not those that came from peers or clients).
     embedded_here: AtomicU64,

@@ -6,7 +6,8 @@
 //! it answers from the index as it is and says so with `"stale": true`. Only the queried
 //! collection's changes are waited for: a bulk load into another collection does not hold
 //! the query up unless this collection was written after the load began (the index covers
-//! the feed in order, and the embedder takes its queue in order).
+//! the feed in order); the embedding wait is the collection's own (see
+//! `ragsync_search::index::embedding`).
 
 use std::time::Duration;
 
@@ -73,7 +74,8 @@ pub(crate) async fn query(
                 .ok_or_else(|| ragsync_store::StoreError::CollectionNotFound(name.clone()))?;
             let checked = query::check(&checker, &coll, &req)?;
             if checker.covers(head)
-                && (!checked.needs_embeddings || checker.embedded(checker.embedding_ticket(&name)))
+                && (!checked.needs_embeddings
+                    || checker.embedded(&name, checker.embedding_ticket(&name)))
             {
                 return Ok(Step::Answered(query::run(
                     &checker, store, &name, &checked,
@@ -91,7 +93,7 @@ pub(crate) async fn query(
                 // Indexed through `head`, so every document before it is queued by now.
                 let ticket = search.embedding_ticket(&c);
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                fresh = search.wait_embedded(ticket, left).await;
+                fresh = search.wait_embedded(&c, ticket, left).await;
             }
             let indexed = search.clone();
             let answer = node
