@@ -2,9 +2,9 @@
 //! few rows instead of scanning every document and content (SQLite keeps no row counts).
 //!
 //! A write transaction gathers what its changes do to the counts ([`Deltas`]) and writes them
-//! with one statement per collection touched, in the same transaction as the rows: before a
-//! savepoint opens, when it is released, and before the commit; a part rolled back drops
-//! what it gathered. *Invariant:* every change to `docs` goes through `store_state` and every
+//! before it commits, with one statement per collection touched, in the same transaction as
+//! the rows; a savepoint that rolls back puts the gathered deltas back as they were when it
+//! opened. *Invariant:* every change to `docs` goes through `store_state` and every
 //! content stored through `contents::put`, the two places that gather.
 
 use ragsync_core::CollectionName;
@@ -13,7 +13,7 @@ use rusqlite::{Transaction, params};
 use crate::StoreError;
 
 /// Changes to the counts not written yet.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Deltas {
     /// (collection, live documents, tombstones), one entry per run of changes to one
     /// collection.
@@ -57,11 +57,6 @@ impl Deltas {
         self.content_bytes += len as i64;
     }
 
-    /// Forgets the changes gathered (their rows were rolled back).
-    pub(crate) fn clear(&mut self) {
-        *self = Deltas::default();
-    }
-
     /// Writes the changes gathered into the counts, in `tx`, and forgets them.
     pub(crate) fn write(&mut self, tx: &Transaction<'_>) -> Result<(), StoreError> {
         for (c, live, tombstones) in self.docs.drain(..) {
@@ -80,7 +75,7 @@ impl Deltas {
             )?
             .execute(params![self.contents, self.content_bytes])?;
         }
-        self.clear();
+        *self = Deltas::default();
         Ok(())
     }
 }

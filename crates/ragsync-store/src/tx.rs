@@ -68,24 +68,25 @@ impl WriteTx<'_> {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<Result<T, StoreError>, StoreError> {
-        // The counts gathered so far stay; those of the part go with it if it fails.
-        self.counts.write(&self.tx)?;
         self.tx.execute_batch("SAVEPOINT part")?;
-        let (next_seq, clock) = (self.next_seq, self.clock.clone());
-        let (touched, last_touched) = (self.touched.len(), self.touched.last().cloned());
+        // What the transaction keeps beside its rows, each small (an entry per run of changes
+        // to one collection): put back as it was when the part fails.
+        let saved = (
+            self.next_seq,
+            self.clock.clone(),
+            self.touched.clone(),
+            self.counts.clone(),
+        );
         let out = f(self);
         if out.is_ok() {
-            self.counts.write(&self.tx)?;
             self.tx.execute_batch("RELEASE part")?;
         } else {
-            self.counts.clear();
             self.tx.execute_batch("ROLLBACK TO part; RELEASE part")?;
+            let (next_seq, clock, touched, counts) = saved;
             self.next_seq = next_seq;
             *self.clock = clock;
-            self.touched.truncate(touched);
-            if let (Some(last), Some(was)) = (self.touched.last_mut(), last_touched) {
-                *last = was;
-            }
+            self.touched = touched;
+            self.counts = counts;
         }
         Ok(out)
     }

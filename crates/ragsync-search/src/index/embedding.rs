@@ -81,9 +81,7 @@ impl Jobs {
             .queues
             .iter()
             .filter(|(m, q)| {
-                !q.is_empty()
-                    && !self.busy.contains(*m)
-                    && self.retry_at.get(*m).is_none_or(|at| *at <= now)
+                !q.is_empty() && !self.busy.contains(*m) && !self.retry_at.contains_key(*m)
             })
             .map(|(m, _)| m.clone())
             .collect();
@@ -336,8 +334,8 @@ impl SearchIndex {
         ticket: u64,
         timeout: Duration,
     ) -> bool {
-        // Woken after every batch; the jobs are checked with the watch released (a batch
-        // takes the jobs' lock before it sends).
+        // Woken after every batch; the jobs are checked with no borrow of the watch held (a
+        // batch releases the jobs' lock before it sends).
         let mut rx = self.embedded.subscribe();
         let wait = async {
             loop {
@@ -357,11 +355,7 @@ impl SearchIndex {
     /// [`RETRY_AFTER`]; at stop, the batches running are waited for.
     pub async fn run_embedder(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut running = tokio::task::JoinSet::new();
-        loop {
-            if *stop.borrow() {
-                while running.join_next().await.is_some() {}
-                return;
-            }
+        while !*stop.borrow() {
             let now = tokio::time::Instant::now();
             let (ready, next_retry) = {
                 let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -379,12 +373,10 @@ impl SearchIndex {
                 _ = self.job_queued.notified() => {}
                 Some(done) = running.join_next() => self.batch_done(done),
                 _ = tokio::time::sleep_until(next_retry.unwrap_or(now)), if next_retry.is_some() => {}
-                r = stop.changed() => if r.is_err() {
-                    while running.join_next().await.is_some() {}
-                    return;
-                },
+                r = stop.changed() => if r.is_err() { break },
             }
         }
+        while running.join_next().await.is_some() {}
     }
 
     /// Frees a model whose batch ended, and holds it back for [`RETRY_AFTER`] when it failed.
