@@ -317,8 +317,9 @@ async fn the_built_in_model_embeds_after_commit_and_answers_text_queries() {
     );
 }
 
-/// An OpenAI-compatible stand-in on `127.0.0.1:0` serving two 4-dimensional models: `quick`
-/// answers at once; `stuck` holds every request until `release` has permits. Returns its URL.
+/// An OpenAI-compatible stand-in on `127.0.0.1:0` serving three 4-dimensional models: `quick`
+/// answers at once; `stuck` holds every request until `release` has permits; `gated` takes
+/// one of them for each request it answers. Returns its URL.
 fn embeddings_stand_in(release: std::sync::Arc<tokio::sync::Semaphore>) -> String {
     use axum::routing::post;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -336,6 +337,9 @@ fn embeddings_stand_in(release: std::sync::Arc<tokio::sync::Semaphore>) -> Strin
                 post(move |axum::Json(body): axum::Json<Value>| async move {
                     if body["model"] == "stuck" {
                         let _ = release.acquire().await;
+                    }
+                    if body["model"] == "gated" {
+                        release.acquire().await.unwrap().forget();
                     }
                     let data: Vec<Value> = body["input"]
                         .as_array()
@@ -364,12 +368,15 @@ impl Drop for Released {
     }
 }
 
-#[tokio::test]
-async fn a_query_waits_for_its_own_collection_not_for_another_s_backlog() {
+/// A node whose endpoint is [`embeddings_stand_in`], with `collections` (name, stand-in model),
+/// and the stand-in's permits, released however the test ends (the node's runtime waits for
+/// the request in flight).
+async fn stand_in_node(
+    collections: &[(&str, &str)],
+) -> (TestNode, std::sync::Arc<tokio::sync::Semaphore>, Released) {
     let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let url = embeddings_stand_in(release.clone());
-    // Released however the test ends: the node's runtime waits for the request in flight.
-    let _released = Released(release.clone());
+    let released = Released(release.clone());
     let n = TestNode::with_embedders(ragsync_search::embed::Embedders::new(Some(
         ragsync_search::embed::OpenAiEndpoint {
             base_url: url,
@@ -377,14 +384,20 @@ async fn a_query_waits_for_its_own_collection_not_for_another_s_backlog() {
         },
     )))
     .await;
-    for model in ["quick", "stuck"] {
+    for (name, model) in collections {
         put_ok(
             &n,
-            &format!("/v1/collections/{model}"),
+            &format!("/v1/collections/{name}"),
             json!({"embedding": {"model": format!("openai-compatible/{model}"), "dimension": 4}}),
         )
         .await;
     }
+    (n, release, released)
+}
+
+#[tokio::test]
+async fn a_query_waits_for_its_own_collection_not_for_another_s_backlog() {
+    let (n, release, _released) = stand_in_node(&[("quick", "quick"), ("stuck", "stuck")]).await;
     put_ok(
         &n,
         "/v1/collections/quick/docs/q",
@@ -452,5 +465,70 @@ async fn a_query_waits_for_its_own_collection_not_for_another_s_backlog() {
     assert_eq!(
         (result_ids(&v), &v["stale"]),
         (vec!["s".into()], &json!(false))
+    );
+}
+
+/// Collections sharing one model take turns in its queue: a document written to one while
+/// another's bulk load waits for the same model is embedded in the next batch, not after the
+/// load.
+#[tokio::test]
+async fn collections_sharing_a_model_take_turns_in_its_queue() {
+    let (n, gate, _released) = stand_in_node(&[("bulk", "gated"), ("live", "gated")]).await;
+    // 300 one-chunk documents: five batches of the model's 64 texts.
+    let docs: Vec<Value> = (0..300)
+        .map(|i| json!({"id": format!("d{i}"), "text": format!("bulk document {i}")}))
+        .collect();
+    let (status, v) = json(
+        n.req(Method::POST, "/v1/collections/bulk/docs:batch")
+            .json(&json!({ "docs": docs }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    put_ok(&n, "/v1/collections/live/docs/l", json!({"text": "live"})).await;
+    let backlogs = || async {
+        let (_, s) = json(n.req(Method::GET, "/v1/status").send().await.unwrap()).await;
+        let v = &s["search"]["vectors"];
+        (v["bulk"]["backlog"].as_u64(), v["live"]["backlog"].as_u64())
+    };
+    let mut queued = false;
+    for _ in 0..500 {
+        queued = backlogs().await == (Some(300), Some(1));
+        if queued {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        queued,
+        "the documents were never indexed: {:?}",
+        backlogs().await
+    );
+    // Two batches: the one held since the load began, then the next, where `live` has a turn.
+    gate.add_permits(2);
+    let mut seen = (None, None);
+    for _ in 0..500 {
+        seen = backlogs().await;
+        if seen.1 == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bulk_left = seen.0.unwrap_or(0);
+    assert!(
+        seen.1 == Some(0) && bulk_left >= 300 - 2 * 64,
+        "live waited behind the bulk load: backlogs {seen:?}"
+    );
+    let v = query(
+        &n,
+        "live",
+        json!({"vector": [4.0, 1.0, 2.0, 3.0], "mode": "vector"}),
+    )
+    .await;
+    assert_eq!(
+        (result_ids(&v), &v["stale"]),
+        (vec!["l".into()], &json!(false))
     );
 }

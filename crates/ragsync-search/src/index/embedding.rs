@@ -34,13 +34,15 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// A document waiting for vectors.
 type Job = (CollectionName, DocId);
 
-/// Documents waiting for vectors: a queue per model, in order, each document once, each with
-/// a ticket (numbered across the queues as documents are queued). Each model is embedded by a
-/// task of its own, so a model whose endpoint is slow or down holds up only its own queue; a
-/// collection's readers wait for its own outstanding tickets only.
+/// Documents waiting for vectors: a queue per model, each document once, each with a ticket
+/// (numbered across the queues as documents are queued). Each model is embedded by a task of
+/// its own, so a model whose endpoint is slow or down holds up only its own queue; within a
+/// model the collections take turns ([`ModelQueue`]), so one collection's bulk load does not
+/// hold up another's next write; a collection's readers wait for its own outstanding tickets
+/// only.
 #[derive(Default)]
 pub(super) struct Jobs {
-    queues: HashMap<String, VecDeque<(Job, u64)>>,
+    queues: HashMap<String, ModelQueue>,
     queued: HashSet<Job>,
     /// Tickets handed out.
     issued: u64,
@@ -52,6 +54,54 @@ pub(super) struct Jobs {
     busy: HashSet<String>,
     /// Models whose last batch failed, and when they are tried again.
     retry_at: HashMap<String, tokio::time::Instant>,
+}
+
+/// One model's documents waiting for vectors: each collection's in the order they were
+/// queued, and the collections taking one document each in turn.
+#[derive(Default)]
+struct ModelQueue {
+    by_collection: HashMap<CollectionName, VecDeque<(DocId, u64)>>,
+    /// The collections with queued documents, each once, the next to take first.
+    turns: VecDeque<CollectionName>,
+}
+
+impl ModelQueue {
+    fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+
+    /// Queues a document behind its collection's others; a collection new to the queue takes
+    /// its turn after those already waiting.
+    fn push_back(&mut self, (collection, id): Job, ticket: u64) {
+        let q = self.by_collection.entry(collection.clone()).or_default();
+        if q.is_empty() {
+            self.turns.push_back(collection);
+        }
+        q.push_back((id, ticket));
+    }
+
+    /// Puts a document back at the head of its collection's queue, that collection next.
+    fn push_front(&mut self, (collection, id): Job, ticket: u64) {
+        let q = self.by_collection.entry(collection.clone()).or_default();
+        if !q.is_empty() {
+            self.turns.retain(|c| *c != collection);
+        }
+        q.push_front((id, ticket));
+        self.turns.push_front(collection);
+    }
+
+    /// The next document of the collection whose turn it is; that collection goes to the back.
+    fn pop(&mut self) -> Option<(Job, u64)> {
+        let collection = self.turns.pop_front()?;
+        let q = self.by_collection.get_mut(&collection)?;
+        let (id, ticket) = q.pop_front()?;
+        if q.is_empty() {
+            self.by_collection.remove(&collection);
+        } else {
+            self.turns.push_back(collection.clone());
+        }
+        Some(((collection, id), ticket))
+    }
 }
 
 impl Jobs {
@@ -224,10 +274,7 @@ impl SearchIndex {
                 .entry(collection.clone())
                 .or_default()
                 .insert(ticket);
-            jobs.queues
-                .entry(model)
-                .or_default()
-                .push_back((key, ticket));
+            jobs.queues.entry(model).or_default().push_back(key, ticket);
         }
         drop(jobs);
         self.job_queued.notify_one();
@@ -416,7 +463,7 @@ impl SearchIndex {
             while texts < EMBED_BATCH {
                 let next = {
                     let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-                    let next = jobs.queues.get_mut(model).and_then(VecDeque::pop_front);
+                    let next = jobs.queues.get_mut(model).and_then(ModelQueue::pop);
                     if let Some((k, _)) = &next {
                         jobs.queued.remove(k);
                     }
@@ -443,7 +490,7 @@ impl SearchIndex {
                 for (key, ticket) in taken.into_iter().rev() {
                     if jobs.queued.insert(key.clone()) {
                         let queue = jobs.queues.entry(model.to_string()).or_default();
-                        queue.push_front((key, ticket));
+                        queue.push_front(key, ticket);
                     } else {
                         jobs.finish(&key, ticket);
                     }
@@ -571,5 +618,58 @@ impl SearchIndex {
             set.set_doc(&w.id, w.content, found, missing);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(c: &str, d: &str) -> Job {
+        (CollectionName::new(c).unwrap(), DocId::new(d).unwrap())
+    }
+
+    fn drain(q: &mut ModelQueue) -> Vec<String> {
+        std::iter::from_fn(|| q.pop())
+            .map(|((c, d), t)| format!("{c}/{d}#{t}"))
+            .collect()
+    }
+
+    /// A collection queued behind another's backlog takes the next turn, not the backlog's
+    /// end; documents put back after a failed batch come first again, in their order.
+    #[test]
+    fn collections_take_turns_and_put_back_documents_come_first() {
+        let mut q = ModelQueue::default();
+        for (t, d) in ["a1", "a2", "a3"].into_iter().enumerate() {
+            q.push_back(job("big", d), t as u64 + 1);
+        }
+        q.push_back(job("small", "b1"), 4);
+        assert_eq!(q.pop(), Some((job("big", "a1"), 1)));
+        assert_eq!(q.pop(), Some((job("small", "b1"), 4)));
+        // A failed batch of a2 and a new document of small's: a2 back first, then the turns.
+        let (a2, t2) = q.pop().unwrap();
+        q.push_back(job("small", "b2"), 5);
+        q.push_front(a2, t2);
+        assert_eq!(drain(&mut q), ["big/a2#2", "small/b2#5", "big/a3#3"]);
+        assert!(q.is_empty() && q.by_collection.is_empty());
+        // Several put back in reverse, as `embed_some` does, keep their order across
+        // collections.
+        for (c, d, t) in [
+            ("x", "x1", 1),
+            ("y", "y1", 2),
+            ("x", "x2", 3),
+            ("y", "y2", 4),
+        ] {
+            q.push_back(job(c, d), t);
+        }
+        q.push_back(job("x", "x3"), 5);
+        let taken: Vec<_> = (0..4).map(|_| q.pop().unwrap()).collect();
+        for (j, t) in taken.into_iter().rev() {
+            q.push_front(j, t);
+        }
+        assert_eq!(
+            drain(&mut q),
+            ["x/x1#1", "y/y1#2", "x/x2#3", "y/y2#4", "x/x3#5"]
+        );
     }
 }
