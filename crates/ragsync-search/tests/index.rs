@@ -147,3 +147,65 @@ fn bm25_scores_a_named_chunk_as_the_ranking_does_however_far_down_it_is() {
     assert_eq!(scores, [Some(ranked[1].score), None, None]);
     assert_eq!(index.bm25_scores(&c, &terms, &[]).unwrap(), []);
 }
+
+/// A query that waits on a collection while another's bulk load holds the watermark back
+/// gets that collection's rows indexed ahead of the feed: its own changes (new, updated,
+/// deleted) are committed after one page of the backlog, and the later replay of the same
+/// rows from the feed leaves each document indexed once.
+#[test]
+fn a_waiting_collection_is_indexed_ahead_of_another_s_backlog() {
+    let (dir, store, c) = setup();
+    let big = CollectionName::new("big").unwrap();
+    store
+        .put_collection(&big, CollectionSettings::default())
+        .unwrap();
+    store
+        .write(
+            &c,
+            vec![put("a", b"apples", None), put("b", b"pears", None)],
+        )
+        .unwrap();
+    let index = caught_up(&store, &dir.path().join("search"));
+    // Three pages of backlog, then the small collection's changes behind them.
+    let bulk: Vec<DocOp> = (0..5000)
+        .map(|i| put(&format!("d{i}"), format!("bulk words {i}").as_bytes(), None))
+        .collect();
+    store.write(&big, bulk).unwrap();
+    let mut delete_b = put("b", b"", None);
+    delete_b.kind = OpKind::Delete;
+    store
+        .write(
+            &c,
+            vec![
+                put("a", b"plums", None),
+                delete_b,
+                put("n", b"plums and cherries", None),
+            ],
+        )
+        .unwrap();
+    let head = store.head_seq().unwrap();
+    assert_eq!(store.collection_head(&c), head);
+    assert!(!index.covers(&c, head));
+    // A query waits (briefly, nothing indexes meanwhile) and so asks for its collection.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let waited = rt.block_on(index.wait_indexed(&c, head, std::time::Duration::from_millis(10)));
+    assert!(!waited);
+    // One page of the backlog: `stop` ends the pass after it, as a shutdown does.
+    let (_tx, stop) = tokio::sync::watch::channel(true);
+    index.catch_up(&stop, false).unwrap();
+    assert!(index.covers(&c, head), "not indexed ahead");
+    assert!(!index.covers(&big, head), "the backlog was not left behind");
+    assert!(index.status().indexed_through < head);
+    assert_eq!(hits(&index, &c, "plums"), ["a", "n"]);
+    assert!(hits(&index, &c, "apples pears").is_empty());
+    assert_eq!(index.status().chunks.get(&c), Some(&2));
+    // The rest of the feed, the small collection's rows again among it.
+    catch_up(&index);
+    assert!(index.covers(&big, head) && index.status().indexed_through >= head);
+    assert_eq!(hits(&index, &c, "plums"), ["a", "n"]);
+    assert_eq!(index.status().chunks.get(&c), Some(&2));
+    assert_eq!(index.status().chunks.get(&big), Some(&5000));
+}

@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 
 use ragsync_core::{CollectionName, ContentId, DocId, DocState};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::collections::{self, Collection};
 use crate::embeddings::{self, ContentEmbeddings};
@@ -79,6 +79,20 @@ pub struct ChangesPage {
     pub head: u64,
 }
 
+/// One collection's documents changed past a `seq`, read in one snapshot: see
+/// [`Store::collection_changes`].
+#[derive(Clone, Debug)]
+pub struct CollectionChanges {
+    /// The feed's head in that snapshot: every change of the collection up to it is here.
+    pub head: u64,
+    /// The `seq` of the collection's own record (`None` when it has none).
+    pub record_seq: Option<u64>,
+    /// The documents' rows, by `seq`, at most `limit` of them.
+    pub docs: Vec<(u64, DocId, DocState)>,
+    /// More rows than `limit` changed.
+    pub has_more: bool,
+}
+
 impl ChangesPage {
     /// Keeps only the rows of `only` (and the contents they reference); `next_since` is kept,
     /// so a reader still moves past the rows left out.
@@ -127,6 +141,67 @@ impl Store {
         inline: InlinePolicy,
     ) -> Result<ChangesPage, StoreError> {
         self.feed_page(since, None, limit, inline)
+    }
+
+    /// The rows of collection `name`'s documents with `seq > since`, in `seq` order, at most
+    /// `limit`, with the head and the collection record's `seq` of the same snapshot. Reads
+    /// the collection's rows or the feed past `since`, whichever is fewer (by the kept counts),
+    /// so a small collection is cheap beside a long backlog and a large one beside a short one.
+    pub fn collection_changes(
+        &self,
+        name: &CollectionName,
+        since: u64,
+        limit: usize,
+    ) -> Result<CollectionChanges, StoreError> {
+        let since = since.min(i64::MAX as u64);
+        self.read(|tx| {
+            let record_seq: Option<i64> = tx
+                .query_row(
+                    "SELECT seq FROM collections WHERE name = ?1",
+                    [name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let head = head_seq(tx)?;
+            let size: Option<i64> = tx
+                .query_row(
+                    "SELECT live + tombstones FROM doc_counts WHERE collection = ?1",
+                    [name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let by_collection = size.unwrap_or(0) as u64 <= head.saturating_sub(since);
+            let mut stmt = tx.prepare_cached(if by_collection {
+                "SELECT seq, doc_id, state FROM docs \
+                 WHERE collection = ?2 AND seq > ?1 ORDER BY seq LIMIT ?3"
+            } else {
+                "SELECT seq, doc_id, state FROM docs INDEXED BY docs_by_seq \
+                 WHERE seq > ?1 AND collection = ?2 ORDER BY seq LIMIT ?3"
+            })?;
+            let rows = stmt.query_map(
+                params![since as i64, name.as_str(), (limit + 1) as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                },
+            )?;
+            let mut docs = Vec::new();
+            for row in rows {
+                let (seq, id, state) = row?;
+                docs.push((seq as u64, DocId::from_stored(id), decode_state(&state)?));
+            }
+            let has_more = docs.len() > limit;
+            docs.truncate(limit);
+            Ok(CollectionChanges {
+                head,
+                record_seq: record_seq.map(|s| s as u64),
+                docs,
+                has_more,
+            })
+        })
     }
 
     /// One page of the window `since < seq <= until` of the change feed; see the module docs.

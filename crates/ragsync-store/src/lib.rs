@@ -42,7 +42,7 @@ pub use collections::Collection;
 pub use docs::{DocOp, OpKind, StoredDoc, WriteEffect, WriteResult};
 pub use embeddings::{ContentEmbeddings, decode_vector, encode_vector};
 pub use error::StoreError;
-pub use feed::{ChangesPage, FeedEntry, FeedItem, InlinePolicy};
+pub use feed::{ChangesPage, CollectionChanges, FeedEntry, FeedItem, InlinePolicy};
 pub use peers::PeerRecord;
 pub use replica::{Applied, Cursor, Page, Parked, Pushed};
 pub use schema::SCHEMA_VERSION;

@@ -275,6 +275,64 @@ fn paging_while_writing_misses_nothing() {
     }
 }
 
+/// One collection's changes past a `seq`, whichever way they are read (its own rows when it
+/// is the smaller, the feed's past `since` when that is): the same rows, in `seq` order, with
+/// the head and the record's `seq` of one snapshot.
+#[test]
+fn one_collection_s_changes_are_read_past_a_seq() {
+    let (_d, s) = setup();
+    let small = ragsync_core::CollectionName::new("small").unwrap();
+    s.put_collection(&small, CollectionSettings::default())
+        .unwrap();
+    s.write(
+        &coll(),
+        (0..100).map(|i| put(&format!("d{i}"), "v0")).collect(),
+    )
+    .unwrap();
+    let since = s.head_seq().unwrap();
+    s.write(&small, vec![put("x", "1"), put("y", "1")]).unwrap();
+    s.write(&coll(), vec![put("d7", "v1"), put("new", "v1")])
+        .unwrap();
+    s.write(&small, vec![put("x", "2")]).unwrap();
+    let head = s.head_seq().unwrap();
+    let seqs = |rows: &ragsync_store::CollectionChanges| -> Vec<(u64, String)> {
+        rows.docs
+            .iter()
+            .map(|(seq, id, _)| (*seq, id.to_string()))
+            .collect()
+    };
+    // 100 documents against 5 rows past `since`: read by `seq`.
+    let big = s.collection_changes(&coll(), since, 10).unwrap();
+    assert_eq!(
+        seqs(&big),
+        [(since + 3, "d7".into()), (since + 4, "new".into())]
+    );
+    assert_eq!((big.head, big.has_more), (head, false));
+    assert!(big.record_seq.is_some_and(|r| r < since));
+    // 2 documents against 5 rows: read by collection; y's row is older than x's latest.
+    let rows = s.collection_changes(&small, since, 10).unwrap();
+    assert_eq!(
+        seqs(&rows),
+        [(since + 2, "y".into()), (since + 5, "x".into())]
+    );
+    let one = s.collection_changes(&small, since, 1).unwrap();
+    assert_eq!((seqs(&one).len(), one.has_more), (1, true));
+    // The whole feed: the collection is the smaller; nothing past the head.
+    assert_eq!(
+        s.collection_changes(&coll(), 0, 1000).unwrap().docs.len(),
+        101
+    );
+    assert!(
+        s.collection_changes(&small, head, 10)
+            .unwrap()
+            .docs
+            .is_empty()
+    );
+    let none = ragsync_core::CollectionName::new("none").unwrap();
+    let missing = s.collection_changes(&none, 0, 10).unwrap();
+    assert!(missing.docs.is_empty() && missing.record_seq.is_none());
+}
+
 #[test]
 fn a_seq_is_never_given_out_twice_even_when_the_newest_rows_go() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,10 @@
 //!   rows past the watermark, and replaying is harmless: a document's chunks are replaced as
 //!   a whole (delete by document id, then add), so the index converges on the feed.
 //! - **One writer.** Only the indexer task writes; queries read committed segments.
+//! - **Ahead of the feed, for a waiting query.** A collection whose query waits while the
+//!   watermark lags (another collection's backlog) has its few rows past the watermark
+//!   indexed and committed between feed pages; the coverage this gives is kept in memory
+//!   only, and the feed's replay of those rows is harmless like any other.
 //! - **What is indexed.** A document whose winner is live and has text content (`text/*`,
 //!   JSON, XML) is chunked by its collection's settings; its title is indexed with every chunk.
 //!   A deleted winner leaves no chunk; conflicts are never indexed. A document whose content
@@ -81,6 +85,11 @@ const WRITER_BYTES: usize = 64 << 20;
 /// How long the indexer lets new commits gather before it indexes them, when no query waits:
 /// an index commit per replicated write would compete with replication for the CPU.
 const SETTLE: Duration = Duration::from_millis(50);
+
+/// Most rows of one collection past the watermark that a waiting query has indexed ahead of
+/// the feed ([`SearchIndex::wait_indexed`]); a collection with more is itself the backlog, and
+/// waits for the feed's order.
+const AHEAD_ROWS: usize = 4096;
 
 /// Why the index cannot answer.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +277,12 @@ pub struct SearchIndex {
     awaiting: AtomicUsize,
     /// A query waits for the index: index now, without settling.
     urgent: tokio::sync::Notify,
+    /// Collections whose queries wait while the watermark is behind their last change: the
+    /// indexer indexes their rows ahead of the feed ([`SearchIndex::index_ahead`]).
+    wanted: Mutex<HashSet<CollectionName>>,
+    /// The feed `seq` through which each collection indexed ahead is committed (at or above
+    /// the watermark while it lags; not persisted: a restart replays from the watermark).
+    ahead: Mutex<HashMap<CollectionName, u64>>,
     /// The models this node runs.
     embedders: Arc<Embedders>,
     /// Documents with chunks to embed, in order, once each.
@@ -325,6 +340,8 @@ impl SearchIndex {
             indexed: tokio::sync::watch::Sender::new(state.through),
             awaiting: AtomicUsize::new(awaiting_count(&state)),
             urgent: tokio::sync::Notify::new(),
+            wanted: Mutex::default(),
+            ahead: Mutex::default(),
             state: Mutex::new(state),
             colls: RwLock::new(colls),
             embedders,
@@ -378,18 +395,32 @@ impl SearchIndex {
         }
     }
 
-    /// Whether the committed index covers feed `seq`.
-    pub fn covers(&self, seq: u64) -> bool {
-        *self.indexed.borrow() >= seq
+    /// Whether collection `name`'s committed index covers feed `seq`: the watermark is past
+    /// it, or the collection's own rows up to it were indexed ahead of the feed.
+    pub fn covers(&self, name: &CollectionName, seq: u64) -> bool {
+        *self.indexed.borrow() >= seq || self.ahead_through(name) >= seq
     }
 
-    /// Waits until the index covers the feed up to `seq`, at most `timeout`. True when it does.
-    pub async fn wait_indexed(&self, seq: u64, timeout: Duration) -> bool {
+    fn ahead_through(&self, name: &CollectionName) -> u64 {
+        let ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        ahead.get(name).copied().unwrap_or(0)
+    }
+
+    /// Waits until collection `name`'s index covers the feed up to `seq`, at most `timeout`.
+    /// True when it does. While the watermark is behind (another collection's backlog), the
+    /// indexer indexes this collection's rows ahead of the feed when they are few.
+    pub async fn wait_indexed(&self, name: &CollectionName, seq: u64, timeout: Duration) -> bool {
         let mut rx = self.indexed.subscribe();
-        if *rx.borrow() < seq {
+        if !self.covers(name, seq) {
+            self.wanted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone());
             self.urgent.notify_one();
         }
-        tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq))
+        // Woken by every commit and every index ahead; the watch's value is not borrowed again.
+        let wait = rx.wait_for(|s| *s >= seq || self.ahead_through(name) >= seq);
+        tokio::time::timeout(timeout, wait)
             .await
             .is_ok_and(|r| r.is_ok())
     }
@@ -501,6 +532,7 @@ impl SearchIndex {
                 state.uncommitted_bytes += contents.values().map(Vec::len).sum::<usize>();
                 more = page.has_more && !page.entries.is_empty();
                 state.applied = page.next_since;
+                self.index_ahead(&mut state)?;
                 if *stop.borrow() {
                     break;
                 }
@@ -519,6 +551,46 @@ impl SearchIndex {
                 return Ok(state.applied > state.through);
             }
         }
+    }
+
+    /// Indexes ahead of the feed the rows of the collections whose queries wait, when they
+    /// are few ([`AHEAD_ROWS`]), and commits their indexes (not the watermark), so one
+    /// collection's bulk load does not hold up another's queries. Replaying those rows from
+    /// the feed later is harmless, as any replay is: a document's chunks are replaced whole,
+    /// and the feed holds each document's latest change. A collection whose record changed
+    /// past what was applied (a rebuild or drop to come) waits for the feed's order.
+    fn index_ahead(&self, state: &mut State) -> Result<(), IndexError> {
+        let wanted = std::mem::take(&mut *self.wanted.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut any = false;
+        for name in wanted {
+            let Some(ci) = self.coll(&name) else { continue };
+            let rows = self
+                .store
+                .collection_changes(&name, state.applied, AHEAD_ROWS)?;
+            if rows.has_more || rows.record_seq.is_none_or(|s| s > state.applied) {
+                continue;
+            }
+            for (_, id, doc) in rows.docs.iter().filter(|(seq, ..)| *seq > ci.built_through) {
+                unawait(state, &name, id);
+                let d = index_doc(&ci, id, doc, |c| self.store.content(c))?;
+                if self.index_vectors(&ci, &name, id, d, state)? {
+                    self.enqueue(&name, id);
+                }
+            }
+            // Also commits the rows of this collection applied from the feed so far.
+            ci.writer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .commit(&ci.reader)?;
+            let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+            let through = ahead.entry(name).or_default();
+            *through = (*through).max(rows.head);
+            any = true;
+        }
+        if any {
+            self.indexed.send_modify(|_| {});
+        }
+        Ok(())
     }
 
     /// Commits every collection's writer, then moves the watermark to what was applied.
@@ -695,6 +767,10 @@ impl SearchIndex {
         };
         state.collections.remove(name);
         unawait_collection(state, name);
+        self.ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         if let Some(ci) = removed {
             remove_index_dir(ci)?;
         }

@@ -4,9 +4,9 @@
 //! its collection committed before it arrived, and a query ranking by vectors this node
 //! computes until those changes are embedded, so a client reads its own writes; past the wait
 //! it answers from the index as it is and says so with `"stale": true`. Only the queried
-//! collection's changes are waited for: a bulk load into another collection does not hold
-//! the query up unless this collection was written after the load began (the index covers
-//! the feed in order); the embedding wait is the collection's own (see
+//! collection's changes are waited for: while another collection's bulk load holds the
+//! index's watermark back, this collection's few recent changes are indexed ahead of the feed
+//! (`SearchIndex::wait_indexed`); the embedding wait is the collection's own (see
 //! `ragsync_search::index::embedding`).
 
 use std::time::Duration;
@@ -73,7 +73,7 @@ pub(crate) async fn query(
                 .collection(&name)?
                 .ok_or_else(|| ragsync_store::StoreError::CollectionNotFound(name.clone()))?;
             let checked = query::check(&checker, &coll, &req)?;
-            if checker.covers(head)
+            if checker.covers(&name, head)
                 && (!checked.needs_embeddings
                     || checker.embedded(&name, checker.embedding_ticket(&name)))
             {
@@ -88,7 +88,7 @@ pub(crate) async fn query(
         Step::Answered(answer) => (answer, true),
         Step::Checked(checked) => {
             let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
-            let mut fresh = search.wait_indexed(head, FRESHNESS_WAIT).await;
+            let mut fresh = search.wait_indexed(&c, head, FRESHNESS_WAIT).await;
             if fresh && checked.needs_embeddings {
                 // Indexed through `head`, so every document before it is queued by now.
                 let ticket = search.embedding_ticket(&c);
