@@ -532,7 +532,10 @@ impl SearchIndex {
                 state.uncommitted_bytes += contents.values().map(Vec::len).sum::<usize>();
                 more = page.has_more && !page.entries.is_empty();
                 state.applied = page.next_since;
-                self.index_ahead(&mut state)?;
+                // With nothing more to read, the commit after this pass covers everything.
+                if more {
+                    self.index_ahead(&mut state)?;
+                }
                 if *stop.borrow() {
                     break;
                 }
@@ -553,8 +556,9 @@ impl SearchIndex {
         }
     }
 
-    /// Indexes ahead of the feed the rows of the collections whose queries wait, when they
-    /// are few ([`AHEAD_ROWS`]), and commits their indexes (not the watermark), so one
+    /// Between two pages of a backlog: indexes ahead of the feed the rows of the collections
+    /// whose queries wait, when they are few ([`AHEAD_ROWS`]), and commits their indexes (not
+    /// the watermark), so one
     /// collection's bulk load does not hold up another's queries. Replaying those rows from
     /// the feed later is harmless, as any replay is: a document's chunks are replaced whole,
     /// and the feed holds each document's latest change. A collection whose record changed
