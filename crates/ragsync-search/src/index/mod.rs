@@ -33,24 +33,26 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ragsync_core::settings::Chunking;
-use ragsync_core::{Collection, CollectionName, ContentId, DocId};
+use ragsync_core::{Collection, CollectionName, ContentId};
 use ragsync_store::{FeedEntry, FeedItem, InlinePolicy, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use tantivy::indexer::UserOperation;
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
+use tantivy::{Index, IndexReader, ReloadPolicy};
 
 use crate::analysis::{ANALYZER, analyzer};
 use crate::background;
 use crate::embed::{Embedders, model_key};
 use crate::vectors::VectorSet;
 
+mod ahead;
 mod bm25;
 mod docs;
 mod embedding;
 mod state;
+mod writer;
+use writer::Writer;
 
 pub use bm25::Bm25Hit;
 use bm25::hit_of;
@@ -85,11 +87,6 @@ const WRITER_BYTES: usize = 64 << 20;
 /// How long the indexer lets new commits gather before it indexes them, when no query waits:
 /// an index commit per replicated write would compete with replication for the CPU.
 const SETTLE: Duration = Duration::from_millis(50);
-
-/// Most rows of one collection past the watermark that a waiting query has indexed ahead of
-/// the feed ([`SearchIndex::wait_indexed`]); a collection with more is itself the backlog, and
-/// waits for the feed's order.
-const AHEAD_ROWS: usize = 4096;
 
 /// Why the index cannot answer.
 #[derive(Debug, thiserror::Error)]
@@ -202,68 +199,6 @@ struct CollIndex {
     /// hold nothing the index lacks, and applying them again would index those documents
     /// twice (a collection created in the same backlog as its documents).
     built_through: u64,
-}
-
-/// A collection's writer, with the documents it added since its last commit: a document
-/// neither there nor in the committed index needs no delete (deletes cost a term lookup in
-/// every segment at commit, which a bulk load of new documents would pay for nothing).
-struct Writer {
-    w: IndexWriter,
-    added: HashSet<DocId>,
-    /// Operations not yet handed to tantivy's indexing threads. They go over in batches of
-    /// [`QUEUED_OPS`], one message each: sent one document at a time, a writer whose indexing
-    /// threads run lowered (`background.rs`) was woken for every document its full channel
-    /// took, and paid a thread switch each time.
-    queued: Vec<UserOperation>,
-}
-
-/// Operations handed to tantivy together.
-const QUEUED_OPS: usize = 256;
-
-impl Writer {
-    fn new(w: IndexWriter) -> Self {
-        Self {
-            w,
-            added: HashSet::new(),
-            queued: Vec::with_capacity(QUEUED_OPS),
-        }
-    }
-
-    /// Queues `op`, handing the queue over when it is full.
-    fn queue(&mut self, op: UserOperation) -> Result<(), IndexError> {
-        self.queued.push(op);
-        if self.queued.len() >= QUEUED_OPS {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Hands the queued operations to tantivy, in order.
-    fn flush(&mut self) -> Result<(), IndexError> {
-        if !self.queued.is_empty() {
-            let ops = std::mem::replace(&mut self.queued, Vec::with_capacity(QUEUED_OPS));
-            self.w.run(ops)?;
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self, reader: &IndexReader) -> Result<(), IndexError> {
-        self.flush()?;
-        // A commit starts the writer's indexing threads anew, from the committing thread.
-        background::on_lowered_thread(|| self.w.commit())?;
-        reader.reload()?;
-        self.added.clear();
-        Ok(())
-    }
-
-    /// Drops everything since the last commit, queued or handed over.
-    fn rollback(&mut self) -> Result<(), IndexError> {
-        self.queued.clear();
-        let w = &mut self.w;
-        background::on_lowered_thread(|| w.rollback())?;
-        self.added.clear();
-        Ok(())
-    }
 }
 
 /// A node's BM25 index; see the module docs.
@@ -395,36 +330,6 @@ impl SearchIndex {
         }
     }
 
-    /// Whether collection `name`'s committed index covers feed `seq`: the watermark is past
-    /// it, or the collection's own rows up to it were indexed ahead of the feed.
-    pub fn covers(&self, name: &CollectionName, seq: u64) -> bool {
-        *self.indexed.borrow() >= seq || self.ahead_through(name) >= seq
-    }
-
-    fn ahead_through(&self, name: &CollectionName) -> u64 {
-        let ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        ahead.get(name).copied().unwrap_or(0)
-    }
-
-    /// Waits until collection `name`'s index covers the feed up to `seq`, at most `timeout`.
-    /// True when it does. While the watermark is behind (another collection's backlog), the
-    /// indexer indexes this collection's rows ahead of the feed when they are few.
-    pub async fn wait_indexed(&self, name: &CollectionName, seq: u64, timeout: Duration) -> bool {
-        let mut rx = self.indexed.subscribe();
-        if !self.covers(name, seq) {
-            self.wanted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.clone());
-            self.urgent.notify_one();
-        }
-        // Woken by every commit and every index ahead; the watch's value is not borrowed again.
-        let wait = rx.wait_for(|s| *s >= seq || self.ahead_through(name) >= seq);
-        tokio::time::timeout(timeout, wait)
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
     /// Indexes what the feed holds past the watermark, until `stop` is set. Runs on the
     /// blocking pool; an error is logged and retried after a pause (the watermark has not
     /// moved, so nothing is skipped). Commits when a query waits, when the feed has been quiet
@@ -554,47 +459,6 @@ impl SearchIndex {
                 return Ok(state.applied > state.through);
             }
         }
-    }
-
-    /// Between two pages of a backlog: indexes ahead of the feed the rows of the collections
-    /// whose queries wait, when they are few ([`AHEAD_ROWS`]), and commits their indexes (not
-    /// the watermark), so one
-    /// collection's bulk load does not hold up another's queries. Replaying those rows from
-    /// the feed later is harmless, as any replay is: a document's chunks are replaced whole,
-    /// and the feed holds each document's latest change. A collection whose record changed
-    /// past what was applied (a rebuild or drop to come) waits for the feed's order.
-    fn index_ahead(&self, state: &mut State) -> Result<(), IndexError> {
-        let wanted = std::mem::take(&mut *self.wanted.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut any = false;
-        for name in wanted {
-            let Some(ci) = self.coll(&name) else { continue };
-            let rows = self
-                .store
-                .collection_changes(&name, state.applied, AHEAD_ROWS)?;
-            if rows.has_more || rows.record_seq.is_none_or(|s| s > state.applied) {
-                continue;
-            }
-            for (_, id, doc) in rows.docs.iter().filter(|(seq, ..)| *seq > ci.built_through) {
-                unawait(state, &name, id);
-                let d = index_doc(&ci, id, doc, |c| self.store.content(c))?;
-                if self.index_vectors(&ci, &name, id, d, state)? {
-                    self.enqueue(&name, id);
-                }
-            }
-            // Also commits the rows of this collection applied from the feed so far.
-            ci.writer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .commit(&ci.reader)?;
-            let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-            let through = ahead.entry(name).or_default();
-            *through = (*through).max(rows.head);
-            any = true;
-        }
-        if any {
-            self.indexed.send_modify(|_| {});
-        }
-        Ok(())
     }
 
     /// Commits every collection's writer, then moves the watermark to what was applied.
@@ -827,52 +691,4 @@ fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, 
         built_through: 0,
         config,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Operations still queued when a writer rolls back are dropped with it, and ones queued
-    /// past a batch reach the index at the commit, in order.
-    #[test]
-    fn a_rollback_drops_queued_operations_and_a_commit_hands_them_over() {
-        let mut b = Schema::builder();
-        let id = b.add_text_field("id", STRING);
-        let index = Index::create_in_ram(b.build());
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .unwrap();
-        let mut w = Writer::new(index.writer_with_num_threads(1, 15 << 20).unwrap());
-        let doc = |s: &str| {
-            let mut d = tantivy::TantivyDocument::default();
-            d.add_text(id, s);
-            UserOperation::Add(d)
-        };
-        for i in 0..3 {
-            w.queue(doc(&format!("gone{i}"))).unwrap();
-        }
-        w.rollback().unwrap();
-        // More than one batch, then a delete of one of them behind it.
-        let n = QUEUED_OPS + 10;
-        for i in 0..n {
-            w.queue(doc(&format!("kept{i}"))).unwrap();
-        }
-        w.queue(UserOperation::Delete(tantivy::Term::from_field_text(
-            id, "kept0",
-        )))
-        .unwrap();
-        w.commit(&reader).unwrap();
-        let searcher = reader.searcher();
-        assert_eq!(searcher.num_docs(), (n - 1) as u64);
-        let count = |s: &str| {
-            searcher
-                .doc_freq(&tantivy::Term::from_field_text(id, s))
-                .unwrap()
-        };
-        assert_eq!(count("gone0"), 0);
-        assert_eq!(count(&format!("kept{}", n - 1)), 1);
-    }
 }
