@@ -558,7 +558,7 @@ fn source(path: &Path, id: Option<String>, bytes: u64) -> Source {
 /// One line of a BEIR corpus.
 #[derive(Deserialize)]
 struct CorpusLine {
-    #[serde(rename = "_id")]
+    #[serde(rename = "_id", deserialize_with = "beir_id")]
     id: String,
     #[serde(default)]
     title: Option<String>,
@@ -566,6 +566,19 @@ struct CorpusLine {
     /// Kept as its literal text, so integers too wide to keep are refused, not rounded.
     #[serde(default)]
     metadata: Option<Box<RawValue>>,
+}
+
+/// A BEIR `_id` as text: a string, or an integer (as some exporters write ids), by its digits.
+pub fn beir_id_text(v: Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s),
+        Value::Number(n) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+        other => Err(format!("_id must be a string or an integer, not {other}")),
+    }
+}
+
+fn beir_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    beir_id_text(Value::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 impl Item {
@@ -691,19 +704,29 @@ pub fn print_report(r: &IngestReport) {
         "sent {} documents ({} created, {} updated); {} already stored, skipped",
         r.sent, r.created, r.updated, r.skipped
     );
-    if !r.refused.is_empty() {
-        println!("{} records not stored:", r.refused.len());
-        for f in r.refused.iter().take(REFUSALS_SHOWN) {
-            println!("  {}: {}", f.origin, f.reason);
-        }
-        if r.refused.len() > REFUSALS_SHOWN {
-            println!(
-                "  ... and {} more (the log lists each)",
-                r.refused.len() - REFUSALS_SHOWN
-            );
-        }
-    }
+    // Standard output going away (a closed pipe) leaves nothing to tell.
+    let _ = write_refusals(&mut std::io::stdout().lock(), r);
     if r.interrupted {
         println!("interrupted: every batch sent is stored; re-run the same command to resume");
     }
+}
+
+/// Writes the records `r` did not store, if any, one line each (the first
+/// [`REFUSALS_SHOWN`]).
+pub fn write_refusals(out: &mut impl std::io::Write, r: &IngestReport) -> std::io::Result<()> {
+    if r.refused.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "{} records not stored:", r.refused.len())?;
+    for f in r.refused.iter().take(REFUSALS_SHOWN) {
+        writeln!(out, "  {}: {}", f.origin, f.reason)?;
+    }
+    if r.refused.len() > REFUSALS_SHOWN {
+        writeln!(
+            out,
+            "  ... and {} more (the log lists each)",
+            r.refused.len() - REFUSALS_SHOWN
+        )?;
+    }
+    Ok(())
 }

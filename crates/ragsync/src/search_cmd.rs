@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use ragsync_core::DocId;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs};
@@ -204,6 +205,11 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
     if report.sent > 0 {
         eprintln!("ingested {} documents", report.sent);
     }
+    if !report.refused.is_empty() {
+        // Scores below count a judged document that is not stored as not found.
+        eprintln!("warning: not every corpus record is stored; the scores miss them");
+        ingest::write_refusals(&mut std::io::stderr().lock(), &report)?;
+    }
     wait_indexed(&client, &a.collection).await?;
     let queries = read_queries(&a.dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&a.dir.join("qrels/test.tsv"))?;
@@ -295,13 +301,13 @@ fn read_queries(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>>
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_str(l)?;
-            let id = match &v["_id"] {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let mut v: Value = serde_json::from_str(l)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+            let id = ingest::beir_id_text(v["_id"].take())
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
             Ok((id, v["text"].as_str().unwrap_or("").to_string()))
         })
         .collect()
@@ -320,9 +326,9 @@ fn read_qrels(path: &std::path::Path) -> anyhow::Result<HashMap<String, HashMap<
         let Ok(grade) = f[2].trim().parse::<u32>() else {
             continue; // the header
         };
-        out.entry(f[0].to_string())
-            .or_default()
-            .insert(f[1].to_string(), grade);
+        // The node keeps ids in Unicode NFC; a judged id is compared in the same form.
+        let doc = DocId::new(f[1]).map_or_else(|_| f[1].to_string(), |d| d.as_str().to_string());
+        out.entry(f[0].to_string()).or_default().insert(doc, grade);
     }
     Ok(out)
 }

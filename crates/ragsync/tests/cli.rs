@@ -434,3 +434,75 @@ fn ingest_sends_large_files_reports_bad_records_and_follows_links_within() {
     assert!(out.contains("sent 0 documents"), "{out}");
     assert!(out.contains("7 records not stored:"), "{out}");
 }
+
+#[test]
+fn eval_scores_a_beir_folder_and_names_the_records_it_could_not_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let beir = dir.path().join("beir");
+    write(
+        &beir.join("corpus.jsonl"),
+        concat!(
+            "{\"_id\": \"d1\", \"title\": \"Aardvark\", \"text\": \"it eats termites at night\"}\n",
+            "{\"_id\": \"d2\", \"title\": \"\", \"text\": \"bison graze on the open plains\"}\n",
+            // Some exporters write integer ids; the judgments name them by their digits.
+            "{\"_id\": 3, \"text\": \"a cat sleeps all day\"}\n",
+            "{\"_id\": \"d4\", \"text\": \"ants build nests\"}\n",
+            // Decomposed: the node keeps it composed (NFC), and so must the judgments.
+            "{\"_id\": \"cafe\\u0301\", \"text\": \"an espresso bar\"}\n",
+            "{\"_id\": \"bad\\\\id\", \"text\": \"never stored\"}\n",
+            "{\"_id\": null, \"text\": \"no id\"}\n",
+        ),
+    );
+    write(
+        &beir.join("queries.jsonl"),
+        concat!(
+            "{\"_id\": \"q1\", \"text\": \"aardvark\"}\n",
+            "{\"_id\": 2, \"text\": \"cat\"}\n",
+            "{\"_id\": \"q3\", \"text\": \"ants\"}\n",
+            "{\"_id\": \"q5\", \"text\": \"espresso\"}\n",
+            "{\"_id\": \"q9\", \"text\": \"not judged\"}\n",
+        ),
+    );
+    write(
+        &beir.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t2\n2\t3\t1\nq3\td4\t2\nq3\td2\t1\nq5\tcafe\u{301}\t1\n",
+    );
+    let node = NodeProcess::spawn(Path::new(EXE), &dir.path().join("node"), TOKEN, &[]).unwrap();
+    let args = [
+        "eval",
+        beir.to_str().unwrap(),
+        "-c",
+        "ev",
+        "--model",
+        "none",
+    ];
+    let (ok, out, err) = ragsync(&args, &node.url);
+    assert!(ok, "{out}{err}");
+    // q1, 2 and q5 find their one judged document first (nDCG and recall 1); q3 finds d4
+    // (grade 2) but not d2 (grade 1): nDCG 2 / (2 + 1/log2 3) = 0.7602, recall 0.5.
+    assert!(
+        out.contains("bm25 ndcg@10 0.9400 recall@10 0.8750 (4 judged queries)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("vector not available: collection ev has no embedding model"),
+        "{out}"
+    );
+    assert!(err.contains("ingested 5 documents"), "{err}");
+    assert!(err.contains("2 records not stored:"), "{err}");
+    let corpus = beir.join("corpus.jsonl");
+    for line in [6, 7] {
+        let origin = format!("{}:{line}: ", corpus.display());
+        assert!(err.contains(&origin), "missing {origin:?} in:\n{err}");
+    }
+    assert!(
+        err.contains("_id must be a string or an integer, not null"),
+        "{err}"
+    );
+    // Run again: nothing to send, the same scores, the same two records named.
+    let (ok, again, err) = ragsync(&args, &node.url);
+    assert!(ok, "{again}{err}");
+    assert_eq!(again, out);
+    assert!(!err.contains("ingested"), "{err}");
+    assert!(err.contains("2 records not stored:"), "{err}");
+}
