@@ -59,10 +59,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Parses a JSON request body into `T`, telling invalid UTF-8, malformed JSON and a JSON of
-/// the wrong shape apart.
+/// Parses a JSON request body, an object, into `T`, telling invalid UTF-8, malformed JSON and
+/// a JSON of the wrong shape apart.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    parse_json_seed(bytes, std::marker::PhantomData::<T>)
+    parse_json_seed(bytes, std::marker::PhantomData::<Object<T>>).map(|Object(t)| t)
+}
+
+/// A `T` read from a JSON object only. serde's derived structs also take an array, field by
+/// field in declaration order, so `["text", null]` would pass for `{"text": "text"}`.
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Object<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+
+        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
 }
 
 /// [`parse_json`] driven by a seed, for bodies whose parsing needs limits of the node.

@@ -121,6 +121,23 @@ async fn malformed_json_wrong_types_and_wrong_shapes() {
             "invalid_content_type",
         ),
         (Method::POST, BATCH, "{\"docs\": {}}", 400, "invalid_body"),
+        // Arrays where objects belong: serde would read them field by field, in order.
+        (Method::PUT, DOC, "[\"text\"]", 400, "invalid_body"),
+        (Method::PUT, "/v1/collections/d", "[]", 400, "invalid_body"),
+        (
+            Method::POST,
+            BATCH,
+            "{\"docs\": [[\"y\", null, false, \"text\"]]}",
+            400,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/v1/collections/c/query",
+            "[\"kept\"]",
+            400,
+            "invalid_body",
+        ),
         (
             Method::POST,
             BATCH,

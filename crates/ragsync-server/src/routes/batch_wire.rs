@@ -9,7 +9,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::docs_wire::{BatchItem, SentVectors};
 use crate::error::ApiError;
-use crate::extract::parse_json_seed;
+use crate::extract::{Object, parse_json_seed};
 
 /// A batch body at least this large is parsed on several threads.
 const PARALLEL_BODY_BYTES: usize = 256 << 10;
@@ -62,7 +62,7 @@ fn parse_in_parallel(bytes: &[u8], limits: &Limits) -> Option<Result<Vec<ItemOp>
     std::str::from_utf8(bytes).ok()?;
     let items = split_items(bytes, limits.max_batch_docs)?;
     crate::par::map(&items, |i, raw| {
-        let item = serde_json::from_slice::<BatchItem>(raw).ok()?;
+        let Object(item) = serde_json::from_slice::<Object<BatchItem>>(raw).ok()?;
         Some(item_op(i, item, limits))
     })
     .into_iter()
@@ -235,7 +235,7 @@ impl<'de> Visitor<'de> for DocsSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut docs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_docs));
-        while let Some(item) = seq.next_element::<BatchItem>()? {
+        while let Some(Object(item)) = seq.next_element::<Object<BatchItem>>()? {
             if docs.len() == self.max_docs {
                 self.too_many.set(true);
                 return Err(de::Error::custom("too many documents"));
