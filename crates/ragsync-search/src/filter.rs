@@ -2,7 +2,8 @@
 //! document (its winning version) and whose values are conditions, all of which must hold:
 //!
 //! - a plain value: the field equals it (`{"lang": "en"}`, `{"year": 2024}`; numbers compare
-//!   as numbers, so `2024` matches `2024.0`);
+//!   by value, exactly: `2024` matches `2024.0`, and 64-bit integers past 2^53 are not
+//!   rounded to a double first);
 //! - `{"$in": [v, ...]}`: the field equals one of them;
 //! - `{"$gt": n}`, `{"$gte": n}`, `{"$lt": n}`, `{"$lte": n}`: the field is a number in that
 //!   range (several combine: `{"$gte": 2000, "$lt": 2010}`);
@@ -10,7 +11,9 @@
 //!
 //! A field the document lacks fails every condition but `$ne`.
 
-use serde_json::{Map, Value};
+use std::cmp::Ordering;
+
+use serde_json::{Map, Number, Value};
 
 /// A parsed filter.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -23,7 +26,7 @@ enum Condition {
     Eq(Value),
     Ne(Value),
     In(Vec<Value>),
-    Range { op: RangeOp, bound: f64 },
+    Range { op: RangeOp, bound: Number },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,14 +81,15 @@ impl Filter {
                 Condition::Eq(want) => v.is_some_and(|v| same(v, want)),
                 Condition::Ne(want) => !v.is_some_and(|v| same(v, want)),
                 Condition::In(any) => v.is_some_and(|v| any.iter().any(|w| same(v, w))),
-                Condition::Range { op, bound } => {
-                    v.and_then(Value::as_f64).is_some_and(|x| match op {
-                        RangeOp::Gt => x > *bound,
-                        RangeOp::Gte => x >= *bound,
-                        RangeOp::Lt => x < *bound,
-                        RangeOp::Lte => x <= *bound,
-                    })
-                }
+                Condition::Range { op, bound } => v
+                    .and_then(Value::as_number)
+                    .and_then(|x| compare(x, bound))
+                    .is_some_and(|o| match op {
+                        RangeOp::Gt => o.is_gt(),
+                        RangeOp::Gte => o.is_ge(),
+                        RangeOp::Lt => o.is_lt(),
+                        RangeOp::Lte => o.is_le(),
+                    }),
             }
         })
     }
@@ -93,7 +97,8 @@ impl Filter {
 
 fn condition(field: &str, op: &str, arg: &Value) -> Result<Condition, String> {
     let number = || {
-        arg.as_f64()
+        arg.as_number()
+            .cloned()
             .ok_or_else(|| format!("filter {op} on {field} needs a number"))
     };
     Ok(match op {
@@ -127,9 +132,43 @@ fn condition(field: &str, op: &str, arg: &Value) -> Result<Condition, String> {
 /// JSON equality with numbers compared by value.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => compare(x, y).is_some_and(Ordering::is_eq),
         _ => a == b,
     }
+}
+
+/// Two JSON numbers by value, exactly: integers as integers (an `i64` and a `u64` as well),
+/// an integer and a double without rounding the integer to a double. `None` only for a NaN,
+/// which JSON cannot hold.
+fn compare(a: &Number, b: &Number) -> Option<Ordering> {
+    let int = |n: &Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
+    match (int(a), int(b)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        (Some(x), None) => int_to_double(x, b.as_f64()?),
+        (None, Some(y)) => int_to_double(y, a.as_f64()?).map(Ordering::reverse),
+        (None, None) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+    }
+}
+
+/// Integer `i` (within `i64` and `u64`) against double `d`, exactly.
+fn int_to_double(i: i128, d: f64) -> Option<Ordering> {
+    const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+    if d.is_nan() {
+        return None;
+    }
+    if d >= TWO_64 {
+        return Some(Ordering::Less);
+    }
+    if d < -TWO_64 {
+        return Some(Ordering::Greater);
+    }
+    // |d| < 2^64: its whole part is an integer an i128 holds exactly.
+    let whole = d.trunc();
+    Some(i.cmp(&(whole as i128)).then(0.0f64.total_cmp(&(d - whole))))
 }
 
 #[cfg(test)]
@@ -157,6 +196,46 @@ mod tests {
         assert!(ok(json!({"lang": {"$ne": "fr"}, "missing": {"$ne": 1}})));
         assert!(!ok(json!({"missing": 1})));
         assert!(!ok(json!({"lang": {"$gt": 1}})));
+    }
+
+    #[test]
+    fn integers_compare_exactly_even_past_two_to_the_53() {
+        let doc = meta(json!({
+            "odd": 9_007_199_254_740_993u64,
+            "max": u64::MAX,
+            "min": i64::MIN,
+            "half": 2.5,
+        }));
+        let ok = |f: Value| Filter::parse(&f).unwrap().matches(&doc);
+        assert!(ok(json!({"odd": 9_007_199_254_740_993u64})));
+        assert!(!ok(json!({"odd": 9_007_199_254_740_992u64})));
+        assert!(ok(json!({"odd": {"$gt": 9_007_199_254_740_992u64}})));
+        assert!(ok(json!({"odd": {"$ne": 9_007_199_254_740_992u64}})));
+        // A double is compared with the integer as it is, not as the integer rounded.
+        assert!(ok(json!({"odd": {"$lt": 9_007_199_254_740_994.0}})));
+        assert!(!ok(json!({"odd": 9_007_199_254_740_992.0})));
+        assert!(ok(json!({"max": u64::MAX, "min": i64::MIN})));
+        assert!(!ok(json!({"max": {"$gte": 18_446_744_073_709_551_616.0}})));
+        assert!(ok(
+            json!({"max": {"$gt": u64::MAX - 1}, "min": {"$lt": i64::MIN + 1}})
+        ));
+        assert!(ok(json!({"min": {"$gt": -1e300}, "max": {"$lt": 1e300}})));
+        assert!(ok(
+            json!({"half": {"$gt": 2, "$lt": 3}, "odd": {"$in": ["x", 9_007_199_254_740_993u64]}})
+        ));
+        assert!(ok(json!({"half": 2.5, "max": {"$gt": 1.5}})));
+        assert!(!ok(json!({"half": {"$gte": 3}})));
+        let neg = meta(json!({"n": -3}));
+        assert!(
+            Filter::parse(&json!({"n": {"$gt": -3.5, "$lt": -2.5}}))
+                .unwrap()
+                .matches(&neg)
+        );
+        assert!(
+            !Filter::parse(&json!({"n": {"$lt": -3.0}}))
+                .unwrap()
+                .matches(&neg)
+        );
     }
 
     #[test]
