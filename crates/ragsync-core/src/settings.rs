@@ -71,7 +71,7 @@ pub const SEARCH_LANGUAGES: &[&str] = &[
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fusion {
-    /// Min-max normalised scores mixed with `hybrid_alpha`.
+    /// Scores normalised from a floor of 0 (each over its list's best) mixed with `hybrid_alpha`.
     Normalized,
     /// Reciprocal rank fusion with k = 60.
     Rrf,

@@ -9,9 +9,14 @@
 //!
 //! `vector` mode ranks chunks by cosine similarity to the caller's vector, or to the query
 //! text embedded by the collection's model. `hybrid` takes the best [`HYBRID_DEPTH`] chunks
-//! of each (after filters) and fuses them: min-max normalised scores mixed by `alpha`
-//! (0 = BM25 only, 1 = vector only; a chunk missing from one list scores 0 there), or
-//! reciprocal rank fusion (k = 60). A chunk not embedded yet still ranks by BM25.
+//! of each (after filters) and fuses them: normalised scores mixed by `alpha` (0 = BM25
+//! only, 1 = vector only; a chunk missing from one list scores 0 there), or reciprocal rank
+//! fusion (k = 60). A chunk not embedded yet still ranks by BM25.
+//!
+//! Normalised is each score over the list's best, measured from 0 rather than from the
+//! list's worst (min-max from a floor of 0): a chunk matching no term has a BM25 score of 0,
+//! so every hit keeps a share above it, and `alpha` 0 ranks exactly as BM25 does. A list
+//! holding negative scores (cosines can be) is measured from its worst instead.
 
 use std::collections::HashMap;
 
@@ -49,7 +54,7 @@ pub struct QueryRequest {
     pub mode: Option<String>,
     #[serde(default)]
     pub alpha: Option<f64>,
-    /// `normalized` (alpha over min-max normalised scores) or `rrf`; the collection's
+    /// `normalized` (alpha over scores normalised from a floor of 0) or `rrf`; the collection's
     /// `search.fusion` when absent.
     #[serde(default)]
     pub fusion: Option<Fusion>,
@@ -587,13 +592,15 @@ fn add_scored(list: &mut Vec<Candidate>, found: Vec<Candidate>, scores: Vec<Opti
 fn fuse(bm25: Vec<Candidate>, vector: Vec<Candidate>, fusion: Fusion, alpha: f64) -> Vec<Ranked> {
     let mut by_chunk: HashMap<(DocId, u32), Ranked> = HashMap::new();
     for (list, key, weight) in [(bm25, "bm25", 1.0 - alpha), (vector, "vector", alpha)] {
-        let (lo, hi) = list.iter().fold((f32::MAX, f32::MIN), |(lo, hi), c| {
+        let (floor, hi) = list.iter().fold((0.0f32, f32::MIN), |(lo, hi), c| {
             (lo.min(c.score), hi.max(c.score))
         });
         for (rank, c) in list.into_iter().enumerate() {
             let part = match fusion {
                 Fusion::Rrf => 1.0 / (RRF_K + rank as f64 + 1.0),
-                Fusion::Normalized if hi > lo => weight * f64::from((c.score - lo) / (hi - lo)),
+                Fusion::Normalized if hi > floor => {
+                    weight * f64::from((c.score - floor) / (hi - floor))
+                }
                 Fusion::Normalized => weight,
             };
             let raw = Value::from(f64::from(c.score));

@@ -56,6 +56,8 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
         ("x", "apples grow on trees", [1.0, 0.0, 0.0]),
         ("y", "pears grow on trees too", [0.0, 1.0, 0.0]),
         ("z", "the sea is deep", [0.0, 0.0, 1.0]),
+        // Matches no query below; its id sorts before the others, so a tie shows.
+        ("a", "the sky is wide", [0.0, -1.0, 0.0]),
     ];
     for (id, text, v) in docs {
         put_ok(
@@ -65,7 +67,7 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
         )
         .await;
     }
-    let status = vectors_settle(&n, "ext", 3).await;
+    let status = vectors_settle(&n, "ext", 4).await;
     assert_eq!(
         status["search"]["embedded_here"], 0,
         "clients' vectors are not computed"
@@ -88,14 +90,17 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
     assert_eq!(result_ids(&v)[0], "x");
     let top = &v["results"][0]["scores"];
     assert!(top["bm25"].is_number() && top["vector"].is_number() && top["fused"].is_number());
-    // Normalised fusion at alpha 0 is BM25's order; at 1, the vector's.
+    // Normalised fusion at alpha 0 is BM25's order, every hit above the chunks matching no
+    // term (the weakest hit, x, is not scaled down to their 0); at 1, the vector's.
     let bm25_only = query(
         &n,
         "ext",
-        json!({"query": "pears trees", "vector": [1.0, 0.0, 0.0], "mode": "hybrid", "alpha": 0.0}),
+        json!({"query": "pears trees", "vector": [1.0, 0.0, 0.0], "mode": "hybrid", "alpha": 0.0, "top_k": 4}),
     )
     .await;
-    assert_eq!(result_ids(&bm25_only)[0], "y");
+    assert_eq!(result_ids(&bm25_only)[..2], ["y", "x"]);
+    let weakest = bm25_only["results"][1]["scores"]["fused"].as_f64().unwrap();
+    assert!(weakest > 0.0, "{bm25_only}");
     let vector_only = query(
         &n,
         "ext",
@@ -124,7 +129,7 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
     )
     .await;
     assert_eq!(status, 200);
-    vectors_settle(&n, "ext", 3).await;
+    vectors_settle(&n, "ext", 4).await;
     let v = query(&n, "ext", json!({"vector": [0.0, 1.0, 0.0], "top_k": 3})).await;
     assert_eq!(result_ids(&v), ["z", "w", "x"]);
 }
