@@ -1,18 +1,25 @@
 //! Text analysis for BM25: how a chunk's text becomes index terms and a query becomes the
-//! terms it looks for. Both go through one analyzer per collection language: tokens as in
-//! [`crate::tokens`] (runs of letters and digits), tokens longer than 40 bytes dropped,
-//! lowercased, stop words dropped, Snowball-stemmed. `none` only lowercases.
+//! terms it looks for. Both go through one analyzer per collection language: the text in
+//! Unicode NFC (a decomposed `é`, as macOS writes file names and some editors write text,
+//! would otherwise end its word at the accent), tokens as in [`crate::tokens`] (runs of
+//! letters and digits), tokens longer than 40 bytes dropped, lowercased, stop words
+//! dropped, Snowball-stemmed. `none` only lowercases.
 //!
 //! English drops the NLTK stop words (below; the reference BM25 of `../shared/data` drops a
 //! list of this size); the other languages drop Snowball's lists where tantivy has one.
 
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
-    TokenStream,
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenStream, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer, TokenStream, Tokenizer,
 };
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
 /// The tokenizer name a collection's index registers its analyzer under.
 pub const ANALYZER: &str = "ragsync";
+
+/// Which analysis an index was built with, recorded beside it: an index built by another is
+/// rebuilt. 1: text in NFC before it is cut into tokens (0, before it, cut it as it came).
+pub const ANALYSIS_VERSION: u32 = 1;
 
 /// English stop words: function words that carry no topic (the NLTK list, without the
 /// contractions' fragments).
@@ -179,9 +186,32 @@ fn stop_words(lang: Language) -> Option<StopWordFilter> {
     }
 }
 
+/// [`SimpleTokenizer`] over the text in NFC: text already in NFC (all ASCII text is) is cut
+/// as it is, other text is composed into a buffer first.
+#[derive(Clone, Default)]
+struct NfcTokenizer {
+    inner: SimpleTokenizer,
+    composed: String,
+}
+
+impl Tokenizer for NfcTokenizer {
+    type TokenStream<'a> = SimpleTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> SimpleTokenStream<'a> {
+        if text.is_ascii() || is_nfc_quick(text.chars()) == IsNormalized::Yes {
+            return self.inner.token_stream(text);
+        }
+        let Self { inner, composed } = self;
+        composed.clear();
+        composed.extend(text.nfc());
+        let composed: &'a String = composed;
+        inner.token_stream(composed)
+    }
+}
+
 /// The analyzer for `language` (a `search.language` setting), with or without its stop words.
 pub fn analyzer(language_name: &str, with_stop_words: bool) -> TextAnalyzer {
-    let base = TextAnalyzer::builder(SimpleTokenizer::default())
+    let base = TextAnalyzer::builder(NfcTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser);
     let Some(lang) = language(language_name) else {
@@ -240,5 +270,21 @@ mod tests {
         assert_eq!(query_terms("english", "a AND (b OR \"c\")"), ["b", "c"]);
         assert_eq!(query_terms("none", "The Running"), ["the", "running"]);
         assert_eq!(query_terms("french", "les chevaux"), ["cheval"]);
+    }
+
+    #[test]
+    fn decomposed_and_composed_text_give_the_same_terms() {
+        let composed = "Le café, santé Ångström";
+        let decomposed = "Le cafe\u{301}, sante\u{301} A\u{30a}ngstro\u{308}m";
+        assert_ne!(composed, decomposed);
+        for language in ["french", "none"] {
+            let terms = query_terms(language, decomposed);
+            assert_eq!(terms, query_terms(language, composed), "{language}");
+            assert_eq!(
+                terms.len(),
+                if language == "none" { 4 } else { 3 },
+                "{terms:?}"
+            );
+        }
     }
 }

@@ -92,6 +92,53 @@ fn a_lost_or_half_built_index_directory_is_rebuilt_from_the_store() {
     assert_eq!(index.status().chunks.get(&c), Some(&2));
 }
 
+/// The index directories under `search_dir`.
+fn index_dirs(search_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(search_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn an_index_built_by_an_earlier_analysis_is_rebuilt_on_open() {
+    let (dir, store, c) = setup();
+    let decomposed = "cafe\u{301} au lait";
+    store
+        .write(&c, vec![put("nfd", decomposed.as_bytes(), None)])
+        .unwrap();
+    let search_dir = dir.path().join("search");
+    drop(caught_up(&store, &search_dir));
+    let before = index_dirs(&search_dir);
+    assert_eq!(before.len(), 1);
+    // As a build before NFC left it: no analysis recorded (read as 0).
+    let state_file = search_dir.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(
+        state["collections"]["kb"]["config"]["analysis"], 1,
+        "{state}"
+    );
+    let config = state["collections"]["kb"]["config"]
+        .as_object_mut()
+        .unwrap();
+    config.remove("analysis");
+    std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let index = SearchIndex::open(store.clone(), &search_dir, Default::default()).unwrap();
+    let after = index_dirs(&search_dir);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "not rebuilt");
+    // The composed spelling of the query finds the decomposed text.
+    assert_eq!(hits(&index, &c, "café"), ["nfd"]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(state["collections"]["kb"]["config"]["analysis"], 1);
+}
+
 #[test]
 fn text_that_is_not_utf8_is_indexed_by_its_title() {
     let (dir, store, c) = setup();

@@ -41,7 +41,7 @@ use tantivy::schema::{
 };
 use tantivy::{Index, IndexReader, ReloadPolicy};
 
-use crate::analysis::{ANALYZER, analyzer};
+use crate::analysis::{ANALYSIS_VERSION, ANALYZER, analyzer};
 use crate::background;
 use crate::embed::{Embedders, model_key};
 use crate::vectors::VectorSet;
@@ -153,6 +153,9 @@ fn schema() -> (Schema, Fields) {
 struct IndexConfig {
     chunking: Chunking,
     language: String,
+    /// [`ANALYSIS_VERSION`] of the build (0 for indexes built before it was recorded).
+    #[serde(default)]
+    analysis: u32,
     /// The vectors kept, when the collection has an embedding model.
     #[serde(default)]
     embedding: Option<VectorConfig>,
@@ -170,6 +173,7 @@ impl IndexConfig {
         Self {
             chunking: c.settings.chunking.clone(),
             language: c.settings.search.language.clone(),
+            analysis: ANALYSIS_VERSION,
             embedding: model_key(c).map(|model| VectorConfig {
                 model,
                 dimension: c.settings.embedding.dimension as usize,
@@ -258,6 +262,11 @@ impl SearchIndex {
         let mut colls = HashMap::new();
         let mut broken = Vec::new();
         for (name, ix) in &state.collections {
+            if ix.config.analysis != ANALYSIS_VERSION {
+                tracing::info!(collection = %name, "search index built by an earlier analysis; rebuilding it");
+                broken.push(name.clone());
+                continue;
+            }
             match open_coll(&dir.join(&ix.dir), ix.config.clone(), false) {
                 Ok(ci) => {
                     colls.insert(name.clone(), Arc::new(ci));
@@ -293,14 +302,18 @@ impl SearchIndex {
         for (name, ci) in loaded {
             me.load_vectors(&name, &ci)?;
         }
-        for name in broken {
+        if !broken.is_empty() {
             let mut state = me.state.lock().unwrap_or_else(|e| e.into_inner());
-            match me.store.collection(&name)? {
-                Some(c) => me.rebuild(&mut state, &c)?,
-                None => {
-                    state.collections.remove(&name);
+            for name in broken {
+                match me.store.collection(&name)? {
+                    Some(c) => me.rebuild(&mut state, &c)?,
+                    None => {
+                        state.collections.remove(&name);
+                    }
                 }
             }
+            // The directories those indexes were in, no longer recorded.
+            remove_unrecorded(&me.dir, &state)?;
         }
         Ok(me)
     }
