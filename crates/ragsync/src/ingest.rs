@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::client::{Client, ClientArgs, ClientError};
+use crate::display::terminal_safe;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -719,7 +720,9 @@ pub fn write_refusals(out: &mut impl std::io::Write, r: &IngestReport) -> std::i
     }
     writeln!(out, "{} records not stored:", r.refused.len())?;
     for f in r.refused.iter().take(REFUSALS_SHOWN) {
-        writeln!(out, "  {}: {}", f.origin, f.reason)?;
+        // A file name or a node's message could hold terminal controls.
+        let (origin, reason) = (terminal_safe(&f.origin), terminal_safe(&f.reason));
+        writeln!(out, "  {origin}: {reason}")?;
     }
     if r.refused.len() > REFUSALS_SHOWN {
         writeln!(

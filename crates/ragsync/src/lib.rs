@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod conflicts;
 pub mod demo;
+pub mod display;
 pub mod ingest;
 pub mod mcp;
 pub mod node_proc;

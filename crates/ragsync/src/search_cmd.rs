@@ -11,6 +11,7 @@ use ragsync_core::DocId;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs};
+use crate::display::terminal_safe;
 use crate::ingest::{self, IngestArgs};
 
 #[derive(Debug, Args)]
@@ -96,8 +97,8 @@ fn table(answer: &Value) -> String {
             "{:>3}  {:>9.4}  {:<28}  {}\n",
             i + 1,
             r["score"].as_f64().unwrap_or(0.0),
-            cut(&doc, 28),
-            cut(&text, 90)
+            terminal_safe(&cut(&doc, 28)),
+            terminal_safe(&cut(&text, 90))
         );
     }
     if answer["stale"] == json!(true) {
@@ -336,6 +337,28 @@ fn read_qrels(path: &std::path::Path) -> anyhow::Result<HashMap<String, HashMap<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_shows_stored_text_on_one_line_without_terminal_controls() {
+        let answer = json!({"results": [
+            {"doc_id": "a\u{1b}]0;title\u{7}", "ord": 2, "score": 1.5,
+             "text": "line one\r\n\tline two \u{1b}[31mred\u{1b}[0m \u{202e}txt.exe"},
+            {"doc_id": "b", "ord": 0, "score": 0.25, "text": null, "title": "only a title"},
+        ], "stale": true});
+        let t = table(&answer);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(!t.contains('\u{202e}'), "{t:?}");
+        assert!(
+            t.contains("line one line two \\u{1b}[31mred\\u{1b}[0m \\u{202e}txt.exe"),
+            "{t}"
+        );
+        assert!(t.contains("a\\u{1b}]0;title\\u{7} #2"), "{t}");
+        assert!(t.contains("0.2500") && t.contains("only a title"), "{t}");
+        assert!(
+            t.ends_with("(the index was still catching up with the store)\n"),
+            "{t}"
+        );
+    }
 
     #[test]
     fn ndcg_uses_linear_gain_and_recall_counts_relevant_found() {
