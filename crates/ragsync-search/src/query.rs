@@ -46,10 +46,13 @@ const RRF_K: f64 = 60.0;
 pub struct QueryRequest {
     #[serde(default)]
     pub query: Option<String>,
+    /// Read as doubles: one beyond `f32`'s range is then refused as a vector that is not
+    /// finite, rather than as malformed JSON.
     #[serde(default)]
-    pub vector: Option<Vec<f32>>,
-    #[serde(default)]
-    pub top_k: Option<u32>,
+    pub vector: Option<Vec<f64>>,
+    /// Any JSON number, so that every `top_k` out of range or not whole is refused alike.
+    #[serde(default, deserialize_with = "top_k_number")]
+    pub top_k: Option<f64>,
     #[serde(default)]
     pub mode: Option<String>,
     #[serde(default)]
@@ -64,6 +67,17 @@ pub struct QueryRequest {
     /// whole text; `top_k` then counts documents.
     #[serde(default)]
     pub group: Option<Group>,
+}
+
+/// An optional JSON number, however written (`5`, `5.0`, `-1`, `1e12`).
+fn top_k_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "top_k must be a whole number from 1 to {MAX_TOP_K}, not {other}"
+        ))),
+    }
 }
 
 /// What results are units of.
@@ -156,7 +170,9 @@ pub fn check(
     let model = model_key(c);
     let text = req.query.as_deref().filter(|t| !t.trim().is_empty());
     let mode = match req.mode.as_deref() {
-        None if text.is_none() && req.vector.is_some() => Mode::Vector,
+        // A vector asks for vectors; with a text too, for both.
+        None if req.vector.is_some() && text.is_none() => Mode::Vector,
+        None if req.vector.is_some() => Mode::Hybrid,
         None if c.settings.search.hybrid && model.is_some() => Mode::Hybrid,
         None | Some("bm25") => Mode::Bm25,
         Some("vector") => Mode::Vector,
@@ -168,61 +184,69 @@ pub fn check(
     {
         return bad(format!("alpha {a} is outside [0, 1]"));
     }
-    let top_k = req.top_k.unwrap_or(c.settings.search.top_k);
-    if top_k == 0 || top_k > MAX_TOP_K {
-        return bad(format!("top_k must be 1 to {MAX_TOP_K}"));
-    }
+    let top_k = match req.top_k {
+        None => c.settings.search.top_k,
+        Some(k) if k.fract() == 0.0 && (1.0..=f64::from(MAX_TOP_K)).contains(&k) => k as u32,
+        Some(k) => {
+            return bad(format!(
+                "top_k must be a whole number from 1 to {MAX_TOP_K}, not {k}"
+            ));
+        }
+    };
     if let Some(t) = &req.query
         && t.len() > MAX_QUERY_BYTES
     {
         return bad(format!("query is longer than {MAX_QUERY_BYTES} bytes"));
     }
     let mode_name = serde_json::to_value(mode).unwrap_or_default();
-    let probe =
-        if mode == Mode::Bm25 {
-            if req.vector.is_some() {
-                return bad("a vector needs mode vector or hybrid".into());
-            }
-            None
-        } else {
-            let Some(model) = &model else {
-                return bad(format!(
-                    "mode {mode_name} needs vectors, and collection {} has no embedding model \
+    let probe = if mode == Mode::Bm25 {
+        if req.vector.is_some() {
+            return bad("mode bm25 takes no vector: send mode vector or hybrid".into());
+        }
+        None
+    } else {
+        let Some(model) = &model else {
+            return bad(format!(
+                "mode {mode_name} needs vectors, and collection {} has no embedding model \
                  (embedding.model is \"none\"); query it with mode bm25",
+                c.name
+            ));
+        };
+        let dim = c.settings.embedding.dimension as usize;
+        Some(match (&req.vector, text) {
+            (Some(v), _) => {
+                if v.len() != dim {
+                    return Err(QueryError::Vector(format!(
+                        "the vector has {} dimensions; collection {}'s model {model} has {dim}",
+                        v.len(),
+                        c.name
+                    )));
+                }
+                let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                Probe::Given(unit(&v).ok_or_else(|| {
+                    QueryError::Vector(
+                        "the vector is zero, or holds a number beyond a 32-bit float's range"
+                            .into(),
+                    )
+                })?)
+            }
+            (None, Some(t)) if index.embedders().computes(model) => Probe::Text(t.to_string()),
+            (None, Some(_)) if c.settings.embedding.model == EXTERNAL_MODEL => {
+                return bad(format!(
+                    "collection {}'s vectors come from its clients (embedding.model \
+                     \"external\"): send the query's \"vector\"",
                     c.name
                 ));
-            };
-            let dim = c.settings.embedding.dimension as usize;
-            Some(match (&req.vector, text) {
-                (Some(v), _) => {
-                    if v.len() != dim {
-                        return Err(QueryError::Vector(format!(
-                            "the vector has {} dimensions; collection {}'s model {model} has {dim}",
-                            v.len(),
-                            c.name
-                        )));
-                    }
-                    Probe::Given(unit(v).ok_or_else(|| {
-                        QueryError::Vector("the vector is zero or not finite".into())
-                    })?)
-                }
-                (None, Some(t)) if index.embedders().computes(model) => Probe::Text(t.to_string()),
-                (None, Some(_)) if c.settings.embedding.model == EXTERNAL_MODEL => {
-                    return bad(format!(
-                        "collection {}'s vectors come from its clients (embedding.model \
-                     \"external\"): send the query's \"vector\"",
-                        c.name
-                    ));
-                }
-                (None, Some(_)) => {
-                    return bad(format!(
-                        "this node does not run model {model} (no endpoint configured for it): \
+            }
+            (None, Some(_)) => {
+                return bad(format!(
+                    "this node does not run model {model} (no endpoint configured for it): \
                      send the query's \"vector\""
-                    ));
-                }
-                (None, None) => return bad(format!("mode {mode_name} needs a query or a vector")),
-            })
-        };
+                ));
+            }
+            (None, None) => return bad(format!("mode {mode_name} needs a query or a vector")),
+        })
+    };
     let terms = if mode == Mode::Vector {
         Vec::new()
     } else {
@@ -274,7 +298,7 @@ pub struct QueryResult {
     pub start: u64,
     pub end: u64,
     pub text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `null` when the document has none.
     pub title: Option<String>,
     pub metadata: Map<String, Value>,
     pub score: f64,

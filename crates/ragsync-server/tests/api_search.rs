@@ -303,6 +303,11 @@ async fn bad_queries_are_refused_with_their_codes() {
         (json!({"query": "alpha", "alpha": -0.1}), "invalid_query"),
         (json!({"query": "alpha", "top_k": 0}), "invalid_query"),
         (json!({"query": "alpha", "top_k": 5000}), "invalid_query"),
+        // Every number out of range or not whole, alike.
+        (json!({"query": "alpha", "top_k": -1}), "invalid_query"),
+        (json!({"query": "alpha", "top_k": 1.5}), "invalid_query"),
+        (json!({"query": "alpha", "top_k": 1e12}), "invalid_query"),
+        (json!({"query": "alpha", "top_k": "3"}), "invalid_body"),
         (json!({"query": "alpha", "mode": "vector"}), "invalid_query"),
         (json!({"query": "alpha", "mode": "hybrid"}), "invalid_query"),
         (json!({"vector": [0.1, 0.2]}), "invalid_query"),
@@ -323,6 +328,34 @@ async fn bad_queries_are_refused_with_their_codes() {
     )
     .await;
     assert!(msg.contains("no embedding model"), "{msg}");
+    // A text and a vector without a mode ask for both: hybrid, which this collection lacks.
+    let msg = refused(
+        q(json!({"query": "alpha", "vector": [0.1, 0.2]})),
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert!(msg.contains("mode \"hybrid\" needs vectors"), "{msg}");
+    let msg = refused(
+        q(json!({"query": "alpha", "top_k": 2.5})),
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert_eq!(msg, "top_k must be a whole number from 1 to 1000, not 2.5");
+    let ok = |body: Value| async move {
+        let (status, v) = json(q(body).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    // A whole number written as a double is a number of results all the same; a result
+    // whose document has no title says so with null.
+    let v = ok(json!({"query": "alpha", "top_k": 2.0})).await;
+    assert_eq!(v["results"][0]["title"], Value::Null);
+    assert!(
+        v["results"][0].as_object().unwrap().contains_key("title"),
+        "{v}"
+    );
     refused(
         q(json!({"query": "alpha", "bogus": 1})),
         400,

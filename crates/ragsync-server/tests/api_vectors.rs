@@ -210,6 +210,14 @@ async fn wrong_vectors_and_models_are_refused_with_their_codes() {
         "invalid_vector",
     )
     .await;
+    // Valid JSON, but past what a 32-bit float holds: the vector is wrong, not the JSON.
+    let msg = refused(
+        q("ext", json!({"vector": [1e39, 0.0, 0.0]})),
+        400,
+        "invalid_vector",
+    )
+    .await;
+    assert!(msg.contains("32-bit"), "{msg}");
     let msg = refused(
         q("ext", json!({"query": "a", "mode": "vector"})),
         400,
