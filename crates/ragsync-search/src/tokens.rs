@@ -4,6 +4,12 @@
 //! tokens here is N terms there (before long tokens, stop words and stemming; see
 //! [`crate::analysis`]). Tokens are byte ranges of the text: a chunk is the text between its
 //! first token's start and its last token's end.
+//!
+//! One exception: the analyzer first composes text into Unicode NFC, and this does not, so a
+//! decomposed letter (`e` + U+0301) ends a token here but not there. Chunks then count such a
+//! word as two or more tokens, and one may end inside it (that chunk indexes `cafe`; the next
+//! holds the whole word when chunks overlap). Changing this rule would change chunk ids, which
+//! must be the same on every node.
 
 use std::ops::Range;
 

@@ -350,7 +350,11 @@ async fn bad_queries_are_refused_with_their_codes() {
     };
     // A whole number written as a double is a number of results all the same; a result
     // whose document has no title says so with null.
+    for id in ["b", "c"] {
+        put(&n, "kb", id, json!({"text": "alpha gamma"})).await;
+    }
     let v = ok(json!({"query": "alpha", "top_k": 2.0})).await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["results"][0]["title"], Value::Null);
     assert!(
         v["results"][0].as_object().unwrap().contains_key("title"),

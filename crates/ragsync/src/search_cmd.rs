@@ -97,8 +97,8 @@ fn table(answer: &Value) -> String {
             "{:>3}  {:>9.4}  {:<28}  {}\n",
             i + 1,
             r["score"].as_f64().unwrap_or(0.0),
-            terminal_safe(&cut(&doc, 28)),
-            terminal_safe(&cut(&text, 90))
+            cut(&terminal_safe(&doc), 28),
+            cut(&terminal_safe(&text), 90)
         );
     }
     if answer["stale"] == json!(true) {
@@ -305,10 +305,12 @@ fn read_queries(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>>
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let mut v: Value = serde_json::from_str(l)
-                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
-            let id = ingest::beir_id_text(v["_id"].take())
-                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+            let at = |e: String| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1);
+            let mut v: Value = serde_json::from_str(l).map_err(|e| at(e.to_string()))?;
+            let Some(query) = v.as_object_mut() else {
+                return Err(at("a query is a JSON object".into()));
+            };
+            let id = ingest::beir_id_text(query.remove("_id").unwrap_or_default()).map_err(at)?;
             Ok((id, v["text"].as_str().unwrap_or("").to_string()))
         })
         .collect()
@@ -337,6 +339,38 @@ fn read_qrels(path: &std::path::Path) -> anyhow::Result<HashMap<String, HashMap<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_lines_are_objects_with_string_or_integer_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queries.jsonl");
+        std::fs::write(
+            &path,
+            "{\"_id\": \"q1\", \"text\": \"a\"}\n\n{\"_id\": 7}\n",
+        )
+        .unwrap();
+        let got = read_queries(&path).unwrap();
+        assert_eq!(
+            got,
+            [("q1".into(), "a".into()), ("7".into(), String::new())]
+        );
+        for (line, says) in [
+            ("[\"q1\", \"a\"]", ":1: a query is a JSON object"),
+            ("\"q1\"", ":1: a query is a JSON object"),
+            (
+                "{\"text\": \"a\"}",
+                ":1: _id must be a string or an integer, not null",
+            ),
+            (
+                "{\"_id\": 1.5}",
+                ":1: _id must be a string or an integer, not 1.5",
+            ),
+        ] {
+            std::fs::write(&path, line).unwrap();
+            let e = read_queries(&path).unwrap_err().to_string();
+            assert!(e.ends_with(says), "{line}: {e}");
+        }
+    }
 
     #[test]
     fn the_table_shows_stored_text_on_one_line_without_terminal_controls() {

@@ -222,6 +222,9 @@ pub struct SearchIndex {
     /// The feed `seq` through which each collection indexed ahead is committed (at or above
     /// the watermark while it lags; not persisted: a restart replays from the watermark).
     ahead: Mutex<HashMap<CollectionName, u64>>,
+    /// Collections whose index was built by another [`ANALYSIS_VERSION`]: they answer
+    /// queries as they are until the indexer has rebuilt them (see [`SearchIndex::catch_up`]).
+    outdated: Mutex<Vec<CollectionName>>,
     /// The models this node runs.
     embedders: Arc<Embedders>,
     /// Documents with chunks to embed, in order, once each.
@@ -261,14 +264,14 @@ impl SearchIndex {
         state.applied = state.through;
         let mut colls = HashMap::new();
         let mut broken = Vec::new();
+        let mut outdated = Vec::new();
         for (name, ix) in &state.collections {
-            if ix.config.analysis != ANALYSIS_VERSION {
-                tracing::info!(collection = %name, "search index built by an earlier analysis; rebuilding it");
-                broken.push(name.clone());
-                continue;
-            }
             match open_coll(&dir.join(&ix.dir), ix.config.clone(), false) {
                 Ok(ci) => {
+                    if ix.config.analysis != ANALYSIS_VERSION {
+                        tracing::info!(collection = %name, "search index built by another analysis; the indexer rebuilds it");
+                        outdated.push(name.clone());
+                    }
                     colls.insert(name.clone(), Arc::new(ci));
                 }
                 Err(e) => {
@@ -286,6 +289,7 @@ impl SearchIndex {
             urgent: tokio::sync::Notify::new(),
             wanted: Mutex::default(),
             ahead: Mutex::default(),
+            outdated: Mutex::new(outdated),
             state: Mutex::new(state),
             colls: RwLock::new(colls),
             embedders,
@@ -302,18 +306,14 @@ impl SearchIndex {
         for (name, ci) in loaded {
             me.load_vectors(&name, &ci)?;
         }
-        if !broken.is_empty() {
+        for name in broken {
             let mut state = me.state.lock().unwrap_or_else(|e| e.into_inner());
-            for name in broken {
-                match me.store.collection(&name)? {
-                    Some(c) => me.rebuild(&mut state, &c)?,
-                    None => {
-                        state.collections.remove(&name);
-                    }
+            match me.store.collection(&name)? {
+                Some(c) => me.rebuild(&mut state, &c)?,
+                None => {
+                    state.collections.remove(&name);
                 }
             }
-            // The directories those indexes were in, no longer recorded.
-            remove_unrecorded(&me.dir, &state)?;
         }
         Ok(me)
     }
@@ -425,6 +425,7 @@ impl SearchIndex {
     ) -> Result<bool, IndexError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.fill_awaited(&mut state)?;
+        self.rebuild_outdated(&mut state, stop)?;
         loop {
             let started = Instant::now();
             let mut more = true;
@@ -470,6 +471,50 @@ impl SearchIndex {
             }
             if !more || *stop.borrow() {
                 return Ok(state.applied > state.through);
+            }
+        }
+    }
+
+    /// Rebuilds, one at a time, the collections [`SearchIndex::open`] found built by another
+    /// analysis; each answers from its old index until its new one is swapped in. One left
+    /// when `stop` comes is still recorded with its old version, so the next start rebuilds it.
+    fn rebuild_outdated(
+        &self,
+        state: &mut State,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), IndexError> {
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let Some(name) = self
+                .outdated
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+            else {
+                return Ok(());
+            };
+            // A collection deleted or rebuilt by the feed since then needs nothing more.
+            if state
+                .collections
+                .get(&name)
+                .is_none_or(|ix| ix.config.analysis == ANALYSIS_VERSION)
+            {
+                continue;
+            }
+            let rebuilt = match self.store.collection(&name) {
+                Ok(Some(c)) => self.rebuild(state, &c),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = rebuilt {
+                // Tried again by the next pass.
+                self.outdated
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(name);
+                return Err(e);
             }
         }
     }

@@ -305,6 +305,15 @@ mod tests {
                 None,
             ),
             (
+                "an item written as an array, field by field",
+                body(600, |i, d| {
+                    if i == 300 {
+                        *d = json!([format!("d{i}"), null, false, "text"]);
+                    }
+                }),
+                None,
+            ),
+            (
                 "a vector number beyond f32",
                 body(600, |i, d| {
                     if i == 599 {
