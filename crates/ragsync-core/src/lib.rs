@@ -9,6 +9,7 @@
 //! - [`settings`]: collection settings.
 //! - [`limits`]: every named limit with its default.
 //! - [`metadata`]: the nesting and integer rules of document metadata.
+//! - [`object`]: structs read from JSON objects only, never from arrays.
 
 pub mod doc;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod ids;
 pub mod limits;
 pub mod metadata;
 pub mod names;
+pub mod object;
 pub mod settings;
 pub mod vv;
 

@@ -20,8 +20,11 @@ pub struct Collection {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectionSettings {
+    #[serde(deserialize_with = "crate::object::object")]
     pub chunking: Chunking,
+    #[serde(deserialize_with = "crate::object::object")]
     pub search: Search,
+    #[serde(deserialize_with = "crate::object::object")]
     pub embedding: Embedding,
 }
 

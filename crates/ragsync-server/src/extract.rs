@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::{DeserializeOwned, DeserializeSeed};
 
+pub use ragsync_core::object::Object;
+
 use crate::error::ApiError;
 
 /// A raw body, read up to `max_body_bytes` (`DefaultBodyLimit`).
@@ -63,33 +65,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// a JSON of the wrong shape apart.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     parse_json_seed(bytes, std::marker::PhantomData::<Object<T>>).map(|Object(t)| t)
-}
-
-/// A `T` read from a JSON object only. serde's derived structs also take an array, field by
-/// field in declaration order, so `["text", null]` would pass for `{"text": "text"}`.
-pub struct Object<T>(pub T);
-
-impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-
-        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
-            type Value = Object<T>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Object<T>, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
-            }
-        }
-
-        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
-    }
 }
 
 /// [`parse_json`] driven by a seed, for bodies whose parsing needs limits of the node.

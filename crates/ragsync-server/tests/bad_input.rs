@@ -125,6 +125,13 @@ async fn malformed_json_wrong_types_and_wrong_shapes() {
         (Method::PUT, DOC, "[\"text\"]", 400, "invalid_body"),
         (Method::PUT, "/v1/collections/d", "[]", 400, "invalid_body"),
         (
+            Method::PUT,
+            "/v1/collections/d",
+            "{\"chunking\": [256, 32, 32]}",
+            400,
+            "invalid_body",
+        ),
+        (
             Method::POST,
             BATCH,
             "{\"docs\": [[\"y\", null, false, \"text\"]]}",
