@@ -397,3 +397,52 @@ async fn bad_queries_are_refused_with_their_codes() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Indexing ahead, over HTTP: a query on a collection written just after another's bulk load
+/// is answered fresh while the index's watermark is still behind that load. Whether the load
+/// outlasts the query depends on the machine, so the load doubles until it does (three tries
+/// at most), and a run where it never does fails rather than passing untested. Without the
+/// indexing ahead the query waits for the watermark, so it either answers stale or answers
+/// with the watermark past its write: the test fails either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_is_answered_fresh_while_another_collection_s_load_is_indexed() {
+    let n = TestNode::start().await;
+    n.create_collection("big").await;
+    n.create_collection("small").await;
+    let mut batches = 8;
+    for attempt in 0..3 {
+        for b in 0..batches {
+            let docs: Vec<Value> = (0..1000)
+                .map(|i| json!({"id": format!("{attempt}-{b}-{i}"), "text": format!("bulk words {i} of batch {b}")}))
+                .collect();
+            let (status, v) = json(
+                n.req(Method::POST, "/v1/collections/big/docs:batch")
+                    .json(&json!({ "docs": docs }))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, 200, "{v}");
+        }
+        let id = format!("needle{attempt}");
+        put(
+            &n,
+            "small",
+            &id,
+            json!({"text": format!("the {id} is here")}),
+        )
+        .await;
+        let written = n.store.head_seq().unwrap();
+        let v = query(&n, "small", json!({"query": id})).await;
+        assert_eq!(result_ids(&v), [id.as_str()], "{v}");
+        if v["indexed_through"].as_u64().unwrap() < written {
+            return;
+        }
+        batches *= 2;
+    }
+    panic!(
+        "each query was answered only once the watermark passed its write: no indexing ahead, \
+         or no load outlasted its query"
+    );
+}
