@@ -170,19 +170,29 @@ pub fn check(
     let model = model_key(c);
     let text = req.query.as_deref().filter(|t| !t.trim().is_empty());
     let mode = match req.mode.as_deref() {
-        // A vector asks for vectors; with a text too, for both.
+        // A vector asks for vectors; with a text too, or with a fusion's weight, for both.
         None if req.vector.is_some() && text.is_none() => Mode::Vector,
-        None if req.vector.is_some() => Mode::Hybrid,
+        None if req.vector.is_some() || req.alpha.is_some() || req.fusion.is_some() => Mode::Hybrid,
         None if c.settings.search.hybrid && model.is_some() => Mode::Hybrid,
         None | Some("bm25") => Mode::Bm25,
         Some("vector") => Mode::Vector,
         Some("hybrid") => Mode::Hybrid,
         Some(other) => return bad(format!("unknown mode {other:?}: bm25, vector or hybrid")),
     };
+    let mode_name = serde_json::to_value(mode).unwrap_or_default();
     if let Some(a) = req.alpha
         && !(0.0..=1.0).contains(&a)
     {
         return bad(format!("alpha {a} is outside [0, 1]"));
+    }
+    // Refused rather than ignored: a caller who sends them expects them to count.
+    if mode != Mode::Hybrid && (req.alpha.is_some() || req.fusion.is_some()) {
+        return bad(format!(
+            "alpha and fusion weigh the two sides of mode hybrid; mode {mode_name} has one"
+        ));
+    }
+    if req.fusion == Some(Fusion::Rrf) && req.alpha.is_some() {
+        return bad("alpha weighs fusion normalized; rrf fuses by rank, without weights".into());
     }
     let top_k = match req.top_k {
         None => c.settings.search.top_k,
@@ -198,7 +208,6 @@ pub fn check(
     {
         return bad(format!("query is longer than {MAX_QUERY_BYTES} bytes"));
     }
-    let mode_name = serde_json::to_value(mode).unwrap_or_default();
     let probe = if mode == Mode::Bm25 {
         if req.vector.is_some() {
             return bad("mode bm25 takes no vector: send mode vector or hybrid".into());

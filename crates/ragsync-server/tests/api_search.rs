@@ -300,6 +300,15 @@ async fn bad_queries_are_refused_with_their_codes() {
             "invalid_query",
         ),
         (json!({"query": "alpha", "alpha": 1.5}), "invalid_query"),
+        // A fusion's settings where there is nothing to fuse.
+        (
+            json!({"query": "alpha", "mode": "bm25", "alpha": 0.5}),
+            "invalid_query",
+        ),
+        (
+            json!({"query": "alpha", "mode": "bm25", "fusion": "rrf"}),
+            "invalid_query",
+        ),
         (json!({"query": "alpha", "alpha": -0.1}), "invalid_query"),
         (json!({"query": "alpha", "top_k": 0}), "invalid_query"),
         (json!({"query": "alpha", "top_k": 5000}), "invalid_query"),
@@ -331,6 +340,14 @@ async fn bad_queries_are_refused_with_their_codes() {
     // A text and a vector without a mode ask for both: hybrid, which this collection lacks.
     let msg = refused(
         q(json!({"query": "alpha", "vector": [0.1, 0.2]})),
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert!(msg.contains("mode \"hybrid\" needs vectors"), "{msg}");
+    // So does an alpha without a mode: it weighs a hybrid query.
+    let msg = refused(
+        q(json!({"query": "alpha", "alpha": 0.5})),
         400,
         "invalid_query",
     )

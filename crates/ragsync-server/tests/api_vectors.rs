@@ -108,6 +108,24 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
     )
     .await;
     assert_eq!(result_ids(&vector_only)[0], "x");
+    // A weight where nothing is weighed is refused, not ignored.
+    for body in [
+        json!({"query": "trees", "vector": [1.0, 0.0, 0.0], "fusion": "rrf", "alpha": 0.5}),
+        json!({"vector": [1.0, 0.0, 0.0], "alpha": 0.5}),
+    ] {
+        let r = n
+            .req(Method::POST, "/v1/collections/ext/query")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, v) = json(r).await;
+        assert_eq!(
+            (status, &v["error"]["code"]),
+            (400, &json!("invalid_query")),
+            "{body}: {v}"
+        );
+    }
 
     // An update replaces the document's vector; a delete removes it; a batch carries vectors.
     put_ok(

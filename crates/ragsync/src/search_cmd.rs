@@ -235,9 +235,12 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
             continue;
         }
         let (mut ndcg, mut recall) = (0.0, 0.0);
+        // The fusion's settings weigh the hybrid line only; the node refuses them elsewhere.
+        let hybrid = mode == "hybrid";
         for (qid, j) in &judged {
-            let mut body = query_body(text_of[qid], Some(&mode), Some(100), a.alpha);
-            if let Some(f) = &a.fusion {
+            let alpha = a.alpha.filter(|_| hybrid);
+            let mut body = query_body(text_of[qid], Some(&mode), Some(100), alpha);
+            if let Some(f) = a.fusion.as_ref().filter(|_| hybrid) {
                 body["fusion"] = json!(f);
             }
             let answer = client
