@@ -179,6 +179,11 @@ async fn wrong_vectors_and_models_are_refused_with_their_codes() {
         ),
         (
             "ext",
+            json!({"text": "a b", "vector": [1e39, 0.0, 0.0]}),
+            "invalid_vector",
+        ),
+        (
+            "ext",
             json!({"text": "a b", "vectors": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]}),
             "invalid_vector",
         ),

@@ -64,9 +64,9 @@ pub(crate) struct BatchItem {
 /// the 8 and 9 significant digits `f32`s are printed with takes its slow path on most
 /// numbers, and that was the largest cost of a body of vectors; the two roundings differ
 /// from one only when the `f64` falls on a midpoint between two `f32`s, by one unit in the
-/// last place of a vector the node normalises anyway. A number beyond `f32`'s range is
-/// refused as `invalid_body` (serde_json's own `f32` check said `invalid_json`; the JSON is
-/// valid, the number does not fit the field).
+/// last place of a vector the node normalises anyway. A number beyond `f32`'s range becomes
+/// infinite here, and the vector's check refuses it as `invalid_vector`, as a query's vector
+/// is (serde_json's own `f32` check said `invalid_json`; the JSON is valid, the vector is not).
 pub(crate) struct Vector(pub(crate) Vec<f32>);
 
 impl<'de> Deserialize<'de> for Vector {
@@ -106,16 +106,9 @@ impl<'de> Deserialize<'de> for Coordinate {
 struct CoordinateVisitor;
 
 impl CoordinateVisitor {
+    /// Past `f32`'s range, infinite: see [`Vector`].
     fn narrow<E: de::Error>(x: f64) -> Result<Coordinate, E> {
-        let y = x as f32;
-        if y.is_finite() {
-            Ok(Coordinate(y))
-        } else {
-            Err(E::invalid_value(
-                de::Unexpected::Float(x),
-                &"a number within f32's range",
-            ))
-        }
+        Ok(Coordinate(x as f32))
     }
 }
 
@@ -387,7 +380,12 @@ pub(crate) fn attach_vectors(
                     ),
                 ));
             }
-            vectors.push(unit(v).ok_or_else(|| bad(i, "a vector is zero or not finite".into()))?);
+            vectors.push(unit(v).ok_or_else(|| {
+                bad(
+                    i,
+                    "a vector is zero, or holds a number beyond a 32-bit float's range".into(),
+                )
+            })?);
         }
         Ok(Some(ContentEmbeddings {
             model: model.clone(),
@@ -524,8 +522,11 @@ mod tests {
         // Integers and other spellings of numbers.
         let Vector(v) = serde_json::from_str("[1, -2, 0.1, 1e-3, 3.4028235e38]").unwrap();
         assert_eq!(v, [1.0, -2.0, 0.1, 1e-3, f32::MAX]);
-        for bad in ["[1e39]", "[-1e39]", "[\"1\"]", "[null]", "1"] {
+        for bad in ["[\"1\"]", "[null]", "1"] {
             assert!(serde_json::from_str::<Vector>(bad).is_err(), "{bad}");
         }
+        // Past f32's range: infinite, for the vector's check to refuse as invalid_vector.
+        let Vector(v) = serde_json::from_str("[1e39, -1e39]").unwrap();
+        assert_eq!(v, [f32::INFINITY, f32::NEG_INFINITY]);
     }
 }
