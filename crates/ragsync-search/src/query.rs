@@ -74,10 +74,13 @@ fn top_k_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(other) => Err(serde::de::Error::custom(format!(
-            "top_k must be a whole number from 1 to {MAX_TOP_K}, not {other}"
-        ))),
+        Some(other) => Err(serde::de::Error::custom(bad_top_k(other))),
     }
+}
+
+/// The refusal of a `top_k` that is not a whole number from 1 to [`MAX_TOP_K`].
+fn bad_top_k(k: impl std::fmt::Display) -> String {
+    format!("top_k must be a whole number from 1 to {MAX_TOP_K}, not {k}")
 }
 
 /// What results are units of.
@@ -197,11 +200,7 @@ pub fn check(
     let top_k = match req.top_k {
         None => c.settings.search.top_k,
         Some(k) if k.fract() == 0.0 && (1.0..=f64::from(MAX_TOP_K)).contains(&k) => k as u32,
-        Some(k) => {
-            return bad(format!(
-                "top_k must be a whole number from 1 to {MAX_TOP_K}, not {k}"
-            ));
-        }
+        Some(k) => return bad(bad_top_k(k)),
     };
     if let Some(t) = &req.query
         && t.len() > MAX_QUERY_BYTES

@@ -295,11 +295,7 @@ async fn listing_pages_by_id_and_hides_deleted_documents() {
     let docs: Vec<_> = (0..25)
         .map(|i| json!({"id": format!("d{i:02}"), "text": format!("t{i}")}))
         .collect();
-    n.req(Method::POST, "/v1/collections/c/docs:batch")
-        .json(&json!({"docs": docs}))
-        .send()
-        .await
-        .unwrap();
+    n.write_batch("c", docs).await;
     n.req(Method::DELETE, "/v1/collections/c/docs/d03")
         .send()
         .await

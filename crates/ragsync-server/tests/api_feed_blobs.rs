@@ -183,11 +183,7 @@ async fn page_sizes_are_cut_to_the_limit_and_cursors_checked() {
     let docs: Vec<_> = (0..5)
         .map(|i| json!({"id": format!("d{i}"), "text": "x"}))
         .collect();
-    n.req(Method::POST, "/v1/collections/c/docs:batch")
-        .json(&json!({"docs": docs}))
-        .send()
-        .await
-        .unwrap();
+    n.write_batch("c", docs).await;
     let (s, list) = json(
         n.req(Method::GET, "/v1/collections/c/docs")
             .send()

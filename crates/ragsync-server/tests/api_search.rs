@@ -100,13 +100,7 @@ async fn written_text_is_found_and_updates_deletes_and_collection_deletes_follow
     let docs: Vec<Value> = (0..50)
         .map(|i| json!({"id": format!("b{i}"), "text": format!("batch item number{i} zebra")}))
         .collect();
-    let r = n
-        .req(Method::POST, "/v1/collections/kb/docs:batch")
-        .json(&json!({"docs": docs}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    n.write_batch("kb", docs).await;
     assert_eq!(found(&n, "kb", "number37").await, ["b37"]);
     let v = query(&n, "kb", json!({"query": "zebra", "top_k": 100})).await;
     assert_eq!(v["results"].as_array().unwrap().len(), 50);
@@ -330,29 +324,25 @@ async fn bad_queries_are_refused_with_their_codes() {
         let msg = refused(q(body.clone()), 400, code).await;
         assert!(!msg.is_empty(), "{body}");
     }
-    let msg = refused(
-        q(json!({"query": "alpha", "mode": "vector"})),
-        400,
-        "invalid_query",
-    )
-    .await;
-    assert!(msg.contains("no embedding model"), "{msg}");
-    // A text and a vector without a mode ask for both: hybrid, which this collection lacks.
-    let msg = refused(
-        q(json!({"query": "alpha", "vector": [0.1, 0.2]})),
-        400,
-        "invalid_query",
-    )
-    .await;
-    assert!(msg.contains("mode \"hybrid\" needs vectors"), "{msg}");
-    // So does an alpha without a mode: it weighs a hybrid query.
-    let msg = refused(
-        q(json!({"query": "alpha", "alpha": 0.5})),
-        400,
-        "invalid_query",
-    )
-    .await;
-    assert!(msg.contains("mode \"hybrid\" needs vectors"), "{msg}");
+    for (body, says) in [
+        (
+            json!({"query": "alpha", "mode": "vector"}),
+            "no embedding model",
+        ),
+        // A text and a vector without a mode ask for both: hybrid, which this collection
+        // lacks; so does an alpha without a mode: it weighs a hybrid query.
+        (
+            json!({"query": "alpha", "vector": [0.1, 0.2]}),
+            "mode \"hybrid\" needs vectors",
+        ),
+        (
+            json!({"query": "alpha", "alpha": 0.5}),
+            "mode \"hybrid\" needs vectors",
+        ),
+    ] {
+        let msg = refused(q(body.clone()), 400, "invalid_query").await;
+        assert!(msg.contains(says), "{body}: {msg}");
+    }
     let msg = refused(
         q(json!({"query": "alpha", "top_k": 2.5})),
         400,
@@ -360,17 +350,12 @@ async fn bad_queries_are_refused_with_their_codes() {
     )
     .await;
     assert_eq!(msg, "top_k must be a whole number from 1 to 1000, not 2.5");
-    let ok = |body: Value| async move {
-        let (status, v) = json(q(body).send().await.unwrap()).await;
-        assert_eq!(status, 200, "{v}");
-        v
-    };
     // A whole number written as a double is a number of results all the same; a result
     // whose document has no title says so with null.
     for id in ["b", "c"] {
         put(&n, "kb", id, json!({"text": "alpha gamma"})).await;
     }
-    let v = ok(json!({"query": "alpha", "top_k": 2.0})).await;
+    let v = query(&n, "kb", json!({"query": "alpha", "top_k": 2.0})).await;
     assert_eq!(v["results"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["results"][0]["title"], Value::Null);
     assert!(
@@ -432,15 +417,7 @@ async fn a_query_is_answered_fresh_while_another_collection_s_load_is_indexed() 
             let docs: Vec<Value> = (0..1000)
                 .map(|i| json!({"id": format!("{attempt}-{b}-{i}"), "text": format!("bulk words {i} of batch {b}")}))
                 .collect();
-            let (status, v) = json(
-                n.req(Method::POST, "/v1/collections/big/docs:batch")
-                    .json(&json!({ "docs": docs }))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            assert_eq!(status, 200, "{v}");
+            n.write_batch("big", docs).await;
         }
         let id = format!("needle{attempt}");
         put(

@@ -138,15 +138,11 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
         .send()
         .await
         .unwrap();
-    let (status, _) = json(
-        n.req(Method::POST, "/v1/collections/ext/docs:batch")
-            .json(&json!({"docs": [{"id": "w", "text": "wind", "vectors": [[0.0, 0.5, 0.5]]}]}))
-            .send()
-            .await
-            .unwrap(),
+    n.write_batch(
+        "ext",
+        vec![json!({"id": "w", "text": "wind", "vectors": [[0.0, 0.5, 0.5]]})],
     )
     .await;
-    assert_eq!(status, 200);
     vectors_settle(&n, "ext", 4).await;
     let v = query(&n, "ext", json!({"vector": [0.0, 1.0, 0.0], "top_k": 3})).await;
     assert_eq!(result_ids(&v), ["z", "w", "x"]);
@@ -514,15 +510,7 @@ async fn collections_sharing_a_model_take_turns_in_its_queue() {
     let docs: Vec<Value> = (0..300)
         .map(|i| json!({"id": format!("d{i}"), "text": format!("bulk document {i}")}))
         .collect();
-    let (status, v) = json(
-        n.req(Method::POST, "/v1/collections/bulk/docs:batch")
-            .json(&json!({ "docs": docs }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    n.write_batch("bulk", docs).await;
     put_ok(&n, "/v1/collections/live/docs/l", json!({"text": "live"})).await;
     let backlogs = || async {
         let (_, s) = json(n.req(Method::GET, "/v1/status").send().await.unwrap()).await;

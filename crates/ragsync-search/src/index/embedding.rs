@@ -46,8 +46,6 @@ pub(super) struct Jobs {
     queued: HashSet<Job>,
     /// Tickets handed out.
     issued: u64,
-    /// The last ticket handed out for each collection's documents.
-    last: HashMap<CollectionName, u64>,
     /// Each collection's tickets queued or being embedded.
     outstanding: HashMap<CollectionName, BTreeSet<u64>>,
     /// Models with a batch being embedded.
@@ -269,7 +267,6 @@ impl SearchIndex {
         if jobs.queued.insert(key.clone()) {
             jobs.issued += 1;
             let ticket = jobs.issued;
-            jobs.last.insert(collection.clone(), ticket);
             jobs.outstanding
                 .entry(collection.clone())
                 .or_default()
@@ -358,13 +355,17 @@ impl SearchIndex {
             .collect()
     }
 
-    /// The ticket of the last document of collection `name` queued for embedding: once it is
-    /// [`Self::embedded`], every chunk of the collection indexed before now that this node
-    /// embeds has its vector (or failed to be embedded because its document changed or went).
-    /// Other collections' documents are not waited for.
+    /// The newest ticket of collection `name` still queued or being embedded (0 when none):
+    /// once it is [`Self::embedded`], every chunk of the collection indexed before now that
+    /// this node embeds has its vector (or failed to be embedded because its document changed
+    /// or went). Other collections' documents are not waited for.
     pub fn embedding_ticket(&self, name: &CollectionName) -> u64 {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.last.get(name).copied().unwrap_or(0)
+        jobs.outstanding
+            .get(name)
+            .and_then(BTreeSet::last)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether every embedding job of collection `name` up to `ticket` is done.

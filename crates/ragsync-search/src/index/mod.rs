@@ -222,9 +222,6 @@ pub struct SearchIndex {
     /// The feed `seq` through which each collection indexed ahead is committed (at or above
     /// the watermark while it lags; not persisted: a restart replays from the watermark).
     ahead: Mutex<HashMap<CollectionName, u64>>,
-    /// Collections whose index was built by another [`ANALYSIS_VERSION`]: they answer
-    /// queries as they are until the indexer has rebuilt them (see [`SearchIndex::catch_up`]).
-    outdated: Mutex<Vec<CollectionName>>,
     /// The models this node runs.
     embedders: Arc<Embedders>,
     /// Documents with chunks to embed, in order, once each.
@@ -264,13 +261,11 @@ impl SearchIndex {
         state.applied = state.through;
         let mut colls = HashMap::new();
         let mut broken = Vec::new();
-        let mut outdated = Vec::new();
         for (name, ix) in &state.collections {
             match open_coll(&dir.join(&ix.dir), ix.config.clone(), false) {
                 Ok(ci) => {
                     if ix.config.analysis != ANALYSIS_VERSION {
                         tracing::info!(collection = %name, "search index built by another analysis; the indexer rebuilds it");
-                        outdated.push(name.clone());
                     }
                     colls.insert(name.clone(), Arc::new(ci));
                 }
@@ -289,7 +284,6 @@ impl SearchIndex {
             urgent: tokio::sync::Notify::new(),
             wanted: Mutex::default(),
             ahead: Mutex::default(),
-            outdated: Mutex::new(outdated),
             state: Mutex::new(state),
             colls: RwLock::new(colls),
             embedders,
@@ -475,48 +469,31 @@ impl SearchIndex {
         }
     }
 
-    /// Rebuilds, one at a time, the collections [`SearchIndex::open`] found built by another
-    /// analysis; each answers from its old index until its new one is swapped in. One left
-    /// when `stop` comes is still recorded with its old version, so the next start rebuilds it.
+    /// Rebuilds, one at a time, the collections whose recorded index was built by another
+    /// [`ANALYSIS_VERSION`]; each answers from its old index until its new one is swapped in.
+    /// One left when `stop` comes, or when a rebuild fails, is still recorded with its old
+    /// version, so a later pass (or the next start) rebuilds it.
     fn rebuild_outdated(
         &self,
         state: &mut State,
         stop: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), IndexError> {
-        loop {
+        let outdated: Vec<CollectionName> = state
+            .collections
+            .iter()
+            .filter(|(_, ix)| ix.config.analysis != ANALYSIS_VERSION)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in outdated {
             if *stop.borrow() {
-                return Ok(());
+                break;
             }
-            let Some(name) = self
-                .outdated
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop()
-            else {
-                return Ok(());
-            };
-            // A collection deleted or rebuilt by the feed since then needs nothing more.
-            if state
-                .collections
-                .get(&name)
-                .is_none_or(|ix| ix.config.analysis == ANALYSIS_VERSION)
-            {
-                continue;
-            }
-            let rebuilt = match self.store.collection(&name) {
-                Ok(Some(c)) => self.rebuild(state, &c),
-                Ok(None) => Ok(()),
-                Err(e) => Err(e.into()),
-            };
-            if let Err(e) = rebuilt {
-                // Tried again by the next pass.
-                self.outdated
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(name);
-                return Err(e);
+            // A collection deleted since: its feed row drops the index.
+            if let Some(c) = self.store.collection(&name)? {
+                self.rebuild(state, &c)?;
             }
         }
+        Ok(())
     }
 
     /// Commits every collection's writer, then moves the watermark to what was applied.

@@ -107,8 +107,8 @@ struct CoordinateVisitor;
 
 impl CoordinateVisitor {
     /// Past `f32`'s range, infinite: see [`Vector`].
-    fn narrow<E: de::Error>(x: f64) -> Result<Coordinate, E> {
-        Ok(Coordinate(x as f32))
+    fn narrow(x: f64) -> Coordinate {
+        Coordinate(x as f32)
     }
 }
 
@@ -120,15 +120,15 @@ impl Visitor<'_> for CoordinateVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, x: f64) -> Result<Coordinate, E> {
-        Self::narrow(x)
+        Ok(Self::narrow(x))
     }
 
     fn visit_i64<E: de::Error>(self, x: i64) -> Result<Coordinate, E> {
-        Self::narrow(x as f64)
+        Ok(Self::narrow(x as f64))
     }
 
     fn visit_u64<E: de::Error>(self, x: u64) -> Result<Coordinate, E> {
-        Self::narrow(x as f64)
+        Ok(Self::narrow(x as f64))
     }
 }
 

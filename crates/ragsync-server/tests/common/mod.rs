@@ -95,6 +95,20 @@ impl TestNode {
             .bearer_auth(token)
     }
 
+    /// Writes `docs` to collection `coll` in one batch, which must be accepted; its answer.
+    pub async fn write_batch(&self, coll: &str, docs: Vec<Value>) -> Value {
+        let (status, v) = json(
+            self.req(Method::POST, &format!("/v1/collections/{coll}/docs:batch"))
+                .json(&serde_json::json!({ "docs": docs }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "batch to {coll}: {v}");
+        v
+    }
+
     pub async fn create_collection(&self, name: &str) {
         let r = self
             .req(Method::PUT, &format!("/v1/collections/{name}"))
