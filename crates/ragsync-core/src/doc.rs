@@ -55,7 +55,11 @@ pub struct Version {
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::optional_object"
+    )]
     pub content: Option<ContentRef>,
 }
 
@@ -106,6 +110,7 @@ pub struct DocState {
 /// are ordered by stamp alone), everything else is left to [`DocState::check_invariants`].
 #[derive(Deserialize)]
 struct StateOnTheWire {
+    #[serde(deserialize_with = "crate::object::objects")]
     versions: Vec<Version>,
 }
 

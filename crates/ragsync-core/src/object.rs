@@ -33,6 +33,19 @@ pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T,
     Object::deserialize(d).map(|Object(t)| t)
 }
 
+/// For `#[serde(deserialize_with = "optional_object")]` on an `Option` of a struct: `null` or
+/// absent (with `default`) is `None`.
+pub fn optional_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<Object<T>>::deserialize(d).map(|o| o.map(|Object(t)| t))
+}
+
+/// For `#[serde(deserialize_with = "objects")]` on a `Vec` of structs: each item an object.
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Vec::<Object<T>>::deserialize(d).map(|v| v.into_iter().map(|Object(t)| t).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use crate::{CollectionName, CoreError, Stamp};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Collection {
     pub name: CollectionName,
+    #[serde(deserialize_with = "crate::object::object")]
     pub settings: CollectionSettings,
     pub stamp: Stamp,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

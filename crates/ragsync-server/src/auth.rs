@@ -189,9 +189,13 @@ pub async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let unauthorized = |code, msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, msg);
-    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
-        unauthorized("missing_token", "Authorization: Bearer <token> is required")
-    })?;
+    // An empty header (what `curl -H "Authorization: $TOKEN"` sends when the variable is
+    // unset) names no token, as a missing one does.
+    let value = (req.headers().get(header::AUTHORIZATION))
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+        .ok_or_else(|| {
+            unauthorized("missing_token", "Authorization: Bearer <token> is required")
+        })?;
     let secret = bearer_secret(value)
         .ok_or_else(|| unauthorized("invalid_token", "expected Authorization: Bearer <token>"))?;
     let principal = state

@@ -194,6 +194,66 @@ async fn malformed_json_wrong_types_and_wrong_shapes() {
     assert_untouched(&n, head).await;
 }
 
+/// A peer's pushed page is untrusted input too: every object in it must be an object. serde
+/// alone would read `["doc", 1, "c", "x", [...]]` as a change, field by field.
+#[tokio::test]
+async fn a_pushed_page_with_arrays_for_objects_is_refused() {
+    let n = node_with_a_document().await;
+    let (s, mut page) = common::json(
+        n.req(Method::GET, "/v1/sync/changes?since=0")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // The node's own page, pushed in another node's name: every row is already known here.
+    page["node_id"] = json!("0123456789abcdef0123456789abcdef");
+    let cid = page["changes"][1]["versions"][0]["content"]["cid"].clone();
+    // One chunk's vector, `[1.0]` as little-endian f32.
+    page["embeddings"] =
+        json!([{"model": "m", "content": cid, "chunks": [cid], "vectors": "AACAPw=="}]);
+    let (s, answer) = common::json(
+        n.req(Method::POST, "/v1/sync/changes")
+            .json(&page)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, answer["changed"].as_u64()), (200, Some(0)), "{answer}");
+    let head = n.store.head_seq().unwrap();
+    // Each object as the array serde would read field by field: its fields in declaration
+    // order. A collection row is flattened, which only a map can fill, so it is here for
+    // completeness.
+    let cases: [(&str, &[&str]); 6] = [
+        ("/changes/0", &["kind", "seq", "name", "settings", "stamp"]),
+        ("/changes/0/settings", &["chunking", "search", "embedding"]),
+        (
+            "/changes/1",
+            &["kind", "seq", "collection", "id", "versions"],
+        ),
+        // The fields after `clock` have defaults, so the array may end there.
+        ("/changes/1/versions/0", &["stamp", "clock"]),
+        ("/changes/1/versions/0/content", &["cid", "len", "type"]),
+        ("/embeddings/0", &["model", "content", "chunks", "vectors"]),
+    ];
+    for (pointer, fields) in cases {
+        let mut bad = page.clone();
+        let target = (bad.pointer_mut(pointer)).unwrap_or_else(|| panic!("{pointer} in {page}"));
+        let values: Vec<_> = fields.iter().map(|f| target[*f].clone()).collect();
+        *target = json!(values);
+        let msg = refused(
+            n.req(Method::POST, "/v1/sync/changes").json(&bad),
+            400,
+            "invalid_body",
+        )
+        .await;
+        assert!(msg.contains("expected a JSON object"), "{pointer}: {msg}");
+    }
+    assert_untouched(&n, head).await;
+}
+
 /// The poison document of issue 11: metadata nested so deep that the stored state could no
 /// longer be read. Refused now, at the named limit, like integers that would lose digits.
 #[tokio::test]
@@ -513,12 +573,21 @@ async fn missing_and_wrong_tokens() {
         expect_error(r, 401, "invalid_token").await;
         let r = n
             .http
-            .request(method, &url)
+            .request(method.clone(), &url)
             .header("authorization", "Bearer ")
             .send()
             .await
             .unwrap();
         expect_error(r, 401, "invalid_token").await;
+        // An empty header names no token at all.
+        let r = n
+            .http
+            .request(method, &url)
+            .header("authorization", "")
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 401, "missing_token").await;
     }
     assert_untouched(&n, head).await;
 }

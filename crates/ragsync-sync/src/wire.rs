@@ -71,6 +71,7 @@ pub struct ChangesResponse {
     pub has_more: bool,
     /// The feed's head when the page was read (for lag; never a cursor).
     pub head: u64,
+    #[serde(deserialize_with = "ragsync_core::object::objects")]
     pub changes: Vec<Change>,
     /// Small contents referenced by `changes` that are not UTF-8, base64 (standard alphabet),
     /// by content id.
@@ -81,7 +82,11 @@ pub struct ChangesResponse {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub texts: BTreeMap<ContentId, String>,
     /// Embeddings of the contents referenced by `changes` (version 3).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "ragsync_core::object::objects"
+    )]
     pub embeddings: Vec<WireEmbeddings>,
     /// The protocol version of the serving node (absent, so 0, from version 1 nodes).
     #[serde(default)]
@@ -170,6 +175,7 @@ pub enum Change {
         seq: u64,
         collection: CollectionName,
         id: DocId,
+        #[serde(deserialize_with = "ragsync_core::object::objects")]
         versions: Vec<Version>,
     },
     /// A collection record (last writer wins by stamp).
