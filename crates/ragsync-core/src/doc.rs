@@ -260,9 +260,15 @@ impl DocState {
         if self.versions.len() == 1 && self.versions[0].has_body(&body) {
             return WriteEffect::Unchanged;
         }
+        self.rewrite(stamp, body);
+        WriteEffect::Written
+    }
+
+    /// A local write that makes a new version even of the body the document holds: for what
+    /// the version carries besides its body (new vectors for its chunks).
+    pub fn rewrite(&mut self, stamp: Stamp, body: Body) {
         let v = Self::local_version(Some(self), stamp, false, body);
         self.versions = vec![v];
-        WriteEffect::Written
     }
 
     /// A local delete: a tombstone that has seen every version. Deleting a document that is

@@ -148,6 +148,76 @@ async fn client_vectors_are_searched_by_vector_and_fused_with_bm25() {
     assert_eq!(result_ids(&v), ["z", "w", "x"]);
 }
 
+/// Only clients can send an `external` collection's vectors again, so a settings change that
+/// leaves its documents' vectors out of queries says so, and status counts what is left out.
+#[tokio::test]
+async fn changing_an_external_dimension_warns_and_keeps_the_stored_vectors() {
+    let n = TestNode::start().await;
+    let three = json!({"embedding": {"model": "external", "dimension": 3}});
+    let c = put_ok(&n, "/v1/collections/ext", three.clone()).await;
+    assert!(c.get("warnings").is_none(), "{c}");
+    for (id, v) in [("x", [1.0, 0.0, 0.0]), ("y", [0.0, 1.0, 0.0])] {
+        put_ok(
+            &n,
+            &format!("/v1/collections/ext/docs/{id}"),
+            json!({"text": format!("text of {id}"), "vector": v}),
+        )
+        .await;
+    }
+    vectors_settle(&n, "ext", 2).await;
+    // The same settings again change nothing and warn of nothing.
+    let c = put_ok(&n, "/v1/collections/ext", three.clone()).await;
+    assert!(c.get("warnings").is_none(), "{c}");
+
+    let c = put_ok(
+        &n,
+        "/v1/collections/ext",
+        json!({"embedding": {"model": "external", "dimension": 2}}),
+    )
+    .await;
+    let warning = c["warnings"][0].as_str().unwrap_or_else(|| panic!("{c}"));
+    assert!(
+        warning.contains("2 documents") && warning.contains("2 dimensions"),
+        "{warning}"
+    );
+    let v = vectors_backlog(&n, "ext", 2, 2).await;
+    assert_eq!(v["vectors"], 0, "{v}");
+    // The same text with a new vector is a new version (else neither the index nor a peer
+    // would learn of the vector).
+    let v = put_ok(
+        &n,
+        "/v1/collections/ext/docs/x",
+        json!({"text": "text of x", "vector": [0.0, 1.0]}),
+    )
+    .await;
+    assert_eq!(v["status"], "updated", "{v}");
+    vectors_backlog(&n, "ext", 2, 1).await;
+    let found = query(&n, "ext", json!({"vector": [0.0, 1.0], "top_k": 5})).await;
+    assert_eq!(result_ids(&found), ["x"]);
+
+    // Back to three: y's stored vector counts again, x's new one does not.
+    let c = put_ok(&n, "/v1/collections/ext", three).await;
+    assert!(c["warnings"][0].is_string(), "{c}");
+    vectors_backlog(&n, "ext", 3, 1).await;
+    let found = query(&n, "ext", json!({"vector": [0.0, 1.0, 0.0], "top_k": 5})).await;
+    assert_eq!(result_ids(&found), ["y"]);
+}
+
+/// The collection's vectors as `/v1/status` shows them, once they have `dimension` and
+/// `backlog` chunks lack vectors.
+async fn vectors_backlog(n: &TestNode, coll: &str, dimension: u64, backlog: u64) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        let (_, s) = json(n.req(Method::GET, "/v1/status").send().await.unwrap()).await;
+        last = s["search"]["vectors"][coll].clone();
+        if last["backlog"] == json!(backlog) && last["dimension"] == json!(dimension) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("collection {coll} never had {dimension} dimensions and a backlog of {backlog}: {last}");
+}
+
 #[tokio::test]
 async fn wrong_vectors_and_models_are_refused_with_their_codes() {
     let n = TestNode::start().await;

@@ -90,7 +90,11 @@ impl Store {
         incoming: &DocState,
         inline: &BTreeMap<ContentId, Vec<u8>>,
     ) -> Result<bool, StoreError> {
-        self.write_tx(|tx| merge_doc(tx, collection, id, incoming, inline))
+        let carried = Carried {
+            contents: inline,
+            embeddings: &[],
+        };
+        self.write_tx(|tx| merge_doc(tx, collection, id, incoming, carried))
     }
 
     /// The stored state of one document (deleted ones included).
@@ -193,7 +197,7 @@ pub(crate) fn merge_doc(
     collection: &CollectionName,
     id: &DocId,
     incoming: &DocState,
-    inline: &BTreeMap<ContentId, Vec<u8>>,
+    carried: Carried<'_>,
 ) -> Result<bool, StoreError> {
     incoming
         .check_invariants()
@@ -228,16 +232,37 @@ pub(crate) fn merge_doc(
             .iter()
             .filter_map(|v| v.content.as_ref())
         {
-            contents::fill_if_wanted(tx, c, inline)?;
+            contents::fill_if_wanted(tx, c, carried.contents)?;
         }
         return Ok(false);
     };
     state.check_invariants().map_err(StoreError::InvalidState)?;
     for c in state.versions().iter().filter_map(|v| v.content.as_ref()) {
-        contents::receive(tx, c, inline)?;
+        contents::receive(tx, c, carried.contents)?;
     }
     store_state(tx, collection, id, &state, was_deleted)?;
+    // The version that now wins here brings its vectors, over those stored for its chunks: a
+    // client may have sent new ones with unchanged text (an `external` model), and a computed
+    // model's are the same vectors anyway. Any other set was stored as received, keeping
+    // what is here (`embeddings::receive`).
+    let winner = state.winner();
+    let won = incoming.versions().iter().any(|v| v.stamp == winner.stamp);
+    if let Some(cid) = winner.content.as_ref().map(|c| c.cid).filter(|_| won) {
+        for set in carried.embeddings.iter().filter(|e| e.content == cid) {
+            if set.check().is_ok() {
+                embeddings::put(&tx.tx, set, true)?;
+            }
+        }
+    }
     Ok(true)
+}
+
+/// What travelled with replicated rows: the contents inlined in their page, by id, and the
+/// embeddings sent with them.
+#[derive(Clone, Copy)]
+pub(crate) struct Carried<'a> {
+    pub contents: &'a BTreeMap<ContentId, Vec<u8>>,
+    pub embeddings: &'a [ContentEmbeddings],
 }
 
 /// Refuses an incoming state with a version that carries the stamp of a stored version but
@@ -287,6 +312,7 @@ fn apply(
             existing,
         ) => {
             let cid = contents::put(tx, &content)?;
+            let mut new_vectors = false;
             if let Some(e) = embeddings {
                 if e.content != cid {
                     return Err(StoreError::InvalidEmbeddings(
@@ -294,7 +320,7 @@ fn apply(
                     ));
                 }
                 e.check()?;
-                embeddings::put(&tx.tx, &e, true)?;
+                new_vectors = embeddings::put(&tx.tx, &e, true)?;
             }
             let body = Body {
                 title,
@@ -307,6 +333,16 @@ fn apply(
             };
             match existing {
                 None => (DocState::create(stamp, body), WriteEffect::Created),
+                // New vectors for the same text are a new version: the feed carries them to
+                // the index and to peers, which otherwise would keep the old ones.
+                Some(mut s) if new_vectors => {
+                    s.rewrite(stamp, body);
+                    let effect = match was_live {
+                        true => WriteEffect::Updated,
+                        false => WriteEffect::Created,
+                    };
+                    (s, effect)
+                }
                 Some(mut s) => match s.write(stamp, body) {
                     StateEffect::Unchanged => (s, WriteEffect::Unchanged),
                     StateEffect::Written if was_live => (s, WriteEffect::Updated),

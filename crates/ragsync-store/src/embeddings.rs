@@ -143,27 +143,31 @@ impl Store {
 }
 
 /// Stores one set (checked by the caller). `replace`: a vector already stored for a chunk is
-/// overwritten (a local write), else kept (a peer's copy of what may be here already).
+/// overwritten (a local write, or the version that won here), else kept (a peer's copy of what
+/// may be here already). True when a vector or the content's list of chunks changed.
 pub(crate) fn put(
     tx: &Transaction<'_>,
     s: &ContentEmbeddings,
     replace: bool,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut find = tx.prepare_cached(
-        "SELECT rowid FROM embeddings WHERE substr(chunk, 1, 8) = ?1 AND chunk = ?2 AND model = ?3",
+        "SELECT rowid, vec FROM embeddings \
+         WHERE substr(chunk, 1, 8) = ?1 AND chunk = ?2 AND model = ?3",
     )?;
     let mut insert =
         tx.prepare_cached("INSERT INTO embeddings (model, chunk, vec) VALUES (?1, ?2, ?3)")?;
     let mut update = tx.prepare_cached("UPDATE embeddings SET vec = ?2 WHERE rowid = ?1")?;
+    let mut changed = false;
     for (c, v) in s.chunks.iter().zip(&s.vectors) {
         let id = &c.as_bytes()[..];
-        let there: Option<i64> = find
-            .query_row(params![key(c), id, s.model], |r| r.get(0))
+        let there: Option<(i64, Vec<u8>)> = find
+            .query_row(params![key(c), id, s.model], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        match there {
-            None => insert.execute(params![s.model, id, encode_vector(v)])?,
-            Some(row) if replace => update.execute(params![row, encode_vector(v)])?,
-            Some(_) => 0,
+        let vec = encode_vector(v);
+        changed |= match there {
+            None => insert.execute(params![s.model, id, vec])? > 0,
+            Some((row, old)) if replace && old != vec => update.execute(params![row, vec])? > 0,
+            Some(_) => false,
         };
     }
     let chunks: Vec<u8> = s
@@ -173,25 +177,31 @@ pub(crate) fn put(
         .copied()
         .collect();
     let content = &s.content.as_bytes()[..];
-    let there: Option<i64> = tx
+    let there: Option<(i64, Vec<u8>)> = tx
         .prepare_cached(
-            "SELECT rowid FROM embedded_contents \
+            "SELECT rowid, chunks FROM embedded_contents \
              WHERE substr(content, 1, 8) = ?1 AND content = ?2 AND model = ?3",
         )?
-        .query_row(params![key(&s.content), content, s.model], |r| r.get(0))
+        .query_row(params![key(&s.content), content, s.model], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
-    match there {
-        None => tx
-            .prepare_cached(
+    changed |= match there {
+        None => {
+            tx.prepare_cached(
                 "INSERT INTO embedded_contents (model, content, chunks) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![s.model, content, chunks])?,
-        Some(row) if replace => tx
-            .prepare_cached("UPDATE embedded_contents SET chunks = ?2 WHERE rowid = ?1")?
-            .execute(params![row, chunks])?,
-        Some(_) => 0,
+            .execute(params![s.model, content, chunks])?
+                > 0
+        }
+        Some((row, old)) if replace && old != chunks => {
+            tx.prepare_cached("UPDATE embedded_contents SET chunks = ?2 WHERE rowid = ?1")?
+                .execute(params![row, chunks])?
+                > 0
+        }
+        Some(_) => false,
     };
-    Ok(())
+    Ok(changed)
 }
 
 /// The stored embeddings of `contents`, under every model that has all of their chunks: what
@@ -246,7 +256,9 @@ pub(crate) fn for_contents(
 pub(crate) fn receive(tx: &Transaction<'_>, sets: &[ContentEmbeddings]) -> Result<(), StoreError> {
     for s in sets {
         match s.check() {
-            Ok(()) => put(tx, s, false)?,
+            Ok(()) => {
+                put(tx, s, false)?;
+            }
             Err(e) => {
                 tracing::warn!(model = %s.model, content = %s.content, error = %e, "embeddings from a peer refused");
             }

@@ -22,7 +22,7 @@ use ragsync_core::{ContentId, Epoch, NodeId};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::docs::merge_doc;
+use crate::docs::{Carried, merge_doc};
 use crate::embeddings::{self, ContentEmbeddings};
 use crate::feed::{FeedEntry, FeedItem};
 use crate::tx::WriteTx;
@@ -127,7 +127,11 @@ impl Store {
                 .filter(|c| c.epoch == page.epoch)
                 .map_or(0, |c| c.since);
             embeddings::receive(&tx.tx, page.embeddings)?;
-            let rows = apply_rows(tx, page.peer, page.rows, page.inline, now_ms)?;
+            let carried = Carried {
+                contents: page.inline,
+                embeddings: page.embeddings,
+            };
+            let rows = apply_rows(tx, page.peer, page.rows, carried, now_ms)?;
             let mut out = Applied {
                 cursor: rows.last_examined.unwrap_or(page.since),
                 ..Applied::default()
@@ -173,7 +177,11 @@ impl Store {
         let now_ms = self.now_ms();
         self.write_tx(|tx| {
             embeddings::receive(&tx.tx, embeddings)?;
-            let rows = apply_rows(tx, from, rows, inline, now_ms)?;
+            let carried = Carried {
+                contents: inline,
+                embeddings,
+            };
+            let rows = apply_rows(tx, from, rows, carried, now_ms)?;
             let applied = rows
                 .results
                 .iter()
@@ -236,11 +244,14 @@ impl Store {
     pub fn retry_parked(&self, peer: Option<NodeId>) -> Result<usize, StoreError> {
         let parked = self.parked(peer)?;
         let now_ms = self.now_ms();
-        let none = BTreeMap::new();
+        let none = Carried {
+            contents: &BTreeMap::new(),
+            embeddings: &[],
+        };
         self.write_tx(|tx| {
             let mut applied = 0;
             for p in &parked {
-                match apply_row(tx, &p.item, &none) {
+                match apply_row(tx, &p.item, none) {
                     Ok(_) => {
                         tx.tx
                             .prepare_cached("DELETE FROM parked WHERE peer = ?1 AND seq = ?2")?
@@ -293,10 +304,10 @@ fn apply_rows(
     tx: &mut WriteTx<'_>,
     peer: NodeId,
     rows: &[FeedEntry],
-    inline: &BTreeMap<ContentId, Vec<u8>>,
+    carried: Carried<'_>,
     now_ms: u64,
 ) -> Result<RowsApplied, StoreError> {
-    if let Some(all) = apply_all_or_none(tx, rows, inline)? {
+    if let Some(all) = apply_all_or_none(tx, rows, carried)? {
         return Ok(all);
     }
     let mut out = RowsApplied {
@@ -305,7 +316,7 @@ fn apply_rows(
         stopped: None,
     };
     for row in rows {
-        let result = match apply_row(tx, &row.item, inline) {
+        let result = match apply_row(tx, &row.item, carried) {
             Ok(true) => RowResult::Changed,
             Ok(false) => RowResult::Unchanged,
             Err(e) if e.is_invalid_row() => {
@@ -328,12 +339,12 @@ fn apply_rows(
 fn apply_all_or_none(
     tx: &mut WriteTx<'_>,
     rows: &[FeedEntry],
-    inline: &BTreeMap<ContentId, Vec<u8>>,
+    carried: Carried<'_>,
 ) -> Result<Option<RowsApplied>, StoreError> {
     let all = tx.under_savepoint(|tx| {
         rows.iter()
             .map(|row| {
-                let r = match merge_item(tx, &row.item, inline)? {
+                let r = match merge_item(tx, &row.item, carried)? {
                     true => RowResult::Changed,
                     false => RowResult::Unchanged,
                 };
@@ -351,14 +362,14 @@ fn apply_all_or_none(
 fn merge_item(
     tx: &mut WriteTx<'_>,
     item: &FeedItem,
-    inline: &BTreeMap<ContentId, Vec<u8>>,
+    carried: Carried<'_>,
 ) -> Result<bool, StoreError> {
     match item {
         FeedItem::Doc {
             collection,
             id,
             state,
-        } => merge_doc(tx, collection, id, state, inline),
+        } => merge_doc(tx, collection, id, state, carried),
         FeedItem::Collection(c) => collections::merge_collection(tx, c),
     }
 }
@@ -367,9 +378,9 @@ fn merge_item(
 fn apply_row(
     tx: &mut WriteTx<'_>,
     item: &FeedItem,
-    inline: &BTreeMap<ContentId, Vec<u8>>,
+    carried: Carried<'_>,
 ) -> Result<bool, StoreError> {
-    tx.under_savepoint(|tx| merge_item(tx, item, inline))?
+    tx.under_savepoint(|tx| merge_item(tx, item, carried))?
 }
 
 fn park(

@@ -244,6 +244,61 @@ async fn embeddings_computed_on_one_node_are_reused_not_recomputed_on_the_other(
     assert_eq!(v["results"][0]["doc_id"], "cat", "{v}");
 }
 
+/// A client's new vectors for a document whose text did not change are a new version: the
+/// peer takes them over the vectors it holds for those chunks, and searches by them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_vectors_for_unchanged_text_replace_the_old_ones_on_the_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    let ca = a.client();
+    ca.put(
+        &["collections", "ext"],
+        &json!({"embedding": {"model": "external", "dimension": 2}}),
+    )
+    .await
+    .unwrap();
+    let put = |id: &'static str, text: &'static str, v: [f32; 2]| {
+        let ca = ca.clone();
+        async move {
+            ca.put(
+                &["collections", "ext", "docs", id],
+                &json!({"text": text, "vector": v}),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    put("d", "the text of d", [1.0, 0.0]).await;
+    put("e", "the text of e", [0.0, 1.0]).await;
+    add_peer(&b, &a).await;
+    vectors_settle(&b, "ext", 2).await;
+    let nearest = |n: &NodeProcess| {
+        let c = n.client();
+        async move {
+            let v = c
+                .post(
+                    &["collections", "ext", "query"],
+                    &json!({"vector": [-1.0, 0.0], "top_k": 1}),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(v["results"][0]["doc_id"].as_str().unwrap_or("").to_string())
+        }
+    };
+    assert_eq!(nearest(&b).await.unwrap(), "e");
+    let w = put("d", "the text of d", [-1.0, 0.1]).await;
+    assert_eq!(w["status"], "updated", "{w}");
+    for n in [&a, &b] {
+        eventually(&format!("d nearest on {}", n.url), || async {
+            match nearest(n).await? {
+                d if d == "d" => Ok(()),
+                other => Err(format!("nearest is {other:?}")),
+            }
+        })
+        .await;
+    }
+}
+
 /// Issue 13: a node killed with chunks still to embed embeds only those after its restart:
 /// what it had embedded is stored and reloaded, the rest of the backlog resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

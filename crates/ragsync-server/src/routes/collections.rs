@@ -69,15 +69,42 @@ pub(crate) async fn put(
     };
     ragsync_search::embed::settle_model(&mut settings.embedding)?;
     settings.validate()?;
-    let (c, created) = node
-        .writing(move |s| s.put_collection(&name, settings))
+    let (c, created, left_behind) = node
+        .writing(move |s| {
+            let before = s.collection(&name)?.filter(|b| !b.deleted);
+            let (c, created) = s.put_collection(&name, settings)?;
+            let left_behind = match before {
+                Some(b) if clients_must_resend(&b, &c) => {
+                    s.document_counts()?.get(name.as_str()).copied()
+                }
+                _ => None,
+            };
+            Ok((c, created, left_behind))
+        })
         .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view(&c))))
+    let mut answer = view(&c);
+    if let Some(docs) = left_behind {
+        let e = &c.settings.embedding;
+        answer["warnings"] = json!([format!(
+            "collection {} holds {docs} documents: vector queries now leave out those whose \
+             vectors do not have {} dimensions, until they are written again with such \
+             vectors; /v1/status counts their chunks in search.vectors' backlog",
+            c.name, e.dimension
+        )]);
+    }
+    Ok((status, Json(answer)))
+}
+
+/// Whether a settings change leaves the documents without vectors that only clients can
+/// send again: the node computes the vectors of every other model itself.
+fn clients_must_resend(before: &Collection, after: &Collection) -> bool {
+    let (b, a) = (&before.settings.embedding, &after.settings.embedding);
+    a.model == "external" && b != a
 }
 
 /// Deletes a collection: every document in it gets a tombstone.
