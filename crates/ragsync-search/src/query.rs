@@ -198,7 +198,10 @@ pub fn check(
         return bad("alpha weighs fusion normalized; rrf fuses by rank, without weights".into());
     }
     let top_k = match req.top_k {
-        None => c.settings.search.top_k,
+        // Stored settings passed `validate` (a peer's too), which keeps this in range; the
+        // clamp keeps a record stored before that check from asking for no results, which
+        // `passing` would search for without end.
+        None => c.settings.search.top_k.clamp(1, MAX_TOP_K),
         Some(k) if k.fract() == 0.0 && (1.0..=f64::from(MAX_TOP_K)).contains(&k) => k as u32,
         Some(k) => return bad(bad_top_k(k)),
     };
@@ -280,7 +283,7 @@ pub fn check(
         terms,
         probe,
         top_k: top_k as usize,
-        alpha: req.alpha.unwrap_or(c.settings.search.hybrid_alpha),
+        alpha: (req.alpha).unwrap_or(c.settings.search.hybrid_alpha.clamp(0.0, 1.0)),
         // An `alpha` asks for the fusion it weighs.
         fusion: req.fusion.unwrap_or(if req.alpha.is_some() {
             Fusion::Normalized

@@ -524,3 +524,64 @@ async fn pushed_pages_merge_and_every_row_is_accounted_for() {
     )
     .await;
 }
+
+/// A pushed collection record is held to the rules of a local one: settings no local write
+/// could make are parked as `invalid_state`, never stored (a `top_k` of 0 once made every
+/// query of the collection spin).
+#[tokio::test]
+async fn pushed_collection_settings_are_checked_like_local_ones() {
+    let (sender, n) = (TestNode::start().await, TestNode::start().await);
+    sender.create_collection("c").await;
+    let (_, page) = json(
+        sender
+            .req(Method::GET, "/v1/sync/changes?since=0")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let bad = [
+        ("/search/top_k", json!(0)),
+        ("/search/hybrid_alpha", json!(7.5)),
+        ("/search/language", json!("klingon")),
+        ("/chunking/max_tokens", json!(0)),
+        ("/chunking/min_tokens", json!(100_000)),
+        ("/chunking/overlap_tokens", json!(256)),
+        ("/embedding/dimension", json!(99_999)),
+    ];
+    for (field, value) in bad {
+        let mut forged = page.clone();
+        *forged
+            .pointer_mut(&format!("/changes/0/settings{field}"))
+            .unwrap_or_else(|| panic!("{field}")) = value;
+        let (status, answer) = json(
+            n.as_token(PEER, Method::POST, "/v1/sync/changes")
+                .json(&forged)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["parked"][0]["code"], "invalid_state",
+            "{field}: {answer}"
+        );
+        assert_eq!(answer["changed"], 0, "{field}: {answer}");
+    }
+    refused(
+        n.req(Method::GET, "/v1/collections/c"),
+        404,
+        "collection_not_found",
+    )
+    .await;
+    let (_, answer) = json(
+        n.as_token(PEER, Method::POST, "/v1/sync/changes")
+            .json(&page)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer["changed"], 1, "{answer}");
+}

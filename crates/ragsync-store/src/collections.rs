@@ -94,6 +94,11 @@ pub(crate) fn merge_collection(
     tx: &mut WriteTx<'_>,
     incoming: &Collection,
 ) -> Result<bool, StoreError> {
+    // A peer is held to the rules a local write is: a record no local write could make (a
+    // `top_k` of 0, an overlap past the chunk size) is refused, parked, and never stored.
+    incoming.settings.validate().map_err(|e| {
+        StoreError::InvalidState(format!("collection {} record: {e}", incoming.name))
+    })?;
     let existing = get(&tx.tx, &incoming.name)?;
     if let Some(c) = &existing {
         if c.stamp == incoming.stamp && c != incoming {
