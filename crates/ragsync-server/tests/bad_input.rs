@@ -592,6 +592,35 @@ async fn missing_and_wrong_tokens() {
     assert_untouched(&n, head).await;
 }
 
+/// A token that may not do what a request asks is refused before the body is read: a request
+/// that announces a body and never sends it gets its 403 at once, not a 408 after the body
+/// timeout (nor a 403 after up to 64 MiB).
+#[tokio::test]
+async fn permissions_are_checked_before_any_body_is_read() {
+    let n = node_with_a_document().await;
+    let head = n.store.head_seq().unwrap();
+    let blob = format!("/v1/blobs/{}", ragsync_core::ContentId::of(b"x"));
+    let cases = [
+        ("PUT", "/v1/collections/c", common::READER),
+        ("PUT", DOC, common::READER),
+        ("POST", BATCH, common::READER),
+        ("POST", "/v1/collections/c/query", common::PEER),
+        ("POST", "/v1/sync/changes", common::READER),
+        ("PUT", blob.as_str(), common::READER),
+        ("POST", "/v1/peers", common::WRITER),
+    ];
+    for (method, path, token) in cases {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        );
+        let (status, body) = raw(&n, request.as_bytes(), std::time::Duration::from_secs(10)).await;
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        assert!(body.contains("\"forbidden\""), "{method} {path}: {body}");
+    }
+    assert_untouched(&n, head).await;
+}
+
 /// Sends raw bytes on a new connection and reads until the node closes it or `wait` passes:
 /// the status and the body of the first answer.
 async fn raw(n: &TestNode, request: &[u8], wait: std::time::Duration) -> (u16, String) {

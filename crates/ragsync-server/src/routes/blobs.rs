@@ -4,7 +4,7 @@
 //! kept.
 
 use axum::body::Body;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ragsync_core::ContentId;
@@ -12,16 +12,17 @@ use ragsync_core::ContentId;
 use crate::AppState;
 use crate::auth::{Permission, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
+use crate::extract::{ApiBytes, ApiPath};
 use crate::routes::content_stream::{ContentBody, Encoding};
 
 pub(crate) async fn put(
     State(node): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(cid): ApiPath<String>,
-    body: axum::body::Bytes,
+    req: Request,
 ) -> ApiResult<Response> {
     who.require(Permission::Sync, None)?;
+    let ApiBytes(body) = ApiBytes::from_request(req, &()).await?;
     let cid: ContentId = cid.parse()?;
     if ContentId::of(&body) != cid {
         return Err(ApiError::bad_request(

@@ -3,7 +3,7 @@
 //! `POST /v1/peers/{node_id}/retry` (apply the peer's parked rows again).
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ragsync_core::{CollectionName, NodeId};
@@ -30,9 +30,10 @@ pub(crate) struct AddPeer {
 pub(crate) async fn add(
     State(node): State<AppState>,
     Extension(who): Extension<Principal>,
-    ApiJson(body): ApiJson<AddPeer>,
+    req: Request,
 ) -> ApiResult<Response> {
     who.require(Permission::ManagePeers, None)?;
+    let ApiJson(body) = ApiJson::<AddPeer>::from_request(req, &()).await?;
     let collections = body
         .collections
         .map(|c| {

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, FromRequest, Request, State};
 use axum::http::StatusCode;
 use ragsync_core::CollectionName;
 use ragsync_search::query::{self, CheckedQuery, QueryError, QueryRequest, QueryResponse};
@@ -51,10 +51,11 @@ pub(crate) async fn query(
     State(node): State<AppState>,
     Extension(who): Extension<Principal>,
     ApiPath(c): ApiPath<String>,
-    ApiJson(req): ApiJson<QueryRequest>,
+    req: Request,
 ) -> ApiResult<Json<Value>> {
     let c = CollectionName::new(c)?;
     who.require(Permission::ReadDocs, Some(&c))?;
+    let ApiJson(req) = ApiJson::<QueryRequest>::from_request(req, &()).await?;
     let Some(search) = node.search.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -3,7 +3,7 @@
 //! `ragsync_sync::wire`.
 
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, FromRequest, Request, State};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -150,9 +150,10 @@ pub(crate) async fn changes(
 pub(crate) async fn push(
     State(node): State<AppState>,
     Extension(who): Extension<Principal>,
-    ApiJson(page): ApiJson<ChangesResponse>,
+    req: Request,
 ) -> ApiResult<Json<PushAnswer>> {
     who.require(Permission::Sync, None)?;
+    let ApiJson(page) = ApiJson::<ChangesResponse>::from_request(req, &()).await?;
     if page.node_id == node.store.node_id() {
         return Err(ApiError::bad_request(
             "invalid_page",
