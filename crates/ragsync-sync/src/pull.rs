@@ -386,12 +386,6 @@ impl Puller {
         if until.is_none() {
             self.caught_up = !page.has_more && nothing_new;
         }
-        let more_known = page.has_more || page.head > end || self.windows.len() > idx + 1;
-        self.status.state = if more_known {
-            LinkState::CatchingUp
-        } else {
-            LinkState::Live
-        };
         if self.caught_up && self.applying.is_none() && self.windows.len() == 1 {
             self.status.caught_up_ms = Some(now_ms);
         }
@@ -405,8 +399,9 @@ impl Puller {
             }
             self.windows.remove(idx);
             self.update_lag();
-            return;
+            return self.refresh_state(page.has_more);
         }
+        let has_more = page.has_more;
         self.windows[idx] = Window {
             since,
             until: Some(end),
@@ -423,6 +418,27 @@ impl Puller {
                 },
             );
         }
+        self.refresh_state(has_more);
+    }
+
+    /// `live` once every row the peer's head names is applied here or is in the one page on
+    /// its way to the store (a trickle of single pages stays `live`); `catching_up` while
+    /// more is known: a page said so (`has_more`), the peer's head is past every page in
+    /// hand, or more than one page waits to be applied.
+    fn refresh_state(&mut self, has_more: bool) {
+        let ready = self.windows.iter().filter_map(|w| match &w.slot {
+            Slot::Ready(p) => Some(p.next_since),
+            _ => None,
+        });
+        let waiting = ready.clone().count() + usize::from(self.applying.is_some());
+        let in_hand =
+            (ready.chain(self.applying.map(|(_, end)| end))).fold(self.status.cursor, u64::max);
+        let more_known = has_more || self.status.peer_head > in_hand || waiting > 1;
+        self.status.state = if more_known {
+            LinkState::CatchingUp
+        } else {
+            LinkState::Live
+        };
     }
 
     fn start_apply(&mut self, page: ChangesResponse) {
@@ -455,6 +471,10 @@ impl Puller {
         }
         if self.caught_up && self.windows.is_empty() {
             self.status.caught_up_ms = Some(now_ms);
+        }
+        // A failure's state stands until a fetch succeeds.
+        if matches!(self.status.state, LinkState::CatchingUp | LinkState::Live) {
+            self.refresh_state(false);
         }
     }
 

@@ -286,6 +286,11 @@ mod windows {
         assert_eq!(p.poll(1), None, "no more than pages_ahead out");
         // Answers arrive out of order; the second is cut short by its inline budget.
         p.on_fetched(2, w[2].id, Ok(page(30, 35, 35, &[31, 35])));
+        assert_eq!(
+            p.status().state,
+            LinkState::CatchingUp,
+            "the last window came first: the windows before it are not applied"
+        );
         let mut cut = page(20, 25, 35, &[21, 25]);
         cut.has_more = true;
         p.on_fetched(2, w[1].id, Ok(cut));
