@@ -152,21 +152,31 @@ impl<T: Transport> Worker<T> {
 
 /// How often wanted contents are looked for without being told.
 const WANTED_EVERY: Duration = Duration::from_secs(30);
+/// The first wait before contents the peer did not have are asked for again; it doubles up
+/// to [`WANTED_EVERY`]. A peer that relays a large content (it is fetching it too) usually
+/// has it within seconds.
+const WANTED_RETRY: Duration = Duration::from_secs(1);
 /// Wanted contents asked for at a time.
 const WANTED_BATCH: usize = 32;
 
 /// Fetches, from this worker's peer, the contents that replicated states reference and this
 /// node does not hold yet; the store keeps only bytes that hash to their id and are wanted.
 async fn fetch_wanted<T: Transport>(store: Arc<Store>, link: T, wake: Arc<Notify>) {
+    let mut retry: Option<Duration> = None;
     loop {
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(WANTED_EVERY) => {}
+            _ = tokio::time::sleep(retry.unwrap_or(WANTED_EVERY)) => {}
         }
         let s = store.clone();
         let Ok(Ok(wanted)) = tokio::task::spawn_blocking(move || s.wanted(WANTED_BATCH)).await
         else {
             continue;
+        };
+        // While contents are wanted, the next pass comes soon, then less and less often.
+        retry = match wanted.is_empty() {
+            true => None,
+            false => Some(retry.map_or(WANTED_RETRY, |r| (r * 2).min(WANTED_EVERY))),
         };
         for (cid, _) in wanted {
             match link.blob(&cid).await {
