@@ -103,6 +103,10 @@ pub struct StoreOptions {
     /// sync, and a node that finds the machine rebooted since such a commit takes a new
     /// epoch (see [`Store::open`]).
     pub boot_id: Option<String>,
+    /// Whether a database found in another file than the one it was last opened in (a
+    /// restored backup, a copy) takes a new epoch (see [`Store::open`]). On by default; off
+    /// only for tests that make crash images by copying the files of an open store.
+    pub new_epoch_for_copies: bool,
 }
 
 /// This boot of the machine, on Linux.
@@ -121,6 +125,7 @@ impl Default for StoreOptions {
             clock: Arc::new(SystemClock),
             init_in_nonempty_dir: false,
             boot_id: current_boot_id(),
+            new_epoch_for_copies: true,
         }
     }
 }
@@ -150,6 +155,24 @@ const PAGE_SIZE_BYTES: i64 = 16384;
 const WRITER_CACHE_KIB: i64 = 32 << 10;
 /// The meta key naming the boot under which commits may have skipped their sync.
 const UNSYNCED_BOOT: &str = "unsynced_boot";
+/// Meta key: the file the database was last opened in ([`file_identity`]).
+const LAST_FILE: &str = "db_file";
+
+/// Which file `path` is: its device and inode, the same across renames and restarts of the
+/// process, different for a copy. `None` where the platform has no inodes.
+fn file_identity(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(format!("{}:{}", m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
 /// Recorded for a relaxed node whose boot cannot be known; no boot id reads as it.
 const UNKNOWN_BOOT: &str = "unknown";
 /// Longest a pulled page's commit goes without a synced one after it: past this, the next
@@ -256,7 +279,16 @@ impl Store {
             checkpoint::Checkpointer::start(&path, &mut conn, opts.durability, page_size as u64)?;
 
         let (node_id, epoch, hlc) = Self::load_identity(&mut conn)?;
-        let epoch = Self::check_reboot(&mut conn, epoch, opts.boot_id.as_deref(), opts.durability)?;
+        let file = (opts.new_epoch_for_copies)
+            .then(|| file_identity(&path))
+            .flatten();
+        let epoch = Self::check_continuity(
+            &mut conn,
+            epoch,
+            opts.boot_id.as_deref(),
+            file.as_deref(),
+            opts.durability,
+        )?;
         // The database, WAL and lock files may have just been created: make their directory
         // entries durable too, not only their contents.
         File::open(dir)?.sync_all()?;
@@ -296,11 +328,18 @@ impl Store {
     /// other changes, and a peer whose cursor is past them would never see those. So the
     /// boot such commits were made under is kept, and a node that finds the machine has
     /// rebooted since, without a clean stop in between, takes a new epoch: its peers drop
-    /// their cursors of its feed and read it again from the start. Returns the epoch.
-    fn check_reboot(
+    /// their cursors of its feed and read it again from the start.
+    ///
+    /// A restored backup (or any copy of the database) loses the same way every change made
+    /// after the copy, and would give their `seq`s to new changes. Such a database is found
+    /// in another file than the one it was last opened in (`file`: device and inode), and
+    /// takes a new epoch too. A data directory moved to another disk counts as a copy: its
+    /// peers read its feed again, which merges idempotently. Returns the epoch.
+    fn check_continuity(
         conn: &mut Connection,
         epoch: Epoch,
         boot: Option<&str>,
+        file: Option<&str>,
         durability: Durability,
     ) -> Result<Epoch, StoreError> {
         // This commit waits for its sync whatever the durability.
@@ -308,19 +347,29 @@ impl Store {
         let tx = conn.transaction()?;
         let unsynced = meta_get(&tx, UNSYNCED_BOOT)?;
         let rebooted = unsynced.is_some_and(|b| Some(b.as_slice()) != boot.map(str::as_bytes));
-        let epoch = if rebooted {
+        let last_file = meta_get(&tx, LAST_FILE)?;
+        let copied = matches!((&last_file, file), (Some(was), Some(is)) if was != is.as_bytes());
+        let epoch = if rebooted || copied {
             let new = Epoch::random();
+            let why = if copied {
+                "the database is a copy (a restored backup, a moved directory): changes made \
+                 after the copy may be lost"
+            } else {
+                "the machine restarted since commits that were not synced"
+            };
             tracing::warn!(
                 old = %epoch,
                 new = %new,
-                "the machine restarted since commits that were not synced: a new epoch, so \
-                 peers read this node's feed again from the start"
+                "{why}: a new epoch, so peers read this node's feed again from the start"
             );
             meta_set(&tx, "epoch", new.to_string().as_bytes())?;
             new
         } else {
             epoch
         };
+        if let Some(f) = file {
+            meta_set(&tx, LAST_FILE, f.as_bytes())?;
+        }
         match boot {
             Some(b) => meta_set(&tx, UNSYNCED_BOOT, b.as_bytes())?,
             // Relaxed commits skip their sync whether or not the boot is known: without it,

@@ -104,6 +104,8 @@ fn a_reboot_after_an_unclean_stop_gives_a_new_epoch() {
             dir,
             StoreOptions {
                 boot_id: boot.map(str::to_string),
+                // The crash images below are copies; a real crash leaves the same file.
+                new_epoch_for_copies: false,
                 ..StoreOptions::default()
             },
         )
@@ -572,4 +574,49 @@ fn concurrent_writes_commit_in_groups_each_with_its_own_answer() {
     assert_eq!(writes as usize, THREADS * WRITES);
     assert!(commits <= writes);
     eprintln!("{writes} writes from {THREADS} threads in {commits} commits");
+}
+
+/// A restored backup has lost the changes made after it, and would give their `seq`s to new
+/// ones: a peer whose cursor is past them would never see those. A copy of the database (a
+/// backup put back, a directory copied elsewhere) takes a new epoch, so peers read its feed
+/// again; the original, or the same file renamed, keeps its epoch.
+#[test]
+fn a_restored_copy_of_the_database_gets_a_new_epoch() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("node");
+    let s = open(&dir);
+    s.put_collection(&coll(), CollectionSettings::default())
+        .unwrap();
+    let epoch = s.epoch();
+    drop(s);
+    let backup = root.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), backup.join(f.file_name())).unwrap();
+    }
+    let s = open(&dir);
+    assert_eq!(s.epoch(), epoch, "the same file keeps its epoch");
+    s.write(&coll(), vec![put("after", "written after the backup")])
+        .unwrap();
+    drop(s);
+
+    // The backup put back where the node lives.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&backup, &dir).unwrap();
+    let s = open(&dir);
+    assert_ne!(s.epoch(), epoch, "a restored backup starts a new epoch");
+    assert!(
+        s.collection(&coll()).unwrap().is_some(),
+        "and keeps its data"
+    );
+    let restored = s.epoch();
+    drop(s);
+    let moved = root.path().join("moved");
+    std::fs::rename(&dir, &moved).unwrap();
+    assert_eq!(
+        open(&moved).epoch(),
+        restored,
+        "a renamed directory is the same file: the epoch stays"
+    );
 }
