@@ -1,4 +1,11 @@
 //! Collections: one last-writer-wins record each (by stamp), live or deleted.
+//!
+//! A deleted record hides only what its delete saw. The delete puts a tombstone on every
+//! document it found; a document written concurrently on a node that had not seen the delete
+//! stays live (a live version beats a concurrent tombstone), and so does its collection: a
+//! collection *shows* (reads, writes, lists, counts, search) while its record is live or while
+//! it holds a live document. Every node computes this from the same states, so it converges
+//! without a write of its own; deleting the collection again (or writing it) settles it.
 
 pub use ragsync_core::Collection;
 use std::collections::BTreeMap;
@@ -41,14 +48,40 @@ pub(crate) fn get(
     .transpose()
 }
 
-/// The live collection `name`, or `CollectionNotFound`.
+/// Collection `name` as it shows (see the module docs): its record, read as live when the
+/// record is deleted but documents written concurrently with the delete are live; `None`
+/// when there is no record or it is deleted with nothing live left.
+pub(crate) fn showing(
+    tx: &Transaction<'_>,
+    name: &CollectionName,
+) -> Result<Option<Collection>, StoreError> {
+    let Some(c) = get(tx, name)? else {
+        return Ok(None);
+    };
+    if !c.deleted {
+        return Ok(Some(c));
+    }
+    let live: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM doc_counts WHERE collection = ?1 AND live > 0)",
+        )?
+        .query_row([name.as_str()], |r| r.get(0))?;
+    Ok(live.then_some(Collection {
+        deleted: false,
+        ..c
+    }))
+}
+
+/// SQL: the `collections` rows that show (see [`showing`]).
+pub(crate) const SHOWS: &str =
+    "(deleted = 0 OR name IN (SELECT collection FROM doc_counts WHERE live > 0))";
+
+/// Collection `name` as it shows, or `CollectionNotFound`.
 pub(crate) fn require_live(
     tx: &Transaction<'_>,
     name: &CollectionName,
 ) -> Result<Collection, StoreError> {
-    get(tx, name)?
-        .filter(|c| !c.deleted)
-        .ok_or_else(|| StoreError::CollectionNotFound(name.clone()))
+    showing(tx, name)?.ok_or_else(|| StoreError::CollectionNotFound(name.clone()))
 }
 
 fn put(tx: &mut WriteTx<'_>, c: &Collection) -> Result<(), StoreError> {
@@ -125,9 +158,11 @@ impl Store {
         settings: CollectionSettings,
     ) -> Result<(Collection, bool), StoreError> {
         self.write_tx(|tx| {
-            let existing = get(&tx.tx, name)?;
-            let created = existing.as_ref().is_none_or(|c| c.deleted);
-            if let Some(c) = existing.filter(|c| !c.deleted && c.settings == settings) {
+            let existing = showing(&tx.tx, name)?;
+            let created = existing.is_none();
+            // A record deleted but showing is written live again, even with its settings.
+            let record_live = get(&tx.tx, name)?.is_some_and(|c| !c.deleted);
+            if let Some(c) = existing.filter(|c| record_live && c.settings == settings) {
                 return Ok((c, false));
             }
             let c = Collection {
@@ -151,19 +186,26 @@ impl Store {
         self.write_tx(|tx| merge_collection(tx, incoming))
     }
 
-    /// The live collection `name`.
+    /// Collection `name` as it shows (live, or deleted with live documents written
+    /// concurrently with the delete; see the module docs).
     pub fn collection(&self, name: &CollectionName) -> Result<Option<Collection>, StoreError> {
-        self.read(|tx| Ok(get(tx, name)?.filter(|c| !c.deleted)))
+        self.read(|tx| showing(tx, name))
     }
 
-    /// Every live collection, by name.
+    /// Every collection that shows, by name, each read as live.
     pub fn collections(&self) -> Result<Vec<Collection>, StoreError> {
         self.read(|tx| {
             let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM collections WHERE deleted = 0 ORDER BY name"
+                "SELECT {COLUMNS} FROM collections WHERE {SHOWS} ORDER BY name"
             ))?;
             let rows = stmt.query_map([], from_row)?;
-            rows.map(|r| r?).collect()
+            rows.map(|r| {
+                r?.map(|c| Collection {
+                    deleted: false,
+                    ..c
+                })
+            })
+            .collect()
         })
     }
 

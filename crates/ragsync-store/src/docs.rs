@@ -78,7 +78,8 @@ impl Store {
     /// The state is merged whether or not its collection is known here or live: documents and
     /// their collection's record may arrive in any order, and every node ends with the same
     /// states and the same record. A document shows (reads, lists, counts) only while its
-    /// collection's record is live.
+    /// collection does: its record is live, or deleted with live documents that were written
+    /// concurrently with the delete (`collections.rs`).
     ///
     /// The contents the merged state references are stored in the same transaction, from
     /// `inline` (the contents that travelled with the page, each checked against its BLAKE3

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{Store, StoreError, feed};
+use crate::{Store, StoreError, collections, feed};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Stats {
@@ -26,12 +26,17 @@ impl Store {
                 Ok(tx.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
             };
             Ok(Stats {
-                collections: count("SELECT count(*) FROM collections WHERE deleted = 0")?,
-                // Documents show only while their collection is live (see `merge_remote`).
-                // Kept by every write (see `counts.rs`): no scan of the documents or contents.
+                collections: count(&format!(
+                    "SELECT count(*) FROM collections WHERE {}",
+                    collections::SHOWS
+                ))?,
+                // Documents show only while their collection has a record (see
+                // `merge_remote`); a deleted one with live documents shows them (see
+                // `collections.rs`). Kept by every write (see `counts.rs`): no scan of the
+                // documents or contents.
                 documents: count(
                     "SELECT coalesce(sum(n.live), 0) FROM doc_counts n JOIN collections c \
-                     ON c.name = n.collection AND c.deleted = 0",
+                     ON c.name = n.collection",
                 )?,
                 tombstones: count("SELECT coalesce(sum(tombstones), 0) FROM doc_counts")?,
                 contents: count("SELECT contents FROM content_counts")?,

@@ -446,6 +446,91 @@ async fn a_partition_heals_into_one_state_and_a_late_older_write_does_not_undo_a
     }
 }
 
+/// A collection deleted on one side of a partition while the other writes to it: the delete
+/// hides what it saw, not the writes made without seeing it. After healing, both nodes show
+/// the collection with those writes (a live version beats a concurrent tombstone, as for a
+/// document), searchable too; deleting it again removes it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_delete_does_not_hide_writes_made_concurrently_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node(dir.path(), "a"), node(dir.path(), "b"));
+    let (to_a, to_b) = (proxy_to(&a).await, proxy_to(&b).await);
+    let (ca, cb) = (a.client(), b.client());
+    ca.put(&["collections", "cc"], &json!({})).await.unwrap();
+    for id in ["old0", "old1"] {
+        ca.put(
+            &["collections", "cc", "docs", id],
+            &json!({"text": "written before the cut"}),
+        )
+        .await
+        .unwrap();
+    }
+    cb.post(&["peers"], &json!({"url": to_a.url, "token": TOKEN}))
+        .await
+        .unwrap();
+    ca.post(&["peers"], &json!({"url": to_b.url, "token": TOKEN}))
+        .await
+        .unwrap();
+    converge(&[&a, &b], "cc", 2).await;
+
+    to_a.set_cut(true);
+    to_b.set_cut(true);
+    ca.delete(&["collections", "cc"]).await.unwrap();
+    cb.put(
+        &["collections", "cc", "docs", "new-on-b"],
+        &json!({"text": "a zebra written while cut off"}),
+    )
+    .await
+    .unwrap();
+    cb.put(
+        &["collections", "cc", "docs", "old0"],
+        &json!({"text": "edited on B while cut off"}),
+    )
+    .await
+    .unwrap();
+    to_a.set_cut(false);
+    to_b.set_cut(false);
+
+    let all = converge(&[&a, &b], "cc", 2).await;
+    let ids: Vec<&str> = all.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, ["new-on-b", "old0"]);
+    for n in [&a, &b] {
+        let c = n.client();
+        assert!(c.get(&["collections", "cc"], &[]).await.is_ok());
+        let old0 = c.get(&["collections", "cc", "docs", "old0"], &[]).await;
+        assert_eq!(old0.unwrap()["text"], "edited on B while cut off");
+        let old1 = c.get(&["collections", "cc", "docs", "old1"], &[]).await;
+        assert!(old1.is_err_and(|e| e.code() == Some("document_deleted")));
+        eventually(&format!("zebra found on {}", n.url), || async {
+            let v = c
+                .post(
+                    &["collections", "cc", "query"],
+                    &json!({"query": "zebra", "mode": "bm25"}),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            match v["results"][0]["doc_id"].as_str() {
+                Some("new-on-b") => Ok(()),
+                _ => Err(v.to_string()),
+            }
+        })
+        .await;
+    }
+
+    // Deleted again, having seen those writes: gone everywhere.
+    ca.delete(&["collections", "cc"]).await.unwrap();
+    for n in [&a, &b] {
+        let c = n.client();
+        eventually(&format!("cc deleted on {}", n.url), || async {
+            match c.get(&["collections", "cc"], &[]).await {
+                Err(e) if e.code() == Some("collection_not_found") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    }
+}
+
 /// Peers can be given in the config file: the node adds them at start and pulls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_in_the_config_file_are_pulled_from() {

@@ -536,15 +536,17 @@ impl SearchIndex {
         contents: &HashMap<ContentId, Vec<u8>>,
     ) -> Result<(), IndexError> {
         match &entry.item {
-            FeedItem::Collection(c) if c.deleted => {
-                self.drop_coll(state, &c.name)?;
-            }
             FeedItem::Collection(c) => {
-                let config = IndexConfig::of(c);
-                if self.coll(&c.name).is_none_or(|ci| ci.config != config) {
-                    // Read the record as it is now: a later one in this page may differ.
-                    if let Some(now) = self.store.collection(&c.name)? {
-                        self.rebuild(state, &now)?;
+                // The collection as it shows now: a later record in this page may differ, and
+                // a deleted one still shows while documents written concurrently with its
+                // delete are live (the store's `collections.rs`).
+                match self.store.collection(&c.name)? {
+                    None => self.drop_coll(state, &c.name)?,
+                    Some(now) => {
+                        let config = IndexConfig::of(&now);
+                        if self.coll(&c.name).is_none_or(|ci| ci.config != config) {
+                            self.rebuild(state, &now)?;
+                        }
                     }
                 }
             }
@@ -553,10 +555,17 @@ impl SearchIndex {
                 id,
                 state: doc,
             } => {
-                if let Some(ci) = self
-                    .coll(collection)
-                    .filter(|ci| entry.seq > ci.built_through)
-                {
+                let ci = self.coll(collection);
+                if ci.is_none() && !doc.winner().deleted {
+                    // A live document of a collection without an index: one whose record came
+                    // later in the feed, or one dropped for a delete that this document was
+                    // written concurrently with. Built now if it shows, this document included.
+                    if let Some(now) = self.store.collection(collection)? {
+                        self.rebuild(state, &now)?;
+                    }
+                    return Ok(());
+                }
+                if let Some(ci) = ci.filter(|ci| entry.seq > ci.built_through) {
                     unawait(state, collection, id);
                     let content = |cid: &ContentId| match contents.get(cid) {
                         Some(b) => Ok(Some(b.clone())),
