@@ -103,8 +103,10 @@ impl Principal {
     }
 }
 
-/// A token as configured: a name, a role and the secret.
+/// A token as configured: a name, a role and the secret. Any other key is refused: a
+/// `collections` list here would otherwise be ignored, and the token reach every collection.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     pub name: String,
     pub role: Role,

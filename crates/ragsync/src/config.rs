@@ -243,7 +243,8 @@ impl ServeConfig {
                 secret,
             });
         }
-        for spec in &args.tokens {
+        // `RAGSYNC_TOKENS=` (set, empty) names no token rather than a malformed one.
+        for spec in args.tokens.iter().filter(|s| !s.0.trim().is_empty()) {
             tokens.push(parse_token_spec(&spec.0)?);
         }
         limits.validate().map_err(anyhow::Error::msg)?;
@@ -367,5 +368,14 @@ mod tests {
         assert_eq!(f.limits.max_body_bytes, Limits::default().max_body_bytes);
         assert_eq!(f.tokens.len(), 1);
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+        // A token key this build does not know (per-collection scopes are not configurable
+        // yet) is refused, not ignored into a token that reaches every collection.
+        let scoped = "[[tokens]]\nname = \"a\"\nrole = \"read\"\nsecret = \"0123456789abcdef\"\n\
+                      collections = [\"notes\"]\n";
+        let err = toml::from_str::<FileConfig>(scoped)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("collections"), "{err}");
     }
 }

@@ -132,7 +132,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Starts `serve` with no token configured and returns the printed token and URL.
+/// Starts `serve` with no token configured (`RAGSYNC_TOKENS` empty) and returns the printed
+/// token and URL.
 fn serve_without_tokens(data: &Path) -> (KillOnDrop, Option<String>, String) {
     let mut child = Command::new(EXE)
         .args([
@@ -143,7 +144,8 @@ fn serve_without_tokens(data: &Path) -> (KillOnDrop, Option<String>, String) {
             "127.0.0.1:0",
         ])
         .env_remove("RAGSYNC_ADMIN_TOKEN")
-        .env_remove("RAGSYNC_TOKENS")
+        // Set but empty (as `RAGSYNC_TOKENS=` in a unit file leaves it): no token either.
+        .env("RAGSYNC_TOKENS", "")
         .env("RAGSYNC_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
