@@ -43,6 +43,9 @@ pub struct PullConfig {
     pub pages_ahead: usize,
 }
 
+/// The least time between two long-polls of a peer that answers them at once, empty.
+const EMPTY_POLL_FLOOR_MS: u64 = 1_000;
+
 /// A fetch of one page: `GET /v1/sync/changes?since=&until=&limit=&wait_ms=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fetch {
@@ -145,6 +148,8 @@ pub struct Puller {
     attempt: u32,
     /// The last page was empty and had nothing after it: long-poll.
     caught_up: bool,
+    /// The long-poll out (its fetch id) and when it was sent.
+    long_poll: Option<(u64, u64)>,
     /// The peer's last page said it answers windows (protocol 2 and later): until then,
     /// one open-ended fetch at a time, as a version 1 node expects.
     peer_windows: bool,
@@ -185,6 +190,7 @@ impl Puller {
             wake_at_ms: 0,
             attempt: 0,
             caught_up: false,
+            long_poll: None,
             peer_windows: false,
             next_id: 1,
             out: VecDeque::new(),
@@ -327,6 +333,7 @@ impl Puller {
             wait_ms,
         };
         self.next_id += 1;
+        self.long_poll = (wait_ms > 0).then_some((f.id, now_ms));
         let deadline = now_ms + wait_ms + self.cfg.request_timeout_ms;
         self.windows[idx].slot = Slot::InFlight { id: f.id, deadline };
         Some(f)
@@ -399,6 +406,14 @@ impl Puller {
             }
             self.windows.remove(idx);
             self.update_lag();
+            if let Some((_, sent)) = self.long_poll.filter(|(i, _)| *i == id) {
+                // A peer that answers a long-poll at once with nothing (it ignores `wait_ms`:
+                // an older build, a proxy) is asked again no sooner than a long-poll's floor,
+                // not as fast as it answers.
+                self.wake_at_ms = self
+                    .wake_at_ms
+                    .max(sent + self.cfg.wait_ms.min(EMPTY_POLL_FLOOR_MS));
+            }
             return self.refresh_state(page.has_more);
         }
         let has_more = page.has_more;

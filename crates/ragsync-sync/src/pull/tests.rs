@@ -66,7 +66,20 @@ fn pages_apply_in_order_and_the_next_is_fetched_meanwhile() {
     assert!(p.is_quiet());
     assert_eq!(p.status().state, LinkState::Live);
     // Caught up: the next fetch long-polls.
-    assert_eq!(fetch(&mut p, 5).wait_ms, CFG.wait_ms);
+    let poll = fetch(&mut p, 5);
+    assert_eq!(poll.wait_ms, CFG.wait_ms);
+    // A peer that answers it at once with nothing is not asked again before the floor.
+    p.on_fetched(6, poll.id, Ok(page(4, 4, 4, &[])));
+    assert_eq!(p.poll(7), None, "asked again at once");
+    assert_eq!(
+        p.wake_at_ms(),
+        Some(5 + CFG.wait_ms.min(EMPTY_POLL_FLOOR_MS))
+    );
+    let again = fetch(&mut p, 5 + CFG.wait_ms);
+    assert_eq!(again.wait_ms, CFG.wait_ms);
+    // One that waits as asked is asked again at once.
+    p.on_fetched(5 + 2 * CFG.wait_ms, again.id, Ok(page(4, 4, 4, &[])));
+    assert_eq!(fetch(&mut p, 5 + 2 * CFG.wait_ms).wait_ms, CFG.wait_ms);
 }
 
 #[test]
