@@ -2,15 +2,24 @@
 //! terms it looks for. Both go through one analyzer per collection language: the text in
 //! Unicode NFC (a decomposed `é`, as macOS writes file names and some editors write text,
 //! would otherwise end its word at the accent), tokens as in [`crate::tokens`] (runs of
-//! letters and digits), tokens longer than 40 bytes dropped, lowercased, stop words
-//! dropped, Snowball-stemmed. `none` only lowercases.
+//! letters and digits) except in Chinese, Japanese and Korean script, tokens longer than 40
+//! bytes dropped, lowercased, stop words dropped, Snowball-stemmed. `none` only lowercases.
+//!
+//! Chinese and Japanese put no spaces between words, so a run of letters there is a clause or
+//! a sentence: one term that no query matches, and dropped outright past 40 bytes (13
+//! characters). Such runs (Han, kana, Hangul) are cut into overlapping pairs of characters
+//! instead, as Lucene's CJK analyzer does: `東京都` is `東京` and `京都`, and a query for
+//! `東京` finds it. A run of one character is that character.
 //!
 //! English drops the NLTK stop words (below; the reference BM25 of `../shared/data` drops a
 //! list of this size); the other languages drop Snowball's lists where tantivy has one.
 
+use std::iter::Peekable;
+use std::str::CharIndices;
+
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenStream, SimpleTokenizer, Stemmer,
-    StopWordFilter, TextAnalyzer, TokenStream, Tokenizer,
+    Language, LowerCaser, RemoveLongFilter, Stemmer, StopWordFilter, TextAnalyzer, Token,
+    TokenStream, Tokenizer,
 };
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
@@ -19,7 +28,8 @@ pub const ANALYZER: &str = "ragsync";
 
 /// Which analysis an index was built with, recorded beside it: an index built by another is
 /// rebuilt. 1: text in NFC before it is cut into tokens (0, before it, cut it as it came).
-pub const ANALYSIS_VERSION: u32 = 1;
+/// 2: runs of Chinese, Japanese and Korean characters cut into pairs.
+pub const ANALYSIS_VERSION: u32 = 2;
 
 /// English stop words: function words that carry no topic (the NLTK list, without the
 /// contractions' fragments).
@@ -186,18 +196,128 @@ fn stop_words(lang: Language) -> Option<StopWordFilter> {
     }
 }
 
-/// [`SimpleTokenizer`] over the text in NFC: text already in NFC (all ASCII text is) is cut
+/// Whether `c` is written without spaces between words: Han ideographs, kana and Hangul (the
+/// scripts Lucene's CJK bigrams cover).
+fn is_cjk(c: char) -> bool {
+    let c = c as u32;
+    c >= 0x1100
+        && matches!(c,
+            0x1100..=0x11FF // Hangul Jamo
+            | 0x3005..=0x3007 // 々 〆 〇
+            | 0x3040..=0x30FF // Hiragana, Katakana
+            | 0x3130..=0x318F // Hangul compatibility Jamo
+            | 0x31F0..=0x31FF // Katakana phonetic extensions
+            | 0x3400..=0x4DBF // CJK extension A
+            | 0x4E00..=0x9FFF // CJK unified ideographs
+            | 0xA960..=0xA97F // Hangul Jamo extended A
+            | 0xAC00..=0xD7FF // Hangul syllables, Jamo extended B
+            | 0xF900..=0xFAFF // CJK compatibility ideographs
+            | 0xFF66..=0xFF9F // halfwidth Katakana
+            | 0x20000..=0x3134F // CJK extensions B to H, compatibility supplement
+        )
+}
+
+/// Tokens of text in NFC (see the module docs): runs of letters and digits, each run of CJK
+/// characters cut into overlapping pairs.
+#[derive(Clone, Default)]
+struct WordTokenizer {
+    token: Token,
+}
+
+struct WordTokenStream<'a> {
+    text: &'a str,
+    chars: Peekable<CharIndices<'a>>,
+    /// Inside a run of CJK characters: where the last pair's second character starts, the
+    /// first of the next pair.
+    pair_from: Option<usize>,
+    token: &'a mut Token,
+}
+
+impl Tokenizer for WordTokenizer {
+    type TokenStream<'a> = WordTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordTokenStream<'a> {
+        self.token.reset();
+        WordTokenStream {
+            text,
+            chars: text.char_indices().peekable(),
+            pair_from: None,
+            token: &mut self.token,
+        }
+    }
+}
+
+impl WordTokenStream<'_> {
+    fn emit(&mut self, from: usize, to: usize) -> bool {
+        self.token.offset_from = from;
+        self.token.offset_to = to;
+        self.token.text.push_str(&self.text[from..to]);
+        true
+    }
+
+    /// The next character when it is CJK, taken.
+    fn next_cjk(&mut self) -> Option<(usize, char)> {
+        self.chars.next_if(|(_, c)| is_cjk(*c))
+    }
+}
+
+impl TokenStream for WordTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        self.token.text.clear();
+        self.token.position = self.token.position.wrapping_add(1);
+        if let Some(from) = self.pair_from.take()
+            && let Some((at, c)) = self.next_cjk()
+        {
+            self.pair_from = Some(at);
+            return self.emit(from, at + c.len_utf8());
+        }
+        while let Some((from, c)) = self.chars.next() {
+            if !c.is_alphanumeric() {
+                continue;
+            }
+            if is_cjk(c) {
+                return match self.next_cjk() {
+                    Some((at, next)) => {
+                        self.pair_from = Some(at);
+                        self.emit(from, at + next.len_utf8())
+                    }
+                    None => self.emit(from, from + c.len_utf8()),
+                };
+            }
+            let mut to = self.text.len();
+            while let Some(&(at, next)) = self.chars.peek() {
+                if !next.is_alphanumeric() || is_cjk(next) {
+                    to = at;
+                    break;
+                }
+                self.chars.next();
+            }
+            return self.emit(from, to);
+        }
+        false
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
+    }
+}
+
+/// [`WordTokenizer`] over the text in NFC: text already in NFC (all ASCII text is) is cut
 /// as it is, other text is composed into a buffer first.
 #[derive(Clone, Default)]
 struct NfcTokenizer {
-    inner: SimpleTokenizer,
+    inner: WordTokenizer,
     composed: String,
 }
 
 impl Tokenizer for NfcTokenizer {
-    type TokenStream<'a> = SimpleTokenStream<'a>;
+    type TokenStream<'a> = WordTokenStream<'a>;
 
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> SimpleTokenStream<'a> {
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordTokenStream<'a> {
         if text.is_ascii() || is_nfc_quick(text.chars()) == IsNormalized::Yes {
             return self.inner.token_stream(text);
         }
@@ -270,6 +390,43 @@ mod tests {
         assert_eq!(query_terms("english", "a AND (b OR \"c\")"), ["b", "c"]);
         assert_eq!(query_terms("none", "The Running"), ["the", "running"]);
         assert_eq!(query_terms("french", "les chevaux"), ["cheval"]);
+    }
+
+    #[test]
+    fn chinese_japanese_and_korean_runs_are_cut_into_pairs() {
+        assert_eq!(query_terms("none", "東京都"), ["東京", "京都"]);
+        assert_eq!(query_terms("english", "猫"), ["猫"]);
+        // Punctuation ends a run; a Latin word beside a run is a word of its own.
+        assert_eq!(
+            query_terms("english", "iPhone手机，很好。Apps"),
+            ["iphon", "手机", "很好", "app"]
+        );
+        assert_eq!(
+            query_terms("none", "コンピュータ"),
+            ["コン", "ンピ", "ピュ", "ュー", "ータ"]
+        );
+        assert_eq!(query_terms("none", "한국어 검색"), ["한국", "국어", "검색"]);
+        // Positions and offsets of the pairs: one position each, byte ranges of the text.
+        let mut a = analyzer("none", true);
+        let mut stream = a.token_stream("a 東京都");
+        let mut seen = Vec::new();
+        while stream.advance() {
+            let t = stream.token();
+            seen.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("a".to_string(), 0, 0, 1),
+                ("東京".to_string(), 1, 2, 8),
+                ("京都".to_string(), 2, 5, 11)
+            ]
+        );
+        // Other scripts are cut as before.
+        assert_eq!(
+            query_terms("none", "Naïve café, 3.14 x2!"),
+            ["naïve", "café", "3", "14", "x2"]
+        );
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! Tokenisation. A token is a maximal run of letters and digits (Unicode: `char::is_alphanumeric`),
 //! so punctuation, spaces and symbols separate tokens and are never part of one. This is the
-//! rule tantivy's `SimpleTokenizer` applies to the same text in the BM25 index, so a chunk of N
-//! tokens here is N terms there (before long tokens, stop words and stemming; see
-//! [`crate::analysis`]). Tokens are byte ranges of the text: a chunk is the text between its
-//! first token's start and its last token's end.
+//! rule the BM25 analyzer applies to the same text, so a chunk of N tokens here is about N
+//! terms there (before long tokens, stop words and stemming; see [`crate::analysis`]). Tokens
+//! are byte ranges of the text: a chunk is the text between its first token's start and its
+//! last token's end.
 //!
-//! One exception: the analyzer first composes text into Unicode NFC, and this does not, so a
-//! decomposed letter (`e` + U+0301) ends a token here but not there. Chunks then count such a
-//! word as two or more tokens, and one may end inside it (that chunk indexes `cafe`; the next
-//! holds the whole word when chunks overlap). Changing this rule would change chunk ids, which
-//! must be the same on every node.
+//! Two exceptions, kept because changing this rule would change chunk ids, which must be the
+//! same on every node:
+//! - the analyzer first composes text into Unicode NFC, and this does not, so a decomposed
+//!   letter (`e` + U+0301) ends a token here but not there. Chunks then count such a word as
+//!   two or more tokens, and one may end inside it (that chunk indexes `cafe`; the next holds
+//!   the whole word when chunks overlap);
+//! - the analyzer cuts a run of Chinese, Japanese or Korean characters into pairs; here it is
+//!   one token up to the next punctuation, so chunks of such text hold `max_tokens` clauses,
+//!   not words.
 
 use std::ops::Range;
 

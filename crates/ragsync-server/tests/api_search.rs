@@ -220,6 +220,48 @@ async fn chunking_and_language_settings_rebuild_the_index() {
     assert_eq!(found(&n, "c", "chevaux").await, ["fr"]);
 }
 
+/// Chinese and Japanese write no spaces between words: a word inside a sentence is found
+/// (the run is indexed as pairs of characters), and a long sentence is not dropped as one
+/// over-long term.
+#[tokio::test]
+async fn words_inside_chinese_and_japanese_sentences_are_found() {
+    let n = TestNode::start().await;
+    n.create_collection("kb").await;
+    put(
+        &n,
+        "kb",
+        "zh",
+        json!({"text": "我们在东京都的一家小咖啡馆里讨论了分布式数据库的复制协议。"}),
+    )
+    .await;
+    put(
+        &n,
+        "kb",
+        "ja",
+        json!({"text": "京都の古いお寺で、データベースの同期について話しました。"}),
+    )
+    .await;
+    put(
+        &n,
+        "kb",
+        "en",
+        json!({"text": "Replication of a database in Tokyo."}),
+    )
+    .await;
+    assert_eq!(found(&n, "kb", "复制协议").await, ["zh"]);
+    assert_eq!(
+        found(&n, "kb", "東京").await,
+        Vec::<String>::new(),
+        "traditional 東 is not 东"
+    );
+    assert_eq!(found(&n, "kb", "东京").await, ["zh"]);
+    assert_eq!(found(&n, "kb", "データベース").await, ["ja"]);
+    // 京都 is in both texts (东京都 holds it too).
+    let both = found(&n, "kb", "京都").await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(found(&n, "kb", "database").await, ["en"]);
+}
+
 #[tokio::test]
 async fn grouped_by_document_each_document_comes_once_with_its_whole_text() {
     let n = TestNode::start().await;
