@@ -441,13 +441,16 @@ impl Puller {
     /// more is known: a page said so (`has_more`), the peer's head is past every page in
     /// hand, or more than one page waits to be applied.
     fn refresh_state(&mut self, has_more: bool) {
-        let ready = self.windows.iter().filter_map(|w| match &w.slot {
+        let ready = |w: &Window| match &w.slot {
             Slot::Ready(p) => Some(p.next_since),
             _ => None,
-        });
-        let waiting = ready.clone().count() + usize::from(self.applying.is_some());
-        let in_hand =
-            (ready.chain(self.applying.map(|(_, end)| end))).fold(self.status.cursor, u64::max);
+        };
+        let waiting =
+            self.windows.iter().filter_map(ready).count() + usize::from(self.applying.is_some());
+        // What follows on from the cursor without a gap: the page applying, then the ready
+        // pages up to the first one not here yet (a later one does not count).
+        let from = self.applying.map_or(self.status.cursor, |(_, end)| end);
+        let in_hand = self.windows.iter().map_while(ready).fold(from, u64::max);
         let more_known = has_more || self.status.peer_head > in_hand || waiting > 1;
         self.status.state = if more_known {
             LinkState::CatchingUp

@@ -346,6 +346,33 @@ mod windows {
     }
 
     #[test]
+    fn a_link_is_live_only_with_every_page_up_to_the_head_in_hand() {
+        let mut p = Puller::new(CFG, NodeId(9), None, 1);
+        let first = fetch(&mut p, 0);
+        let mut head_page = page(0, 10, 35, &[1, 10]);
+        head_page.has_more = true;
+        p.on_fetched(1, first.id, Ok(head_page));
+        let Some(Action::Apply { id: a1, .. }) = p.poll(1) else {
+            panic!("the first page applies")
+        };
+        let w: Vec<Fetch> = (0..3).map(|_| fetch(&mut p, 1)).collect();
+        // The last window comes first, and the first page is applied: one page waits, the
+        // head's, but the two before it are not here.
+        p.on_fetched(2, w[2].id, Ok(page(30, 35, 35, &[31, 35])));
+        p.on_applied(3, a1, done(10));
+        assert_eq!(p.status().state, LinkState::CatchingUp);
+        p.on_fetched(4, w[0].id, Ok(page(10, 20, 35, &[11, 20])));
+        p.on_fetched(4, w[1].id, Ok(page(20, 30, 35, &[21, 30])));
+        let mut now = 5;
+        while let Some(Action::Apply { id, page }) = p.poll(now) {
+            p.on_applied(now, id, done(page.next_since));
+            now += 1;
+        }
+        assert_eq!(p.status().cursor, 35);
+        assert_eq!(p.status().state, LinkState::Live);
+    }
+
+    #[test]
     fn a_lost_window_is_asked_again_and_pages_before_it_still_apply() {
         let mut p = Puller::new(CFG, NodeId(9), Some((Epoch(1), 0)), 1);
         let f = fetch(&mut p, 0);
