@@ -93,7 +93,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let carried = Carried {
             contents: inline,
-            embeddings: &[],
+            won: None,
         };
         self.write_tx(|tx| merge_doc(tx, collection, id, incoming, carried))
     }
@@ -218,6 +218,7 @@ pub(crate) fn merge_doc(
     if let Some(state) = &existing {
         refuse_reused_stamps(state, incoming)?;
     }
+    let winner_before = existing.as_ref().map(|s| s.winner().stamp);
     for v in incoming.versions() {
         tx.observe_remote(v.stamp.hlc)?;
     }
@@ -242,28 +243,26 @@ pub(crate) fn merge_doc(
         contents::receive(tx, c, carried.contents)?;
     }
     store_state(tx, collection, id, &state, was_deleted)?;
-    // The version that now wins here brings its vectors, over those stored for its chunks: a
-    // client may have sent new ones with unchanged text (an `external` model), and a computed
-    // model's are the same vectors anyway. Any other set was stored as received, keeping
-    // what is here (`embeddings::receive`).
+    // A version of the peer's that now wins here, where another won before, brings its
+    // vectors over those stored for its chunks (`embeddings::receive`): a client may have
+    // sent new ones with unchanged text (an `external` model). Every other set keeps what is
+    // here. Nothing can fail after this point, so a row rolled back never left a mark.
     let winner = state.winner();
-    let won = incoming.versions().iter().any(|v| v.stamp == winner.stamp);
-    if let Some(cid) = winner.content.as_ref().map(|c| c.cid).filter(|_| won) {
-        for set in carried.embeddings.iter().filter(|e| e.content == cid) {
-            if set.check().is_ok() {
-                embeddings::put(&tx.tx, set, true)?;
-            }
-        }
+    let won = Some(winner.stamp) != winner_before
+        && incoming.versions().iter().any(|v| v.stamp == winner.stamp);
+    if let (Some(set), Some(c), true) = (carried.won, &winner.content, won) {
+        set.borrow_mut().insert(c.cid);
     }
     Ok(true)
 }
 
-/// What travelled with replicated rows: the contents inlined in their page, by id, and the
-/// embeddings sent with them.
+/// What travels with replicated rows: the contents inlined in their page, by id, and where
+/// to note the contents of versions that came to win here (their embeddings replace stored
+/// ones).
 #[derive(Clone, Copy)]
 pub(crate) struct Carried<'a> {
     pub contents: &'a BTreeMap<ContentId, Vec<u8>>,
-    pub embeddings: &'a [ContentEmbeddings],
+    pub won: Option<&'a std::cell::RefCell<std::collections::HashSet<ContentId>>>,
 }
 
 /// Refuses an incoming state with a version that carries the stamp of a stored version but

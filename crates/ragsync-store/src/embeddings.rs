@@ -10,6 +10,8 @@
 //! Vectors from peers are checked for shape (one per chunk, one dimension, finite numbers),
 //! not for truth: a peer with a token is trusted to run the model it names.
 
+use std::collections::HashSet;
+
 use ragsync_core::ContentId;
 use ragsync_core::settings::MAX_EMBEDDING_DIMENSION;
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -251,13 +253,19 @@ pub(crate) fn for_contents(
     Ok(out)
 }
 
-/// Stores the embeddings a peer sent with a page, keeping what is here; sets that fail their
-/// check are left out (derived data: this node embeds those chunks itself when it can).
-pub(crate) fn receive(tx: &Transaction<'_>, sets: &[ContentEmbeddings]) -> Result<(), StoreError> {
+/// Stores the embeddings a peer sent with a page: those of `won` contents (of versions that
+/// came to win here with this page) over what is stored, the others keeping it. Sets that
+/// fail their check are left out (derived data: this node embeds those chunks itself when it
+/// can).
+pub(crate) fn receive(
+    tx: &Transaction<'_>,
+    sets: &[ContentEmbeddings],
+    won: &HashSet<ContentId>,
+) -> Result<(), StoreError> {
     for s in sets {
         match s.check() {
             Ok(()) => {
-                put(tx, s, false)?;
+                put(tx, s, won.contains(&s.content))?;
             }
             Err(e) => {
                 tracing::warn!(model = %s.model, content = %s.content, error = %e, "embeddings from a peer refused");

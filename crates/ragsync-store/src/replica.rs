@@ -16,6 +16,7 @@
 //! - a page whose rows are all known here writes nothing (its cursor is kept by the caller)
 //!   until the durable cursor lags by [`CURSOR_LAG_ROWS`].
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use ragsync_core::{ContentId, Epoch, NodeId};
@@ -126,12 +127,13 @@ impl Store {
             let start = read_cursor(&tx.tx, page.peer)?
                 .filter(|c| c.epoch == page.epoch)
                 .map_or(0, |c| c.since);
-            embeddings::receive(&tx.tx, page.embeddings)?;
+            let won = RefCell::default();
             let carried = Carried {
                 contents: page.inline,
-                embeddings: page.embeddings,
+                won: Some(&won),
             };
             let rows = apply_rows(tx, page.peer, page.rows, carried, now_ms)?;
+            embeddings::receive(&tx.tx, page.embeddings, &won.borrow())?;
             let mut out = Applied {
                 cursor: rows.last_examined.unwrap_or(page.since),
                 ..Applied::default()
@@ -176,12 +178,13 @@ impl Store {
         }
         let now_ms = self.now_ms();
         self.write_tx(|tx| {
-            embeddings::receive(&tx.tx, embeddings)?;
+            let won = RefCell::default();
             let carried = Carried {
                 contents: inline,
-                embeddings,
+                won: Some(&won),
             };
             let rows = apply_rows(tx, from, rows, carried, now_ms)?;
+            embeddings::receive(&tx.tx, embeddings, &won.borrow())?;
             let applied = rows
                 .results
                 .iter()
@@ -246,7 +249,7 @@ impl Store {
         let now_ms = self.now_ms();
         let none = Carried {
             contents: &BTreeMap::new(),
-            embeddings: &[],
+            won: None,
         };
         self.write_tx(|tx| {
             let mut applied = 0;
@@ -309,6 +312,10 @@ fn apply_rows(
 ) -> Result<RowsApplied, StoreError> {
     if let Some(all) = apply_all_or_none(tx, rows, carried)? {
         return Ok(all);
+    }
+    // Undone with the rows: what they noted is noted again, row by row.
+    if let Some(won) = carried.won {
+        won.borrow_mut().clear();
     }
     let mut out = RowsApplied {
         results: Vec::with_capacity(rows.len()),

@@ -412,3 +412,86 @@ fn a_parked_row_applies_on_retry_once_it_can() {
         .state;
     assert_eq!(state.versions().len(), 1);
 }
+
+/// One page of everything `from` holds, with the embeddings of its contents, applied by `to`.
+fn pull_all(from: &Store, to: &Store) {
+    let policy = ragsync_store::InlinePolicy {
+        max_content_bytes: 1 << 20,
+        max_page_bytes: 1 << 20,
+        embeddings: true,
+    };
+    let p = from.changes(0, 10_000, policy).unwrap();
+    let inline: BTreeMap<ContentId, Vec<u8>> = p.contents.into_iter().collect();
+    let applied = to
+        .apply_page(&ragsync_store::Page {
+            peer: from.node_id(),
+            epoch: from.epoch(),
+            since: 0,
+            rows: &p.entries,
+            inline: &inline,
+            embeddings: &p.embeddings,
+            next_since: p.next_since,
+            head: p.head,
+        })
+        .unwrap();
+    assert!(applied.stopped.is_none() && applied.parked.is_empty());
+}
+
+/// A client's vectors for unchanged text travel with the version that carries them. Two
+/// nodes writing one document concurrently, with the same text and different vectors, end
+/// with the winner's vectors on both, whichever pulls first; a later write's vectors replace
+/// them everywhere, and an echo of the older version brings nothing back.
+#[test]
+fn concurrent_client_vectors_for_one_text_converge_on_the_winners() {
+    let chunk = ContentId::of(b"the one chunk");
+    let with_vector = |v: f32| {
+        let mut op = put("d", "same text");
+        if let ragsync_store::OpKind::Put { embeddings, .. } = &mut op.kind {
+            *embeddings = Some(ragsync_store::ContentEmbeddings {
+                model: "external/c".into(),
+                content: ContentId::of(b"same text"),
+                chunks: vec![chunk],
+                vectors: vec![vec![v, 1.0]],
+            });
+        }
+        op
+    };
+    let vector_of = |s: &Store| s.embeddings("external/c", &[chunk]).unwrap()[0].clone();
+    for a_first in [true, false] {
+        let (_da, a) = setup();
+        let (_db, b) = setup();
+        a.write(&coll(), vec![with_vector(1.0)]).unwrap();
+        b.write(&coll(), vec![with_vector(2.0)]).unwrap();
+        let (first, second) = if a_first { (&a, &b) } else { (&b, &a) };
+        pull_all(first, second);
+        pull_all(second, first);
+        let state = a
+            .get(&coll(), &DocId::new("d").unwrap())
+            .unwrap()
+            .unwrap()
+            .state;
+        assert_eq!(state.versions().len(), 2, "a conflict");
+        let winner_vector = if state.winner().stamp.node == a.node_id() {
+            1.0
+        } else {
+            2.0
+        };
+        for s in [&a, &b] {
+            assert_eq!(
+                vector_of(s),
+                Some(vec![winner_vector, 1.0]),
+                "a first: {a_first}"
+            );
+        }
+        // A later write on the loser's side resolves the conflict; its vectors win everywhere,
+        // and pulling the other side again (an echo) changes nothing.
+        let loser = if winner_vector == 1.0 { &b } else { &a };
+        let other = if winner_vector == 1.0 { &a } else { &b };
+        loser.write(&coll(), vec![with_vector(3.0)]).unwrap();
+        pull_all(loser, other);
+        pull_all(other, loser);
+        for s in [&a, &b] {
+            assert_eq!(vector_of(s), Some(vec![3.0, 1.0]), "a first: {a_first}");
+        }
+    }
+}
