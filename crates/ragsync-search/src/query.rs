@@ -283,7 +283,9 @@ pub fn check(
         terms,
         probe,
         top_k: top_k as usize,
-        alpha: (req.alpha).unwrap_or(c.settings.search.hybrid_alpha.clamp(0.0, 1.0)),
+        alpha: req
+            .alpha
+            .unwrap_or(c.settings.search.hybrid_alpha.clamp(0.0, 1.0)),
         // An `alpha` asks for the fusion it weighs.
         fusion: req.fusion.unwrap_or(if req.alpha.is_some() {
             Fusion::Normalized

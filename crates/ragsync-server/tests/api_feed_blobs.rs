@@ -575,9 +575,28 @@ async fn pushed_collection_settings_are_checked_like_local_ones() {
         "collection_not_found",
     )
     .await;
+    // A deleted record's settings are never used: such a record is not held to them.
+    let mut deleted = page.clone();
+    deleted["changes"][0]["deleted"] = json!(true);
+    deleted["changes"][0]["settings"]["search"]["top_k"] = json!(0);
     let (_, answer) = json(
         n.as_token(PEER, Method::POST, "/v1/sync/changes")
-            .json(&page)
+            .json(&deleted)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer["changed"], 1, "{answer}");
+    // The live record, with a greater stamp, replaces it.
+    let mut later = page.clone();
+    let stamp = later["changes"][0]["stamp"].as_str().unwrap().to_string();
+    let (hlc, node) = stamp.split_once('-').unwrap();
+    let next = u64::from_str_radix(hlc, 16).unwrap() + 1;
+    later["changes"][0]["stamp"] = json!(format!("{next:016x}-{node}"));
+    let (_, answer) = json(
+        n.as_token(PEER, Method::POST, "/v1/sync/changes")
+            .json(&later)
             .send()
             .await
             .unwrap(),

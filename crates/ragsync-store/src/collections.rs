@@ -84,6 +84,25 @@ pub(crate) fn require_live(
     showing(tx, name)?.ok_or_else(|| StoreError::CollectionNotFound(name.clone()))
 }
 
+/// Collection `name` for a local write, as [`require_live`]. A record deleted but showing
+/// (documents written concurrently with the delete) is written live again first: a client
+/// that writes to the collection it sees keeps it, whatever becomes of those documents.
+pub(crate) fn require_live_for_write(
+    tx: &mut WriteTx<'_>,
+    name: &CollectionName,
+) -> Result<Collection, StoreError> {
+    let c = require_live(&tx.tx, name)?;
+    if get(&tx.tx, name)?.is_some_and(|record| record.deleted) {
+        let revived = Collection {
+            stamp: tx.stamp(),
+            ..c
+        };
+        put(tx, &revived)?;
+        return Ok(revived);
+    }
+    Ok(c)
+}
+
 fn put(tx: &mut WriteTx<'_>, c: &Collection) -> Result<(), StoreError> {
     let seq = tx.next_seq(&c.name);
     let settings =
@@ -127,11 +146,6 @@ pub(crate) fn merge_collection(
     tx: &mut WriteTx<'_>,
     incoming: &Collection,
 ) -> Result<bool, StoreError> {
-    // A peer is held to the rules a local write is: a record no local write could make (a
-    // `top_k` of 0, an overlap past the chunk size) is refused, parked, and never stored.
-    incoming.settings.validate().map_err(|e| {
-        StoreError::InvalidState(format!("collection {} record: {e}", incoming.name))
-    })?;
     let existing = get(&tx.tx, &incoming.name)?;
     if let Some(c) = &existing {
         if c.stamp == incoming.stamp && c != incoming {
@@ -144,6 +158,14 @@ pub(crate) fn merge_collection(
             return Ok(false);
         }
     }
+    // A peer is held to the rules a local write is: a live record no local write could make
+    // (a `top_k` of 0, an overlap past the chunk size) is refused, parked, and never stored.
+    // A deleted record's settings are never used, and a record that loses changes nothing.
+    if !incoming.deleted {
+        incoming.settings.validate().map_err(|e| {
+            StoreError::InvalidState(format!("collection {} record: {e}", incoming.name))
+        })?;
+    }
     tx.observe_remote(incoming.stamp.hlc)?;
     put(tx, incoming)?;
     Ok(true)
@@ -151,7 +173,9 @@ pub(crate) fn merge_collection(
 
 impl Store {
     /// Creates collection `name` or changes its settings. Returns the record and whether it was
-    /// created (it did not exist or had been deleted). Writing the same settings changes nothing.
+    /// created (it did not show: no record, or one deleted with nothing live left). Writing
+    /// the same settings to a live record changes nothing; to a deleted record that still
+    /// shows, it writes the record live again.
     pub fn put_collection(
         &self,
         name: &CollectionName,

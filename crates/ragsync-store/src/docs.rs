@@ -185,7 +185,7 @@ pub(crate) fn write_ops(
     collection: &CollectionName,
     ops: Vec<DocOp>,
 ) -> Result<Vec<WriteResult>, StoreError> {
-    collections::require_live(&tx.tx, collection)?;
+    collections::require_live_for_write(tx, collection)?;
     ops.into_iter()
         .map(|op| apply(tx, collection, op))
         .collect()

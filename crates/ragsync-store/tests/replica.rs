@@ -249,6 +249,42 @@ fn a_collection_deleted_while_written_elsewhere_ends_the_same_everywhere() {
     }
 }
 
+/// A collection that shows only through documents written concurrently with its delete is
+/// kept by the first local write to it: that write makes its record live again, so deleting
+/// those documents one by one afterwards leaves it, empty, on every node.
+#[test]
+fn a_local_write_to_a_collection_shown_past_its_delete_keeps_it() {
+    let (_a_dir, a) = setup();
+    a.write(&coll(), vec![put("x", "one")]).unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = open(b_dir.path());
+    replicate(&a, &b, false);
+    a.delete_collection(&coll()).unwrap();
+    b.write(&coll(), vec![put("y", "new")]).unwrap();
+    replicate(&a, &b, false);
+    replicate(&b, &a, false);
+    let record_of = |s: &Store| {
+        s.changes(0, 100, INLINE)
+            .unwrap()
+            .entries
+            .into_iter()
+            .find_map(|e| match e.item {
+                FeedItem::Collection(c) => Some(c),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert!(record_of(&a).deleted, "shown through y, the record still deleted");
+    a.write(&coll(), vec![del("y")]).unwrap();
+    assert!(!record_of(&a).deleted, "the write made it live again");
+    replicate(&a, &b, false);
+    assert_eq!(everything(&a), everything(&b));
+    for s in [&a, &b] {
+        assert!(s.collection(&coll()).unwrap().is_some());
+        assert_eq!(s.stats().unwrap().documents, 0);
+    }
+}
+
 /// Issue 12, item 3: a replicated state's contents are stored with it (inline, checked
 /// against their id) or recorded as wanted in the same transaction, and fetched bytes are
 /// taken only when wanted and when they hash to their id.

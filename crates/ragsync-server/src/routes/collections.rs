@@ -71,7 +71,7 @@ pub(crate) async fn put(
     settings.validate()?;
     let (c, created, left_behind) = node
         .writing(move |s| {
-            let before = s.collection(&name)?.filter(|b| !b.deleted);
+            let before = s.collection(&name)?;
             let (c, created) = s.put_collection(&name, settings)?;
             let left_behind = match before {
                 Some(b) if clients_must_resend(&b, &c) => {
