@@ -156,16 +156,23 @@ const WRITER_CACHE_KIB: i64 = 32 << 10;
 /// The meta key naming the boot under which commits may have skipped their sync.
 const UNSYNCED_BOOT: &str = "unsynced_boot";
 /// Meta key: the file the database was last opened in ([`file_identity`]).
-const LAST_FILE: &str = "db_file";
+const LAST_FILE: &str = "db_file_id";
 
-/// Which file `path` is: its device and inode, the same across renames and restarts of the
-/// process, different for a copy. `None` where the platform has no inodes.
+/// Which file `path` is: its inode and, where the file system keeps it, its birth time. Both
+/// stay across renames, restarts and reboots (a device number may not: disks enumerated in
+/// another order, network file systems), and differ for a copy, even one that reuses a
+/// freed inode. `None` where the platform has no inodes.
 fn file_identity(path: &Path) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path).ok()?;
-        Some(format!("{}:{}", m.dev(), m.ino()))
+        let born = m
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or_else(|| "-".to_string(), |d| d.as_nanos().to_string());
+        Some(format!("{}:{born}", m.ino()))
     }
     #[cfg(not(unix))]
     {
@@ -332,9 +339,11 @@ impl Store {
     ///
     /// A restored backup (or any copy of the database) loses the same way every change made
     /// after the copy, and would give their `seq`s to new changes. Such a database is found
-    /// in another file than the one it was last opened in (`file`: device and inode), and
+    /// in another file than the one it was last opened in (`file`: inode and birth time), and
     /// takes a new epoch too. A data directory moved to another disk counts as a copy: its
-    /// peers read its feed again, which merges idempotently. Returns the epoch.
+    /// peers read its feed again, which merges idempotently. A backup copied over the
+    /// existing file, in place, keeps that file's identity and is not recognised. Returns the
+    /// epoch.
     fn check_continuity(
         conn: &mut Connection,
         epoch: Epoch,

@@ -274,7 +274,10 @@ fn a_local_write_to_a_collection_shown_past_its_delete_keeps_it() {
             })
             .unwrap()
     };
-    assert!(record_of(&a).deleted, "shown through y, the record still deleted");
+    assert!(
+        record_of(&a).deleted,
+        "shown through y, the record still deleted"
+    );
     a.write(&coll(), vec![del("y")]).unwrap();
     assert!(!record_of(&a).deleted, "the write made it live again");
     replicate(&a, &b, false);
