@@ -89,11 +89,18 @@ pub(crate) fn fill_if_wanted(
 
 impl Store {
     /// Contents that replicated states reference and that are not stored here, with the
-    /// length their versions claim, at most `limit`.
-    pub fn wanted(&self, limit: usize) -> Result<Vec<(ContentId, u64)>, StoreError> {
+    /// length their versions claim: at most `limit`, by id, from the first after `after`.
+    pub fn wanted(
+        &self,
+        after: Option<ContentId>,
+        limit: usize,
+    ) -> Result<Vec<(ContentId, u64)>, StoreError> {
         self.read(|tx| {
-            let mut stmt = tx.prepare_cached("SELECT cid, len FROM wanted LIMIT ?1")?;
-            let rows = stmt.query_map([limit as i64], |r| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT cid, len FROM wanted WHERE cid > ?2 ORDER BY cid LIMIT ?1",
+            )?;
+            let after = after.map_or(Vec::new(), |c| c.as_bytes().to_vec());
+            let rows = stmt.query_map(rusqlite::params![limit as i64, after], |r| {
                 Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
             })?;
             rows.map(|r| {

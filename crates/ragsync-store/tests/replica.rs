@@ -322,7 +322,7 @@ fn replicated_contents_are_stored_or_wanted_never_unverified() {
         s.merge_remote(&coll(), &DocId::new("c").unwrap(), &far, &BTreeMap::new())
             .unwrap()
     );
-    assert_eq!(s.wanted(10).unwrap(), vec![(far_cid, 8)]);
+    assert_eq!(s.wanted(None, 10).unwrap(), vec![(far_cid, 8)]);
     assert!(!s.put_wanted(b"nobody asked for these").unwrap());
     assert!(
         s.content(&ragsync_core::ContentId::of(b"nobody asked for these"))
@@ -330,7 +330,7 @@ fn replicated_contents_are_stored_or_wanted_never_unverified() {
             .is_none()
     );
     assert!(s.put_wanted(b"far away").unwrap());
-    assert!(s.wanted(10).unwrap().is_empty());
+    assert!(s.wanted(None, 10).unwrap().is_empty());
     assert_eq!(s.content(&far_cid).unwrap().unwrap(), b"far away");
 
     // A local write of wanted bytes also fills the want.
@@ -338,7 +338,7 @@ fn replicated_contents_are_stored_or_wanted_never_unverified() {
     s.merge_remote(&coll(), &DocId::new("d").unwrap(), &later, &BTreeMap::new())
         .unwrap();
     s.write(&coll(), vec![put("e", "local too")]).unwrap();
-    assert!(s.wanted(10).unwrap().is_empty());
+    assert!(s.wanted(None, 10).unwrap().is_empty());
 }
 
 fn doc_row(seq: u64, id: &str, state: DocState) -> ragsync_store::FeedEntry {

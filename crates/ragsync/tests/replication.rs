@@ -600,29 +600,52 @@ async fn large_contents_are_fetched_by_id_after_their_state() {
 }
 
 /// A content relayed through a peer that does not hold it yet: C's first fetch from B finds
-/// nothing, and C asks again within seconds, not at its next 30 s pass.
+/// nothing, and C asks again within seconds, not at its next 30 s pass. Contents B never gets
+/// do not hide the one it does: C's passes go through every wanted content, 32 at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_content_its_peer_gets_later_is_fetched_soon_after() {
     let dir = tempfile::tempdir().unwrap();
     let a = node_fetched_by_id(dir.path(), "a").await;
     let b = node_fetched_by_id(dir.path(), "b").await;
     let c = node(dir.path(), "c");
-    let big = "relayed through a node that is still fetching it\n".repeat(5000);
+    let text =
+        |i: usize| format!("relayed through a node that is still fetching it {i}\n").repeat(50);
+    let batch: Vec<_> = (0..40)
+        .map(|i| json!({"id": format!("big{i}"), "text": text(i)}))
+        .collect();
     a.client()
-        .put(&["collections", "kb", "docs", "big"], &json!({"text": big}))
+        .post(
+            &["collections", "kb", "docs:batch"],
+            &json!({"docs": batch}),
+        )
         .await
         .unwrap();
-    // B gets A's state pushed, without the bytes, and no address to fetch them from.
+    // B gets A's states pushed, without the bytes, and no address to fetch them from.
     let page = (a.client())
         .get(&["sync", "changes"], &[("since", "0".to_string())])
         .await
         .unwrap();
     let pushed = b.client().post(&["sync", "changes"], &page).await.unwrap();
-    let cid = pushed["wanted"][0].as_str().unwrap().to_string();
+    assert_eq!(
+        pushed["wanted"].as_array().map(Vec::len),
+        Some(40),
+        "{pushed}"
+    );
+    // The one B will get: the content whose id sorts last, after 39 that B never gets.
+    let (i, cid) = (0..40)
+        .map(|i| {
+            (
+                i,
+                ragsync_core::ContentId::of(text(i).as_bytes()).to_string(),
+            )
+        })
+        .max_by(|x, y| x.1.cmp(&y.1))
+        .unwrap();
+    let (id, big) = (format!("big{i}"), text(i));
     add_peer(&c, &b).await;
     let read = |n: &NodeProcess| {
-        let client = n.client();
-        async move { client.get(&["collections", "kb", "docs", "big"], &[]).await }
+        let (client, id) = (n.client(), id.clone());
+        async move { client.get(&["collections", "kb", "docs", &id], &[]).await }
     };
     eventually("C holds the state, waiting for its bytes", || async {
         match read(&c).await {
@@ -649,8 +672,8 @@ async fn a_content_its_peer_gets_later_is_fetched_soon_after() {
         }
     })
     .await;
-    // Not a speed claim: which schedule C's fetcher kept. Its retries come 1, 2, 4, 8 s apart
-    // while the content is wanted; the 30 s pass alone came about 28 s after the upload.
+    // Not a speed claim: which schedule C's fetcher kept. Its sweeps come 1, 2, 4, 8 s apart
+    // while contents are wanted; the 30 s pass alone came about 28 s after the upload.
     let waited = since_upload.elapsed();
     assert!(waited < Duration::from_secs(20), "{waited:?}");
 }

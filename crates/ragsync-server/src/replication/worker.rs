@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ragsync_core::NodeId;
+use ragsync_core::{ContentId, NodeId};
 use ragsync_store::Store;
 use ragsync_sync::apply::apply_page;
 use ragsync_sync::pull::{
@@ -162,29 +162,38 @@ const WANTED_BATCH: usize = 32;
 /// Fetches, from this worker's peer, the contents that replicated states reference and this
 /// node does not hold yet; the store keeps only bytes that hash to their id and are wanted.
 async fn fetch_wanted<T: Transport>(store: Arc<Store>, link: T, wake: Arc<Notify>) {
-    let mut retry: Option<Duration> = None;
+    // `backoff`: the wait after a sweep of the wanted contents that stored nothing; `after`:
+    // where the next pass starts, so contents this peer lacks do not hide the others.
+    let (mut backoff, mut after): (Option<Duration>, Option<ContentId>) = (None, None);
+    let mut wait = WANTED_EVERY;
     loop {
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(retry.unwrap_or(WANTED_EVERY)) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         let s = store.clone();
-        let Ok(Ok(wanted)) = tokio::task::spawn_blocking(move || s.wanted(WANTED_BATCH)).await
+        let from = after;
+        let Ok(Ok(wanted)) =
+            tokio::task::spawn_blocking(move || s.wanted(from, WANTED_BATCH)).await
         else {
+            wait = wait.max(WANTED_RETRY);
             continue;
         };
-        // While contents are wanted, the next pass comes soon, then less and less often.
-        retry = match wanted.is_empty() {
-            true => None,
-            false => Some(retry.map_or(WANTED_RETRY, |r| (r * 2).min(WANTED_EVERY))),
+        let full = wanted.len() == WANTED_BATCH;
+        after = if full {
+            wanted.last().map(|(c, _)| *c)
+        } else {
+            None
         };
+        let left = !wanted.is_empty() || from.is_some();
+        let (mut stored_any, mut failed) = (false, false);
         for (cid, _) in wanted {
             match link.blob(&cid).await {
                 Ok(Some(bytes)) => {
                     let s = store.clone();
                     let stored = tokio::task::spawn_blocking(move || s.put_wanted(&bytes)).await;
                     match stored {
-                        Ok(Ok(true)) => {}
+                        Ok(Ok(true)) => stored_any = true,
                         Ok(Ok(false)) => tracing::warn!(
                             target: "ragsync::audit",
                             %cid,
@@ -198,9 +207,25 @@ async fn fetch_wanted<T: Transport>(store: Arc<Store>, link: T, wake: Arc<Notify
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!(%cid, error = ?e, "fetching a wanted content failed");
+                    failed = true;
                     break;
                 }
             }
         }
+        if failed {
+            // This page again, after the backoff.
+            after = from;
+        }
+        // The rest of a sweep, or another after one that brought something, comes at once;
+        // while contents stay wanted (or the peer fails), sweeps come 1, 2, 4 ... s apart, up
+        // to WANTED_EVERY.
+        (wait, backoff) = if (full || stored_any) && !failed {
+            (Duration::ZERO, None)
+        } else if left || failed {
+            let b = backoff.map_or(WANTED_RETRY, |b| (b * 2).min(WANTED_EVERY));
+            (b, Some(b))
+        } else {
+            (WANTED_EVERY, None)
+        };
     }
 }
