@@ -36,16 +36,24 @@ impl Proxy {
                 if c.load(Ordering::SeqCst) {
                     continue; // refused: dropped at once
                 }
-                let (target, n) = (target.clone(), n.clone());
+                let (target, n, c) = (target.clone(), n.clone(), c.clone());
                 tokio::spawn(async move {
+                    // Registered before connecting: a cut while this connection is still
+                    // being made closes it too.
+                    let closed = n.notified();
+                    tokio::pin!(closed);
+                    closed.as_mut().enable();
                     let Ok(outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
+                    if c.load(Ordering::SeqCst) {
+                        return;
+                    }
                     let _ = inbound.set_nodelay(true);
                     let _ = outbound.set_nodelay(true);
                     tokio::select! {
                         _ = carry(inbound, outbound, delay) => {}
-                        _ = n.notified() => {}
+                        _ = closed => {}
                     }
                 });
             }
