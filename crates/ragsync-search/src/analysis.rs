@@ -226,6 +226,8 @@ struct WordTokenizer {
 
 struct WordTokenStream<'a> {
     text: &'a str,
+    /// ASCII text is cut byte by byte, from here (most text is, and it holds no CJK).
+    ascii: Option<usize>,
     chars: Peekable<CharIndices<'a>>,
     /// Inside a run of CJK characters: where the last pair's second character starts, the
     /// first of the next pair.
@@ -240,6 +242,7 @@ impl Tokenizer for WordTokenizer {
         self.token.reset();
         WordTokenStream {
             text,
+            ascii: text.is_ascii().then_some(0),
             chars: text.char_indices().peekable(),
             pair_from: None,
             token: &mut self.token,
@@ -265,6 +268,18 @@ impl TokenStream for WordTokenStream<'_> {
     fn advance(&mut self) -> bool {
         self.token.text.clear();
         self.token.position = self.token.position.wrapping_add(1);
+        if let Some(pos) = self.ascii {
+            let bytes = self.text.as_bytes();
+            let Some(from) = (pos..bytes.len()).find(|&i| bytes[i].is_ascii_alphanumeric()) else {
+                self.ascii = Some(bytes.len());
+                return false;
+            };
+            let to = (from..bytes.len())
+                .find(|&i| !bytes[i].is_ascii_alphanumeric())
+                .unwrap_or(bytes.len());
+            self.ascii = Some(to);
+            return self.emit(from, to);
+        }
         if let Some(from) = self.pair_from.take()
             && let Some((at, c)) = self.next_cjk()
         {
@@ -421,6 +436,18 @@ mod tests {
                 ("東京".to_string(), 1, 2, 8),
                 ("京都".to_string(), 2, 5, 11)
             ]
+        );
+        // ASCII text is cut byte by byte, with the same tokens, positions and offsets.
+        let mut a = analyzer("none", true);
+        let mut stream = a.token_stream("--ab, c9 ");
+        let mut seen = Vec::new();
+        while stream.advance() {
+            let t = stream.token();
+            seen.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
+        }
+        assert_eq!(
+            seen,
+            [("ab".to_string(), 0, 2, 4), ("c9".to_string(), 1, 6, 8)]
         );
         // Other scripts are cut as before.
         assert_eq!(
