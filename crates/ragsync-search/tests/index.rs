@@ -119,7 +119,8 @@ fn an_index_built_by_an_earlier_analysis_answers_until_the_indexer_rebuilds_it()
     let mut state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
     assert_eq!(
-        state["collections"]["kb"]["config"]["analysis"], 1,
+        state["collections"]["kb"]["config"]["analysis"],
+        ragsync_search::analysis::ANALYSIS_VERSION,
         "{state}"
     );
     let config = state["collections"]["kb"]["config"]
@@ -141,7 +142,10 @@ fn an_index_built_by_an_earlier_analysis_answers_until_the_indexer_rebuilds_it()
     assert_eq!(hits(&index, &c, "café"), ["nfd"]);
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
-    assert_eq!(state["collections"]["kb"]["config"]["analysis"], 1);
+    assert_eq!(
+        state["collections"]["kb"]["config"]["analysis"],
+        ragsync_search::analysis::ANALYSIS_VERSION
+    );
 }
 
 #[test]
