@@ -2,14 +2,17 @@
 //! terms it looks for. Both go through one analyzer per collection language: the text in
 //! Unicode NFC (a decomposed `é`, as macOS writes file names and some editors write text,
 //! would otherwise end its word at the accent), tokens as in [`crate::tokens`] (runs of
-//! letters and digits) except in Chinese, Japanese and Korean script, tokens longer than 40
-//! bytes dropped, lowercased, stop words dropped, Snowball-stemmed. `none` only lowercases.
+//! letters and digits) except in Chinese, Japanese and Korean script, tokens longer than
+//! [`MAX_TERM_BYTES`] dropped, lowercased, stop words dropped, Snowball-stemmed. `none` only
+//! lowercases.
 //!
 //! Chinese and Japanese put no spaces between words, so a run of letters there is a clause or
-//! a sentence: one term that no query matches, and dropped outright past 40 bytes (13
-//! characters). Such runs (Han, kana, Hangul) are cut into overlapping pairs of characters
-//! instead, as Lucene's CJK analyzer does: `東京都` is `東京` and `京都`, and a query for
-//! `東京` finds it. A run of one character is that character.
+//! a sentence: one term that no query matches. Such runs (Han, kana, Hangul) are cut into
+//! overlapping pairs of characters instead, as Lucene's CJK analyzer does: `東京都` is `東京`
+//! and `京都`, and a query for `東京` finds it. The index also keeps each character alone
+//! (`東`, `京`, `都`), so that a query of one character, a run of one, finds a word of one
+//! character inside a sentence (`猫` in `我有一只猫`); queries of two or more characters ask
+//! for their pairs only.
 //!
 //! English drops the NLTK stop words (below; the reference BM25 of `../shared/data` drops a
 //! list of this size); the other languages drop Snowball's lists where tantivy has one.
@@ -28,8 +31,9 @@ pub const ANALYZER: &str = "ragsync";
 
 /// Which analysis an index was built with, recorded beside it: an index built by another is
 /// rebuilt. 1: text in NFC before it is cut into tokens (0, before it, cut it as it came).
-/// 2: runs of Chinese, Japanese and Korean characters cut into pairs.
-pub const ANALYSIS_VERSION: u32 = 2;
+/// 2: runs of Chinese, Japanese and Korean characters cut into pairs. 3: those characters
+/// indexed alone too; terms up to [`MAX_TERM_BYTES`] (40 before).
+pub const ANALYSIS_VERSION: u32 = 3;
 
 /// English stop words: function words that carry no topic (the NLTK list, without the
 /// contractions' fragments).
@@ -218,10 +222,12 @@ fn is_cjk(c: char) -> bool {
 }
 
 /// Tokens of text in NFC (see the module docs): runs of letters and digits, each run of CJK
-/// characters cut into overlapping pairs.
+/// characters cut into overlapping pairs; with `unigrams` (the index's side), each of those
+/// characters alone too, so a query of one character finds it inside a run.
 #[derive(Clone, Default)]
 struct WordTokenizer {
     token: Token,
+    unigrams: bool,
 }
 
 struct WordTokenStream<'a> {
@@ -232,6 +238,9 @@ struct WordTokenStream<'a> {
     /// Inside a run of CJK characters: where the last pair's second character starts, the
     /// first of the next pair.
     pair_from: Option<usize>,
+    unigrams: bool,
+    /// With `unigrams`: the character, taken, whose own token comes next.
+    unigram_due: Option<usize>,
     token: &'a mut Token,
 }
 
@@ -245,6 +254,8 @@ impl Tokenizer for WordTokenizer {
             ascii: text.is_ascii().then_some(0),
             chars: text.char_indices().peekable(),
             pair_from: None,
+            unigrams: self.unigrams,
+            unigram_due: None,
             token: &mut self.token,
         }
     }
@@ -280,15 +291,27 @@ impl TokenStream for WordTokenStream<'_> {
             self.ascii = Some(to);
             return self.emit(from, to);
         }
+        if let Some(at) = self.unigram_due.take() {
+            let len = self.text[at..].chars().next().map_or(0, char::len_utf8);
+            self.pair_from = Some(at);
+            return self.emit(at, at + len);
+        }
         if let Some(from) = self.pair_from.take()
             && let Some((at, c)) = self.next_cjk()
         {
-            self.pair_from = Some(at);
+            match self.unigrams {
+                true => self.unigram_due = Some(at),
+                false => self.pair_from = Some(at),
+            }
             return self.emit(from, at + c.len_utf8());
         }
         while let Some((from, c)) = self.chars.next() {
             if !c.is_alphanumeric() {
                 continue;
+            }
+            if is_cjk(c) && self.unigrams {
+                self.pair_from = Some(from);
+                return self.emit(from, from + c.len_utf8());
             }
             if is_cjk(c) {
                 return match self.next_cjk() {
@@ -344,10 +367,31 @@ impl Tokenizer for NfcTokenizer {
     }
 }
 
+/// Longest term kept, in bytes: a SHA-256 in hex (64) or a long German compound is a term;
+/// longer runs (encoded binary, run-together text) are dropped.
+pub const MAX_TERM_BYTES: usize = 128;
+
+/// The analyzer that indexes text for `language` (a `search.language` setting): the query
+/// analyzer's terms, and each CJK character of a run alone too (see [`WordTokenizer`]).
+pub fn index_analyzer(language_name: &str) -> TextAnalyzer {
+    build(language_name, true, true)
+}
+
 /// The analyzer for `language` (a `search.language` setting), with or without its stop words.
 pub fn analyzer(language_name: &str, with_stop_words: bool) -> TextAnalyzer {
-    let base = TextAnalyzer::builder(NfcTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
+    build(language_name, with_stop_words, false)
+}
+
+fn build(language_name: &str, with_stop_words: bool, unigrams: bool) -> TextAnalyzer {
+    let tokenizer = NfcTokenizer {
+        inner: WordTokenizer {
+            unigrams,
+            ..WordTokenizer::default()
+        },
+        composed: String::new(),
+    };
+    let base = TextAnalyzer::builder(tokenizer)
+        .filter(RemoveLongFilter::limit(MAX_TERM_BYTES + 1))
         .filter(LowerCaser);
     let Some(lang) = language(language_name) else {
         return base.build();
@@ -437,6 +481,18 @@ mod tests {
                 ("京都".to_string(), 2, 5, 11)
             ]
         );
+        // The index keeps each character of a run alone too; a query of one finds it.
+        let mut index = index_analyzer("none");
+        let mut stream = index.token_stream("我有猫。東京");
+        let mut terms = Vec::new();
+        while stream.advance() {
+            terms.push(stream.token().text.clone());
+        }
+        assert_eq!(
+            terms,
+            ["我", "我有", "有", "有猫", "猫", "東", "東京", "京"]
+        );
+        assert_eq!(query_terms("none", "猫"), ["猫"]);
         // ASCII text is cut byte by byte, with the same tokens, positions and offsets.
         let mut a = analyzer("none", true);
         let mut stream = a.token_stream("--ab, c9 ");

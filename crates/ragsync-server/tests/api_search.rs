@@ -260,6 +260,38 @@ async fn words_inside_chinese_and_japanese_sentences_are_found() {
     let both = found(&n, "kb", "京都").await;
     assert_eq!(both.len(), 2, "{both:?}");
     assert_eq!(found(&n, "kb", "database").await, ["en"]);
+    // A word of one character inside a sentence.
+    put(&n, "kb", "cat", json!({"text": "我有一只猫。"})).await;
+    assert_eq!(found(&n, "kb", "猫").await, ["cat"]);
+}
+
+/// Long terms up to 128 bytes are indexed and asked for: a git commit id (40 hex digits), a
+/// SHA-256 (64), a long German compound.
+#[tokio::test]
+async fn long_terms_such_as_hashes_are_found() {
+    let n = TestNode::start().await;
+    n.create_collection("kb").await;
+    let sha1 = "2f1514181aadccd913abd94cfa592701a5686ab2";
+    let sha256 = "2f1514181aadccd913abd94cfa592701a5686ab23f8df1dff1b74710febc6d4a";
+    let word = "Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz";
+    put(
+        &n,
+        "kb",
+        "c1",
+        json!({"text": format!("commit {sha1} fixed it")}),
+    )
+    .await;
+    put(&n, "kb", "c2", json!({"text": format!("blob {sha256}")})).await;
+    put(
+        &n,
+        "kb",
+        "law",
+        json!({"text": format!("Das {word} gilt.")}),
+    )
+    .await;
+    assert_eq!(found(&n, "kb", sha1).await, ["c1"]);
+    assert_eq!(found(&n, "kb", sha256).await, ["c2"]);
+    assert_eq!(found(&n, "kb", word).await, ["law"]);
 }
 
 #[tokio::test]

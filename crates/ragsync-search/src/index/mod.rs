@@ -41,7 +41,7 @@ use tantivy::schema::{
 };
 use tantivy::{Index, IndexReader, ReloadPolicy};
 
-use crate::analysis::{ANALYSIS_VERSION, ANALYZER, analyzer};
+use crate::analysis::{ANALYSIS_VERSION, ANALYZER, index_analyzer};
 use crate::background;
 use crate::embed::{Embedders, model_key};
 use crate::vectors::VectorSet;
@@ -713,7 +713,7 @@ fn open_coll(dir: &Path, config: IndexConfig, fresh: bool) -> Result<CollIndex, 
     };
     index
         .tokenizers()
-        .register(ANALYZER, analyzer(&config.language, true));
+        .register(ANALYZER, index_analyzer(&config.language));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
     // Made on a lowered thread, so its indexing and merge threads yield to requests (and
     // so are commits and rollbacks, which start indexing threads again).
