@@ -60,6 +60,15 @@ async def exercise(session, collection_args):
     other = structured(await session.call_tool("add", {**collection_args, "content": "Quartz is a hard mineral."}))
     assert other["id"].startswith("mcp-")
 
+    # The filter the schema describes is the one the node takes.
+    search_tool = next(t for t in tools.tools if t.name == "search")
+    described = search_tool.input_schema["properties"]["filter"]["description"]
+    assert "$gte" in described and "$in" in described, described
+    filtered = structured(await session.call_tool("search", {
+        **collection_args, "q": "regrows limbs", "mode": "bm25", "filter": {"legs": {"$gte": 4}},
+    }))
+    assert [h["doc_id"] for h in filtered["results"]] == ["axolotl"]
+
     found = await session.call_tool("search", {**collection_args, "q": "which animal regrows limbs", "k": 3, "mode": "bm25"})
     hits = structured(found)["results"]
     assert hits and hits[0]["doc_id"] == "axolotl"

@@ -69,7 +69,8 @@ pub struct SearchArgs {
     /// bm25, vector or hybrid (default: the collection's setting).
     #[serde(default)]
     pub mode: Option<String>,
-    /// Metadata filter, e.g. {"lang": "en", "year": {"gte": 2020}, "tag": {"in": ["a", "b"]}}.
+    /// Metadata filter on top-level fields, e.g. {"lang": "en", "year": {"$gte": 2020},
+    /// "tag": {"$in": ["a", "b"]}}; operators $eq, $ne, $in, $gt, $gte, $lt, $lte.
     #[serde(default, alias = "where", alias = "filters")]
     pub filter: Option<Value>,
 }
