@@ -327,6 +327,33 @@ async fn wrong_vectors_and_models_are_refused_with_their_codes() {
     )
     .await;
 
+    // In a batch, a refused vector names its item, as other item refusals do.
+    for (docs, index) in [
+        (
+            json!([{"id": "ok", "text": "a"}, {"id": "z", "text": "b", "vector": [1.0, 0.0]}]),
+            1,
+        ),
+        (
+            json!([{"id": "z", "text": "b", "vectors": []}, {"id": "ok", "text": "a"}]),
+            0,
+        ),
+    ] {
+        let (status, v) = json(
+            n.req(Method::POST, "/v1/collections/ext/docs:batch")
+                .json(&json!({ "docs": docs }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(
+            (&v["error"]["code"], &v["error"]["index"]),
+            (&json!("invalid_vector"), &json!(index)),
+            "{v}"
+        );
+    }
+
     for settings in [
         json!({"embedding": {"model": "word2vec", "dimension": 3}}),
         json!({"embedding": {"model": "builtin", "dimension": 100}}),

@@ -82,10 +82,13 @@ async fn write_one(
     let mut results = node
         .writing(move |s| {
             let mut ops = vec![op];
-            attach_vectors(s, &c, &mut ops, sent.map(|v| (0, v)).into_iter().collect())?;
-            s.write(&c, ops)
+            let sent = sent.map(|v| (0, v)).into_iter().collect();
+            if let Err(refusal) = attach_vectors(s, &c, &mut ops, sent)? {
+                return Ok(Err(refusal));
+            }
+            s.write(&c, ops).map(Ok)
         })
-        .await?;
+        .await??;
     results
         .pop()
         .ok_or_else(|| ApiError::internal("write returned no result"))
@@ -145,10 +148,12 @@ pub(crate) async fn batch(
     }
     let results = node
         .writing(move |s| {
-            attach_vectors(s, &c, &mut ops, sent)?;
-            s.write(&c, ops)
+            if let Err(refusal) = attach_vectors(s, &c, &mut ops, sent)? {
+                return Ok(Err(refusal));
+            }
+            s.write(&c, ops).map(Ok)
         })
-        .await?;
+        .await??;
     let count = |e: WriteEffect| results.iter().filter(|r| r.effect == e).count();
     let view = BatchView {
         created: count(WriteEffect::Created),

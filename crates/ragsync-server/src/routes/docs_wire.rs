@@ -298,15 +298,16 @@ pub(crate) struct SentVectors {
 /// Checks the vectors sent with `ops` (by position) against collection `c` and gives each
 /// write its embeddings: the collection's model must be `external`, each vector of its
 /// dimension and a direction (not zero, finite), one per chunk of the document's text as the
-/// collection cuts it. Run before the write, on the blocking pool.
+/// collection cuts it. Run before the write, on the blocking pool. A refusal (`Ok(Err)`)
+/// names the batch item, as the batch's other item refusals do.
 pub(crate) fn attach_vectors(
     store: &Store,
     c: &CollectionName,
     ops: &mut [DocOp],
     sent: Vec<(usize, SentVectors)>,
-) -> Result<(), StoreError> {
+) -> Result<Result<(), ApiError>, StoreError> {
     if sent.is_empty() {
-        return Ok(());
+        return Ok(Ok(()));
     }
     let coll = store
         .collection(c)?
@@ -319,19 +320,21 @@ pub(crate) fn attach_vectors(
         } else {
             String::new()
         };
-        StoreError::InvalidEmbeddings(format!("{at}{m}"))
+        let mut refusal = ApiError::from(StoreError::InvalidEmbeddings(format!("{at}{m}")));
+        refusal.index = many.then_some(i);
+        refusal
     };
     let model = match model_key(&coll) {
         Some(m) if e.model == EXTERNAL_MODEL => m,
         _ => {
-            return Err(bad(
+            return Ok(Err(bad(
                 sent[0].0,
                 format!(
                     "collection {c} has embedding model {:?}: vectors are sent only to a \
                      collection whose model is \"external\"",
                     e.model
                 ),
-            ));
+            )));
         }
     };
     let dim = e.dimension as usize;
@@ -396,11 +399,15 @@ pub(crate) fn attach_vectors(
     });
     // The first refusal in the order of the batch, as one pass would meet it.
     for ((i, _), m) in sent.iter().zip(made) {
-        if let (Some(m), OpKind::Put { embeddings, .. }) = (m?, &mut ops[*i].kind) {
+        let m = match m {
+            Ok(m) => m,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if let (Some(m), OpKind::Put { embeddings, .. }) = (m, &mut ops[*i].kind) {
             *embeddings = Some(m);
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Parses a version as given in `If-Match` or `if_match`: the stamp, quoted or not.
