@@ -180,6 +180,21 @@ async fn changing_an_external_dimension_warns_and_keeps_the_stored_vectors() {
         warning.contains("2 documents") && warning.contains("2 dimensions"),
         "{warning}"
     );
+    // Another chunking cuts other chunks, whose vectors only clients can send: a warning too.
+    let c = put_ok(
+        &n,
+        "/v1/collections/ext",
+        json!({"embedding": {"model": "external", "dimension": 2}, "chunking": {"max_tokens": 100}}),
+    )
+    .await;
+    assert!(c["warnings"][0].is_string(), "{c}");
+    let c = put_ok(
+        &n,
+        "/v1/collections/ext",
+        json!({"embedding": {"model": "external", "dimension": 2}}),
+    )
+    .await;
+    assert!(c["warnings"][0].is_string(), "{c}");
     let v = vectors_backlog(&n, "ext", 2, 2).await;
     assert_eq!(v["vectors"], 0, "{v}");
     // The same text with a new vector is a new version (else neither the index nor a peer

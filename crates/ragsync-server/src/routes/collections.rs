@@ -92,8 +92,9 @@ pub(crate) async fn put(
         let e = &c.settings.embedding;
         answer["warnings"] = json!([format!(
             "collection {} holds {docs} documents: vector queries now leave out those whose \
-             vectors do not have {} dimensions, until they are written again with such \
-             vectors; /v1/status counts their chunks in search.vectors' backlog",
+             stored vectors do not fit these settings ({} dimensions, one vector per chunk as \
+             this chunking cuts the text), until they are written again with such vectors; \
+             /v1/status counts their chunks in search.vectors' backlog",
             c.name, e.dimension
         )]);
     }
@@ -101,10 +102,11 @@ pub(crate) async fn put(
 }
 
 /// Whether a settings change leaves the documents without vectors that only clients can
-/// send again: the node computes the vectors of every other model itself.
+/// send again: another model or dimension, or another chunking (vectors are kept by chunk).
+/// The node computes the vectors of every other model itself.
 fn clients_must_resend(before: &Collection, after: &Collection) -> bool {
-    let (b, a) = (&before.settings.embedding, &after.settings.embedding);
-    a.model == "external" && b != a
+    let (b, a) = (&before.settings, &after.settings);
+    a.embedding.model == "external" && (b.embedding != a.embedding || b.chunking != a.chunking)
 }
 
 /// Deletes a collection: every document in it gets a tombstone.
