@@ -138,11 +138,14 @@ impl CollectionSettings {
         if c.max_tokens == 0 || c.max_tokens > MAX_CHUNK_TOKENS {
             return bad("chunking.max_tokens must be 1 to 8192");
         }
-        if c.min_tokens > c.max_tokens {
-            return bad("chunking.min_tokens must not exceed max_tokens");
-        }
         if c.overlap_tokens >= c.max_tokens {
             return bad("chunking.overlap_tokens must be below max_tokens");
+        }
+        if c.min_tokens > c.max_tokens {
+            return Err(CoreError::InvalidSettings(format!(
+                "chunking.min_tokens ({} unless given) must not exceed max_tokens",
+                Chunking::default().min_tokens
+            )));
         }
         let s = &self.search;
         if s.top_k == 0 || s.top_k > MAX_TOP_K {

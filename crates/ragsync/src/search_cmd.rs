@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ragsync_core::DocId;
+use ragsync_search::embed::EXTERNAL_MODEL;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs};
@@ -174,6 +175,27 @@ pub fn ndcg_recall_at_10(ranked: &[String], judged: &HashMap<String, u32>) -> (f
 
 pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
     let client = Client::new(&a.client)?;
+    // Every input is read, or found, before anything is written to the node.
+    let corpus = a.dir.join("corpus.jsonl");
+    if !corpus.is_file() {
+        anyhow::bail!("{} is not a file", corpus.display());
+    }
+    let queries = read_queries(&a.dir.join("queries.jsonl"))?;
+    let qrels = read_qrels(&a.dir.join("qrels/test.tsv"))?;
+    if !queries.iter().any(|(id, _)| qrels.contains_key(id)) {
+        anyhow::bail!(
+            "{} judges none of the {} queries of {}: nothing to score",
+            a.dir.join("qrels/test.tsv").display(),
+            queries.len(),
+            a.dir.join("queries.jsonl").display()
+        );
+    }
+    if a.model == EXTERNAL_MODEL {
+        anyhow::bail!(
+            "--model external: eval sends texts, and an external collection's vectors come \
+             from its clients; use builtin, none or openai-compatible/<name>"
+        );
+    }
     if client
         .get_opt(&["collections", &a.collection], &[])
         .await?
@@ -190,7 +212,6 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
             )
             .await?;
     }
-    let corpus = a.dir.join("corpus.jsonl");
     let report = ingest::run(IngestArgs {
         client: a.client.clone(),
         paths: vec![corpus],
@@ -211,11 +232,14 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
         eprintln!("warning: not every corpus record is stored; the scores miss them");
         ingest::write_refusals(&mut std::io::stderr().lock(), &report)?;
     }
-    wait_indexed(&client, &a.collection).await?;
-    let queries = read_queries(&a.dir.join("queries.jsonl"))?;
-    let qrels = read_qrels(&a.dir.join("qrels/test.tsv"))?;
     let coll = client.get(&["collections", &a.collection], &[]).await?;
-    let embedded = coll["settings"]["embedding"]["model"].as_str() != Some("none");
+    let model = coll["settings"]["embedding"]["model"]
+        .as_str()
+        .unwrap_or("none");
+    // An external collection's vectors come from clients: eval's texts get none, and its
+    // queries by text cannot be embedded by the node.
+    let embedded = model != "none" && model != EXTERNAL_MODEL;
+    wait_indexed(&client, &a.collection, embedded).await?;
     let modes: Vec<String> = if a.modes.is_empty() {
         ["bm25", "vector", "hybrid"].map(String::from).to_vec()
     } else {
@@ -229,8 +253,12 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
     for mode in modes {
         if mode != "bm25" && !embedded {
             println!(
-                "{mode} not available: collection {} has no embedding model",
-                a.collection
+                "{mode} not available: collection {} has {}",
+                a.collection,
+                match model {
+                    EXTERNAL_MODEL => "vectors from its clients, and eval queries by text",
+                    _ => "no embedding model",
+                }
             );
             continue;
         }
@@ -245,7 +273,8 @@ pub async fn eval(a: EvalArgs) -> anyhow::Result<()> {
             }
             let answer = client
                 .post(&["collections", &a.collection, "query"], &body)
-                .await?;
+                .await
+                .map_err(|e| anyhow::anyhow!("query {qid} ({mode}): {e}"))?;
             let ranked = distinct_docs(&answer);
             let (n, r) = ndcg_recall_at_10(&ranked, j);
             ndcg += n;
@@ -275,26 +304,46 @@ fn distinct_docs(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Waits, with a spinner, until the node's search index covers its whole feed and every
-/// chunk of `collection` has its vector.
-pub async fn wait_indexed(client: &Client, collection: &str) -> anyhow::Result<()> {
+/// How long the index may show no progress at all before [`wait_indexed`] gives up.
+const INDEX_STALL: Duration = Duration::from_secs(120);
+
+/// Waits, with a spinner, until the node's search index covers its whole feed and, with
+/// `vectors`, every chunk of `collection` has its vector. Gives up, saying what is left, when
+/// nothing moves for [`INDEX_STALL`] (a model endpoint the node cannot reach, for one).
+pub async fn wait_indexed(client: &Client, collection: &str, vectors: bool) -> anyhow::Result<()> {
     let bar = ProgressBar::new_spinner()
         .with_style(ProgressStyle::with_template("{spinner} indexing: {msg}")?);
+    let (mut last, mut moved) = (None, std::time::Instant::now());
     loop {
         let s = client.get(&["status"], &[]).await?;
         let head = s["counts"]["head_seq"].as_u64().unwrap_or(0);
         let through = s["search"]["indexed_through"].as_u64().unwrap_or(0);
         let awaiting = s["search"]["awaiting_content"].as_u64().unwrap_or(0);
-        let vectors = &s["search"]["vectors"][collection];
-        let backlog = vectors["backlog"].as_u64().unwrap_or(0);
+        let v = &s["search"]["vectors"][collection];
+        let backlog = match vectors {
+            true => v["backlog"].as_u64().unwrap_or(0),
+            false => 0,
+        };
         if through >= head && awaiting == 0 && backlog == 0 {
             bar.finish_and_clear();
             return Ok(());
         }
+        let now = (through, awaiting, backlog, v["vectors"].as_u64());
+        if last != Some(now) {
+            (last, moved) = (Some(now), std::time::Instant::now());
+        } else if moved.elapsed() > INDEX_STALL {
+            bar.finish_and_clear();
+            anyhow::bail!(
+                "the index made no progress for {} s: {through}/{head} feed rows, {awaiting} \
+                 contents awaited, {backlog} chunks of {collection} without vectors (is the \
+                 collection's model one this node runs?)",
+                INDEX_STALL.as_secs()
+            );
+        }
         bar.set_message(format!(
             "{through}/{head} feed rows, {awaiting} contents awaited, {backlog} chunks to embed \
              ({} embedded)",
-            vectors["vectors"].as_u64().unwrap_or(0)
+            v["vectors"].as_u64().unwrap_or(0)
         ));
         bar.tick();
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -507,4 +507,44 @@ fn eval_scores_a_beir_folder_and_names_the_records_it_could_not_store() {
     assert_eq!(again, out);
     assert!(!err.contains("ingested"), "{err}");
     assert!(err.contains("2 records not stored:"), "{err}");
+
+    // An external collection's vectors come from clients: eval scores BM25 and says why the
+    // other lines are missing, rather than waiting for vectors that never come.
+    let c = node.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.put(
+        &["collections", "ext"],
+        &serde_json::json!({"embedding": {"model": "external", "dimension": 3}}),
+    ))
+    .unwrap();
+    let mut ext = args;
+    ext[3] = "ext";
+    let (ok, out, err) = ragsync(&ext, &node.url);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("bm25 ndcg@10 0.9400"), "{out}");
+    assert!(
+        out.contains("vector not available: collection ext has vectors from its clients"),
+        "{out}"
+    );
+    // Refused before anything is written: --model external, judgments of no query, no corpus.
+    let mut new_ext = args;
+    (new_ext[3], new_ext[5]) = ("ext2", "external");
+    let (ok, _, err) = ragsync(&new_ext, &node.url);
+    assert!(!ok && err.contains("--model external"), "{err}");
+    write(
+        &beir.join("qrels/test.tsv"),
+        "q7	d1	1
+",
+    );
+    let mut other = args;
+    other[3] = "ev3";
+    let (ok, _, err) = ragsync(&other, &node.url);
+    assert!(!ok && err.contains("judges none of the 5 queries"), "{err}");
+    std::fs::remove_file(beir.join("corpus.jsonl")).unwrap();
+    let (ok, _, err) = ragsync(&other, &node.url);
+    assert!(!ok && err.contains("corpus.jsonl is not a file"), "{err}");
+    for name in ["ext2", "ev3"] {
+        let gone = rt.block_on(c.get_opt(&["collections", name], &[])).unwrap();
+        assert!(gone.is_none(), "{name} was created");
+    }
 }

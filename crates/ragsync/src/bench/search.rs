@@ -283,7 +283,7 @@ async fn hybrid_phase(
             .await?;
     }
     let t = Instant::now();
-    crate::search_cmd::wait_indexed(client, "hyb").await?;
+    crate::search_cmd::wait_indexed(client, "hyb", true).await?;
     figure(
         "hybrid_embed_chunks_per_s",
         docs as f64 / t.elapsed().as_secs_f64(),
