@@ -176,7 +176,14 @@ pub fn check(
         // A vector asks for vectors; with a text too, or with a fusion's weight, for both.
         None if req.vector.is_some() && text.is_none() => Mode::Vector,
         None if req.vector.is_some() || req.alpha.is_some() || req.fusion.is_some() => Mode::Hybrid,
-        None if c.settings.search.hybrid && model.is_some() => Mode::Hybrid,
+        // The collection's default, where the node can embed the text itself: an external
+        // collection's text alone has no vector, and searches by BM25.
+        None if c.settings.search.hybrid
+            && model.is_some()
+            && c.settings.embedding.model != EXTERNAL_MODEL =>
+        {
+            Mode::Hybrid
+        }
         None | Some("bm25") => Mode::Bm25,
         Some("vector") => Mode::Vector,
         Some("hybrid") => Mode::Hybrid,

@@ -342,6 +342,33 @@ async fn wrong_vectors_and_models_are_refused_with_their_codes() {
     )
     .await;
 
+    // An external collection whose default mode is hybrid searches text alone by BM25: the
+    // node has no vector for the text.
+    put_ok(
+        &n,
+        "/v1/collections/exthy",
+        json!({"embedding": {"model": "external", "dimension": 3}, "search": {"hybrid": true}}),
+    )
+    .await;
+    put_ok(
+        &n,
+        "/v1/collections/exthy/docs/a",
+        json!({"text": "apples", "vector": [1.0, 0.0, 0.0]}),
+    )
+    .await;
+    let v = query(&n, "exthy", json!({"query": "apples"})).await;
+    assert_eq!(
+        (v["mode"].as_str(), result_ids(&v)),
+        (Some("bm25"), vec!["a".to_string()])
+    );
+    let v = query(
+        &n,
+        "exthy",
+        json!({"query": "apples", "vector": [1.0, 0.0, 0.0]}),
+    )
+    .await;
+    assert_eq!(v["mode"], "hybrid");
+
     // In a batch, a refused vector names its item, as other item refusals do.
     for (docs, index) in [
         (
