@@ -104,6 +104,8 @@ async def bad_arguments_are_tool_errors(session):
         assert r.is_error, args
     r = await session.call_tool("search", {"collection": "kb", "query": "x", "mode": "telepathy"})
     assert r.is_error and r.structured_content["error"]["code"]
+    r = await session.call_tool("get", {"collection": "kb", "id": ""})
+    assert r.is_error and r.structured_content["error"]["code"] == "invalid_document_id"
     r = await session.call_tool("search", {"query": "x"})  # over HTTP: no default collection
     assert r.is_error
     assert set(t.name for t in (await session.list_tools()).tools) == TOOLS

@@ -162,10 +162,7 @@ impl From<anyhow::Error> for ToolError {
     fn from(e: anyhow::Error) -> Self {
         match e.downcast::<ClientError>() {
             Ok(c) => c.into(),
-            Err(e) => Self {
-                code: "invalid_request".into(),
-                message: format!("{e:#}"),
-            },
+            Err(e) => invalid(format!("{e:#}")),
         }
     }
 }
@@ -175,6 +172,16 @@ fn invalid(message: impl Into<String>) -> ToolError {
         code: "invalid_arguments".into(),
         message: message.into(),
     }
+}
+
+/// `id` if it can name a document, else the node's refusal of it: an empty id would name
+/// the collection's document list instead (`route_not_found`).
+fn doc_id(id: &str) -> Result<&str, ToolError> {
+    ragsync_core::DocId::new(id).map_err(|e| ToolError {
+        code: "invalid_document_id".into(),
+        message: e.to_string(),
+    })?;
+    Ok(id)
 }
 
 /// A tool's answer: text an LLM reads, and the same as structured content; or its error.
@@ -363,7 +370,7 @@ impl RagsyncMcp {
             async {
                 let client = self.client(&ctx)?;
                 let c = self.collection(a.collection)?;
-                let d = client.get(&["collections", &c, "docs", &a.id], &[]).await?;
+                let d = (client.get(&["collections", &c, "docs", doc_id(&a.id)?], &[])).await?;
                 let conflicts: Vec<Value> = d["conflicts"]
                     .as_array()
                     .into_iter()
@@ -423,7 +430,9 @@ impl RagsyncMcp {
             async {
                 let client = self.client(&ctx)?;
                 let c = self.collection(a.collection)?;
-                let r = client.delete(&["collections", &c, "docs", &a.id]).await?;
+                let r = client
+                    .delete(&["collections", &c, "docs", doc_id(&a.id)?])
+                    .await?;
                 Ok((
                     format!("deleted {} from {c}", a.id),
                     json!({"collection": c, "id": a.id, "deleted": true, "version": r["version"]}),
