@@ -160,3 +160,69 @@ pub async fn expect_error(resp: Response, status: u16, code: &str) -> String {
 pub async fn refused(req: RequestBuilder, status: u16, code: &str) -> String {
     expect_error(req.send().await.unwrap(), status, code).await
 }
+
+// Bad input and refusals (`bad_input.rs`, `http_refusals.rs`): a node whose stored state a
+// refused request must leave exactly as it was.
+
+/// Limits small enough for tests to pass each of them.
+pub fn small_limits() -> Limits {
+    Limits {
+        max_body_bytes: 64 << 10,
+        max_batch_docs: 5,
+        max_content_bytes: 4 << 10,
+        max_metadata_bytes: 256,
+        max_title_bytes: 32,
+        ..Limits::default()
+    }
+}
+
+/// A node with one stored document, and a check that it is still exactly as stored.
+pub async fn node_with_a_document() -> TestNode {
+    let n = TestNode::with_limits(small_limits()).await;
+    n.create_collection("c").await;
+    let r = n
+        .req(Method::PUT, "/v1/collections/c/docs/keep")
+        .json(&serde_json::json!({"text": "kept", "metadata": {"k": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    n
+}
+
+pub async fn assert_untouched(n: &TestNode, head: u64) {
+    assert_eq!(
+        n.store.head_seq().unwrap(),
+        head,
+        "a refused request changed the feed"
+    );
+    let stats = n.store.stats().unwrap();
+    assert_eq!(
+        (
+            stats.collections,
+            stats.documents,
+            stats.tombstones,
+            stats.contents
+        ),
+        (1, 1, 0, 1)
+    );
+    let (s, d) = json(
+        n.req(Method::GET, "/v1/collections/c/docs/keep")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, &d["text"], &d["metadata"]),
+        (
+            200,
+            &serde_json::json!("kept"),
+            &serde_json::json!({"k": 1})
+        )
+    );
+}
+
+/// A document and the batch route of [`node_with_a_document`]'s collection.
+pub const DOC: &str = "/v1/collections/c/docs/x";
+pub const BATCH: &str = "/v1/collections/c/docs:batch";
