@@ -451,6 +451,17 @@ mod tests {
         assert_eq!(query_terms("french", "les chevaux"), ["cheval"]);
     }
 
+    /// Every token of `text`: its text, position and byte offsets.
+    fn tokens_of(a: &mut TextAnalyzer, text: &str) -> Vec<(String, usize, usize, usize)> {
+        let mut stream = a.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            let t = stream.token();
+            out.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
+        }
+        out
+    }
+
     #[test]
     fn chinese_japanese_and_korean_runs_are_cut_into_pairs() {
         assert_eq!(query_terms("none", "東京都"), ["東京", "京都"]);
@@ -466,15 +477,8 @@ mod tests {
         );
         assert_eq!(query_terms("none", "한국어 검색"), ["한국", "국어", "검색"]);
         // Positions and offsets of the pairs: one position each, byte ranges of the text.
-        let mut a = analyzer("none", true);
-        let mut stream = a.token_stream("a 東京都");
-        let mut seen = Vec::new();
-        while stream.advance() {
-            let t = stream.token();
-            seen.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
-        }
         assert_eq!(
-            seen,
+            tokens_of(&mut analyzer("none", true), "a 東京都"),
             [
                 ("a".to_string(), 0, 0, 1),
                 ("東京".to_string(), 1, 2, 8),
@@ -482,27 +486,18 @@ mod tests {
             ]
         );
         // The index keeps each character of a run alone too; a query of one finds it.
-        let mut index = index_analyzer("none");
-        let mut stream = index.token_stream("我有猫。東京");
-        let mut terms = Vec::new();
-        while stream.advance() {
-            terms.push(stream.token().text.clone());
-        }
+        let terms: Vec<String> = tokens_of(&mut index_analyzer("none"), "我有猫。東京")
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
         assert_eq!(
             terms,
             ["我", "我有", "有", "有猫", "猫", "東", "東京", "京"]
         );
         assert_eq!(query_terms("none", "猫"), ["猫"]);
         // ASCII text is cut byte by byte, with the same tokens, positions and offsets.
-        let mut a = analyzer("none", true);
-        let mut stream = a.token_stream("--ab, c9 ");
-        let mut seen = Vec::new();
-        while stream.advance() {
-            let t = stream.token();
-            seen.push((t.text.clone(), t.position, t.offset_from, t.offset_to));
-        }
         assert_eq!(
-            seen,
+            tokens_of(&mut analyzer("none", true), "--ab, c9 "),
             [("ab".to_string(), 0, 2, 4), ("c9".to_string(), 1, 6, 8)]
         );
         // Other scripts are cut as before.

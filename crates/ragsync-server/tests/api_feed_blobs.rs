@@ -525,6 +525,18 @@ async fn pushed_pages_merge_and_every_row_is_accounted_for() {
     .await;
 }
 
+/// Pushes `page` to `n` with the peer token: the answer's status and body.
+async fn push(n: &TestNode, page: &serde_json::Value) -> (u16, serde_json::Value) {
+    json(
+        n.as_token(PEER, Method::POST, "/v1/sync/changes")
+            .json(page)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 /// A pushed collection record is held to the rules of a local one: settings no local write
 /// could make are parked as `invalid_state`, never stored (a `top_k` of 0 once made every
 /// query of the collection spin).
@@ -554,14 +566,7 @@ async fn pushed_collection_settings_are_checked_like_local_ones() {
         *forged
             .pointer_mut(&format!("/changes/0/settings{field}"))
             .unwrap_or_else(|| panic!("{field}")) = value;
-        let (status, answer) = json(
-            n.as_token(PEER, Method::POST, "/v1/sync/changes")
-                .json(&forged)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, answer) = push(&n, &forged).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(
             answer["parked"][0]["code"], "invalid_state",
@@ -579,14 +584,7 @@ async fn pushed_collection_settings_are_checked_like_local_ones() {
     let mut deleted = page.clone();
     deleted["changes"][0]["deleted"] = json!(true);
     deleted["changes"][0]["settings"]["search"]["top_k"] = json!(0);
-    let (_, answer) = json(
-        n.as_token(PEER, Method::POST, "/v1/sync/changes")
-            .json(&deleted)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, answer) = push(&n, &deleted).await;
     assert_eq!(answer["changed"], 1, "{answer}");
     // The live record, with a greater stamp, replaces it.
     let mut later = page.clone();
@@ -594,13 +592,6 @@ async fn pushed_collection_settings_are_checked_like_local_ones() {
     let (hlc, node) = stamp.split_once('-').unwrap();
     let next = u64::from_str_radix(hlc, 16).unwrap() + 1;
     later["changes"][0]["stamp"] = json!(format!("{next:016x}-{node}"));
-    let (_, answer) = json(
-        n.as_token(PEER, Method::POST, "/v1/sync/changes")
-            .json(&later)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, answer) = push(&n, &later).await;
     assert_eq!(answer["changed"], 1, "{answer}");
 }

@@ -48,10 +48,10 @@ pub(crate) fn get(
     .transpose()
 }
 
-/// Collection `name` as it shows (see the module docs): its record, read as live when the
-/// record is deleted but documents written concurrently with the delete are live; `None`
-/// when there is no record or it is deleted with nothing live left.
-pub(crate) fn showing(
+/// Collection `name`'s record, as stored, when the collection shows (see the module docs): a
+/// live record, or a deleted one whose collection holds live documents (written concurrently
+/// with the delete); `None` when it does not show.
+fn shown_record(
     tx: &Transaction<'_>,
     name: &CollectionName,
 ) -> Result<Option<Collection>, StoreError> {
@@ -66,7 +66,15 @@ pub(crate) fn showing(
             "SELECT EXISTS (SELECT 1 FROM doc_counts WHERE collection = ?1 AND live > 0)",
         )?
         .query_row([name.as_str()], |r| r.get(0))?;
-    Ok(live.then_some(Collection {
+    Ok(live.then_some(c))
+}
+
+/// Collection `name` as it shows: its record read as live, or `None` (see [`shown_record`]).
+pub(crate) fn showing(
+    tx: &Transaction<'_>,
+    name: &CollectionName,
+) -> Result<Option<Collection>, StoreError> {
+    Ok(shown_record(tx, name)?.map(|c| Collection {
         deleted: false,
         ..c
     }))
@@ -91,16 +99,18 @@ pub(crate) fn require_live_for_write(
     tx: &mut WriteTx<'_>,
     name: &CollectionName,
 ) -> Result<Collection, StoreError> {
-    let c = require_live(&tx.tx, name)?;
-    if get(&tx.tx, name)?.is_some_and(|record| record.deleted) {
-        let revived = Collection {
-            stamp: tx.stamp(),
-            ..c
-        };
-        put(tx, &revived)?;
-        return Ok(revived);
+    let record =
+        shown_record(&tx.tx, name)?.ok_or_else(|| StoreError::CollectionNotFound(name.clone()))?;
+    if !record.deleted {
+        return Ok(record);
     }
-    Ok(c)
+    let revived = Collection {
+        stamp: tx.stamp(),
+        deleted: false,
+        ..record
+    };
+    put(tx, &revived)?;
+    Ok(revived)
 }
 
 fn put(tx: &mut WriteTx<'_>, c: &Collection) -> Result<(), StoreError> {
@@ -182,11 +192,10 @@ impl Store {
         settings: CollectionSettings,
     ) -> Result<(Collection, bool), StoreError> {
         self.write_tx(|tx| {
-            let existing = showing(&tx.tx, name)?;
+            let existing = shown_record(&tx.tx, name)?;
             let created = existing.is_none();
             // A record deleted but showing is written live again, even with its settings.
-            let record_live = get(&tx.tx, name)?.is_some_and(|c| !c.deleted);
-            if let Some(c) = existing.filter(|c| record_live && c.settings == settings) {
+            if let Some(c) = existing.filter(|c| !c.deleted && c.settings == settings) {
                 return Ok((c, false));
             }
             let c = Collection {
